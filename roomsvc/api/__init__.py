@@ -1,0 +1,3 @@
+"""Transports: REST route modules, one per feature. Each exposes `routes` (Starlette routes)
+and `duties` (background coroutines `duty(app)` run for the app's lifetime in every process,
+SPEC §1 "background duties"). `roomsvc.app` mounts them all."""

@@ -1,0 +1,8 @@
+"""REST routes for rooms (filled in by its feature)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []
+duties: list = []

@@ -1,0 +1,92 @@
+"""`create_app(settings)`: the Starlette application, its resources and background duties.
+
+Resources (store client, token verifier, config) belong to the lifespan (STYLE habit 4).
+Background duties of every feature run as tasks for the app's lifetime; a duty that crashes is
+logged and restarted, so one bug cannot silently stop matching or presence in a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from roomsvc import logs
+from roomsvc.api import analytics, events, health, rooms
+from roomsvc.auth import TokenVerifier
+from roomsvc.config import load_config
+from roomsvc.errors import RoomsvcError
+from roomsvc.middleware import RequestContextMiddleware
+from roomsvc.settings import Settings, SettingsError
+from roomsvc.store.connection import connect
+from roomsvc.web import handle_error
+
+log = logging.getLogger("roomsvc.app")
+Duty = Callable[[Starlette], Awaitable[None]]
+FEATURES: tuple[Any, ...] = (health, rooms, events, analytics)
+
+
+async def _supervise(duty: Duty, app: Starlette) -> None:
+    name = getattr(duty, "__qualname__", repr(duty))
+    while True:
+        try:
+            await duty(app)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background duty crashed; restarting", extra={"duty": name})
+            await asyncio.sleep(1.0)
+
+
+def create_app(settings: Settings) -> Starlette:
+    if settings.redis_url is None:
+        raise SettingsError(["REDIS_URL: required by the app (roomsvc serve sets it)"])
+    routes: list[BaseRoute] = []
+    duties: list[Duty] = []
+    for feature in FEATURES:
+        routes += feature.routes
+        duties += feature.duties
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.store = await connect(settings.redis_url or "")
+        tasks = [asyncio.create_task(_supervise(duty, app)) for duty in duties]
+        if settings.uses_dev_secret:
+            log.warning(
+                "ROOMSVC_JWT_SECRET is unset: using the public dev secret; anyone can mint "
+                "tokens. Set ROOMSVC_JWT_SECRET or ROOMSVC_JWT_PUBLIC_KEYS in production."
+            )
+        try:
+            yield
+        finally:
+            app.state.stopping = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await app.state.store.aclose()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestContextMiddleware)],
+        exception_handlers={RoomsvcError: handle_error, Exception: handle_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
+    app.state.config = load_config(settings.config_path)
+    app.state.stopping = False
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """uvicorn factory for `roomsvc serve` workers (settings come from the environment)."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    return create_app(settings)

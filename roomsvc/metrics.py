@@ -1,0 +1,61 @@
+"""Prometheus metrics (SPEC §10). Features declare theirs here so names stay in one place.
+
+With several workers (`roomsvc serve --workers N`), `serve` points PROMETHEUS_MULTIPROC_DIR at a
+fresh directory before the workers start, and `/metrics` aggregates every worker's files, so
+the figures are those of the whole service, not of whichever worker answered.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+REQUEST_LATENCY = Histogram(
+    "roomsvc_request_seconds",
+    "REST request latency by route",
+    ["method", "route", "code"],
+    buckets=_LATENCY_BUCKETS,
+)
+STORE_ERRORS = Counter("roomsvc_store_errors_total", "Store calls that failed", ["kind"])
+WS_CONNECTIONS = Gauge(
+    "roomsvc_websocket_connections", "Open realtime connections", multiprocess_mode="livesum"
+)
+PUSH_LATENCY = Histogram(
+    "roomsvc_push_seconds", "Room change committed -> frame written", buckets=_LATENCY_BUCKETS
+)
+ROOMS_BY_STATUS = Gauge(
+    "roomsvc_rooms", "Rooms by status (sampled)", ["status"], multiprocess_mode="max"
+)
+POOL_SIZE = Gauge(
+    "roomsvc_pool_tickets", "Auto-match tickets waiting (sampled)", multiprocess_mode="max"
+)
+MATCH_WAIT = Histogram(
+    "roomsvc_match_wait_seconds", "Ticket wait until matched", buckets=(0.1, 0.5, 1, 5, 15, 60)
+)
+EVENTS_RECORDED = Counter("roomsvc_events_updates_total", "events.record updates applied")
+ANALYTICS_ITEMS = Counter("roomsvc_analytics_items_total", "Analytics items ingested")
+
+
+def render() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,146 @@
+"""Typed settings, read once from the environment (SPEC §1).
+
+The variable names are a contract with operators' deployment files. Every value is parsed and
+validated up front; `Settings.from_env` collects *every* problem before raising, so
+`roomsvc config check` and a failed start-up name all the bad variables at once.
+Unknown `ROOMSVC_*` variables are errors too: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+DEV_JWT_SECRET = "roomsvc-dev-secret-do-not-use-in-production"
+
+
+class SettingsError(Exception):
+    """One or more environment variables are missing, malformed or unknown."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _redis_url(raw: str) -> str:
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if not raw.startswith(schemes):
+        raise ValueError(f"must start with one of {', '.join(schemes)}")
+    return raw
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError(f"origin {origin!r} must start with http:// or https://")
+    return origins
+
+
+def _key_files(raw: str) -> tuple[Path, ...]:
+    paths = tuple(Path(p.strip()) for p in raw.replace(os.pathsep, ",").split(",") if p.strip())
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+    return paths
+
+
+def _nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str | None = None
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_public_keys: tuple[Path, ...] = ()
+    max_players: int = 8
+    invite_timeout_seconds: int = 300
+    automatch_timeout_seconds: int = 60
+    fill_window_seconds: int = 0
+    presence_grace_seconds: int = 20
+    tombstone_seconds: int = 3600
+    allowed_origins: tuple[str, ...] = ()
+    events_rate_per_minute: int = 30
+    events_max_updates: int = 200
+    analytics_max_items: int = 1000
+    analytics_max_body_bytes: int = 1 << 20
+    analytics_stream_maxlen: int = 1_000_000
+    max_body_bytes: int = 1 << 20
+    data_dir: Path = Path(".roomsvc")
+    config_path: Path | None = None
+    log_level: str = "INFO"
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        return self.jwt_secret == DEV_JWT_SECRET and not self.jwt_public_keys
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for var, (field, parse) in _VARIABLES.items():
+            raw = env.get(var)
+            if raw is None:
+                continue
+            try:
+                values[field] = parse(raw)
+            except ValueError as exc:
+                problems.append(f"{var}: {exc}")
+        unknown = sorted(v for v in env if v.startswith("ROOMSVC_") and v not in _VARIABLES)
+        problems += [f"{v}: unknown setting (known: see README, Configuration)" for v in unknown]
+        if problems:
+            raise SettingsError(problems)
+        return cls(**values)
+
+
+# variable -> (field, parser). Order is the order problems are reported in.
+_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "REDIS_URL": ("redis_url", _redis_url),
+    "ROOMSVC_JWT_SECRET": ("jwt_secret", _nonempty),
+    "ROOMSVC_JWT_PUBLIC_KEYS": ("jwt_public_keys", _key_files),
+    "ROOMSVC_MAX_PLAYERS": ("max_players", _int_in(2, 256)),
+    "ROOMSVC_INVITE_TIMEOUT_SECONDS": ("invite_timeout_seconds", _int_in(1, 86_400 * 30)),
+    "ROOMSVC_AUTOMATCH_TIMEOUT_SECONDS": ("automatch_timeout_seconds", _int_in(1, 86_400)),
+    "ROOMSVC_FILL_WINDOW_SECONDS": ("fill_window_seconds", _int_in(0, 3600)),
+    "ROOMSVC_PRESENCE_GRACE_SECONDS": ("presence_grace_seconds", _int_in(1, 3600)),
+    "ROOMSVC_TOMBSTONE_SECONDS": ("tombstone_seconds", _int_in(1, 86_400 * 30)),
+    "ROOMSVC_ALLOWED_ORIGINS": ("allowed_origins", _origins),
+    "ROOMSVC_EVENTS_RATE_PER_MINUTE": ("events_rate_per_minute", _int_in(1, 1_000_000)),
+    "ROOMSVC_EVENTS_MAX_UPDATES": ("events_max_updates", _int_in(1, 10_000)),
+    "ROOMSVC_ANALYTICS_MAX_ITEMS": ("analytics_max_items", _int_in(1, 1_000_000)),
+    "ROOMSVC_ANALYTICS_MAX_BODY_BYTES": ("analytics_max_body_bytes", _int_in(1024, 1 << 30)),
+    "ROOMSVC_ANALYTICS_STREAM_MAXLEN": ("analytics_stream_maxlen", _int_in(1, 1 << 40)),
+    "ROOMSVC_MAX_BODY_BYTES": ("max_body_bytes", _int_in(1024, 1 << 30)),
+    "ROOMSVC_DATA_DIR": ("data_dir", lambda raw: Path(_nonempty(raw))),
+    "ROOMSVC_CONFIG": ("config_path", lambda raw: Path(_nonempty(raw))),
+    "ROOMSVC_LOG_LEVEL": ("log_level", _log_level),
+}
+
+KNOWN_VARIABLES = tuple(_VARIABLES)

@@ -1,0 +1,70 @@
+"""Connecting to the store (SPEC §1, §10): a plain server or a Redis Cluster.
+
+A cluster is detected at connect, from `INFO cluster` or a `redis+cluster://` URL; the rest of
+the code sees one `Store` type and never cares which it got, because every atomic operation
+touches keys of one hash tag (see keys.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from roomsvc.errors import StoreUnavailable
+
+Store: TypeAlias = "aioredis.Redis | RedisCluster"
+
+# Errors that mean "the store is not reachable now": a 503 with Retry-After, never a 500.
+UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+_COMMON: dict[str, Any] = {
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 5.0,
+    "health_check_interval": 15,
+    "retry_on_timeout": False,
+}
+
+
+def _retry() -> Retry:
+    # A few quick retries ride out a reconnect; mutations are idempotent by request id
+    # (DESIGN "Retries never double-apply"), so a replay after a lost reply is harmless.
+    return Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2)
+
+
+async def connect(url: str, *, max_connections: int = 256) -> Store:
+    """A client for `url`, a `RedisCluster` when the server is a cluster node."""
+    if "+cluster://" in url:
+        return _cluster(url.replace("+cluster://", "://", 1), max_connections)
+    client = aioredis.Redis.from_url(url, max_connections=max_connections, retry=_retry(), **_COMMON)
+    if url.startswith("unix://"):
+        return client
+    try:
+        info = await client.info("cluster")
+    except UNAVAILABLE_ERRORS:
+        return client  # not reachable yet: readyz says so; the app recovers when it is
+    if info.get("cluster_enabled") in (1, "1"):
+        await client.aclose()
+        return _cluster(url, max_connections)
+    return client
+
+
+def _cluster(url: str, max_connections: int) -> RedisCluster:
+    return RedisCluster.from_url(url, max_connections=max_connections, retry=_retry(), **_COMMON)
+
+
+def is_cluster(store: Store) -> bool:
+    return isinstance(store, RedisCluster)
+
+
+async def ping(store: Store) -> None:
+    """Raise StoreUnavailable unless the store answers."""
+    try:
+        await store.ping()
+    except UNAVAILABLE_ERRORS as exc:
+        raise StoreUnavailable(retry_after=2) from exc

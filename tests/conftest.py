@@ -1,0 +1,45 @@
+"""Session fixtures every test module reuses: one throwaway valkey-server from the wheel, one
+real `roomsvc serve` process on a free port, HTTP clients and tokens."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from tests.support import ServerProcess, ValkeyProcess, new_app_id
+
+
+@pytest.fixture(scope="session")
+def valkey() -> Iterator[ValkeyProcess]:
+    server = ValkeyProcess().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(valkey: ValkeyProcess) -> Iterator[ServerProcess]:
+    """One real `roomsvc serve` process shared by the session (tenants keep tests apart)."""
+    process = ServerProcess(valkey.url).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def app_id() -> str:
+    return new_app_id()
+
+
+@pytest.fixture
+async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def store(valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(valkey.url)
+    yield client
+    await client.aclose()

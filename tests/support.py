@@ -1,0 +1,180 @@
+"""Real parts for tests: a throwaway valkey-server from the wheel, real `roomsvc serve`
+processes on free ports, and token helpers. Never a fake store (README, Testing)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from roomsvc.auth import SCOPE_GAMES, mint_token
+from roomsvc.store.embedded import free_port, server_binary
+
+# Every duration in a test is a multiple of this unit, so a slow machine can scale them all
+# (ROOMSVC_TEST_TIME_SCALE=3). No test asserts a timing.
+UNIT = 0.1 * float(os.environ.get("ROOMSVC_TEST_TIME_SCALE", "1"))
+JWT_SECRET = "test-secret-" + "x" * 24
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate, timeout: float = 100 * UNIT, interval: float = 0.02) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout:.1f}s: {predicate}")
+
+
+class ValkeyProcess:
+    """A valkey-server child on a free loopback port (no persistence unless asked)."""
+
+    def __init__(self, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="roomsvc-valkey-")
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> ValkeyProcess:
+        argv = [
+            str(server_binary()),
+            "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", self.dir,
+            *self.extra,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self.ping)
+        return self
+
+    def ping(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+class ServerProcess:
+    """A real `roomsvc serve` on a free port, with its output kept for assertions."""
+
+    def __init__(self, redis_url: str | None, env: dict[str, str] | None = None,
+                 workers: int = 1, cwd: Path | None = None) -> None:  # fmt: skip
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.cwd = cwd or Path(tempfile.mkdtemp(prefix="roomsvc-serve-"))
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
+        self.env.pop("REDIS_URL", None)
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.env["ROOMSVC_JWT_SECRET"] = JWT_SECRET
+        if redis_url:
+            self.env["REDIS_URL"] = redis_url
+        self.env.update(env or {})
+        self.log_path = self.cwd / f"serve-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> ServerProcess:
+        argv = [sys.executable, "-m", "roomsvc.cli", "serve", "--port", str(self.port),
+                "--workers", str(self.workers)]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, cwd=self.cwd, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            )
+        if wait:
+            wait_until(self.healthy, timeout=200 * UNIT)
+        return self
+
+    def healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"roomsvc serve exited early:\n{self.output()}")
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None:
+            self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@contextlib.contextmanager
+def running_server(redis_url: str | None, **kwargs) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
+    server = ServerProcess(redis_url, **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def new_app_id() -> str:
+    """A fresh tenant per test: tests never see each other's rooms, so no flushing."""
+    return "app-" + uuid.uuid4().hex[:10]
+
+
+def token(player: str, app: str, *, name: str | None = None,
+          scopes: tuple[str, ...] = (SCOPE_GAMES,), ttl: int = 3600) -> str:  # fmt: skip
+    return mint_token(JWT_SECRET, player, app, name=name, scopes=scopes, ttl_seconds=ttl)
+
+
+def auth(player: str, app: str, **kwargs) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {"Authorization": f"Bearer {token(player, app, **kwargs)}"}
+
+
+def roomsvc_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
+    base.pop("REDIS_URL", None)
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "roomsvc.cli", *args],
+        env=base, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
