@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -118,7 +118,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     )
 
 
-def _is_id(value: object) -> bool:
+def _is_id(value: object) -> TypeGuard[str]:
     # Ids become parts of Redis keys: bounded, printable, and free of our key delimiters.
     return (
         isinstance(value, str)

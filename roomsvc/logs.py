@@ -14,7 +14,9 @@ from typing import Any
 
 import msgspec
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("roomsvc_log", default={})
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "roomsvc_log", default=None
+)
 _encoder = msgspec.json.Encoder()
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -24,11 +26,11 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 }
 
 
-def bind(**fields: Any) -> contextvars.Token[dict[str, Any]]:
-    return _context.set({**_context.get(), **fields})
+def bind(**fields: Any) -> contextvars.Token[dict[str, Any] | None]:
+    return _context.set({**(_context.get() or {}), **fields})
 
 
-def unbind(token: contextvars.Token[dict[str, Any]]) -> None:
+def unbind(token: contextvars.Token[dict[str, Any] | None]) -> None:
     _context.reset(token)
 
 
@@ -39,7 +41,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
-            **_context.get(),
+            **(_context.get() or {}),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):

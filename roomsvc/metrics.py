@@ -52,7 +52,7 @@ ANALYTICS_ITEMS = Counter("roomsvc_analytics_items_total", "Analytics items inge
 def render() -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest()
 

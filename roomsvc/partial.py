@@ -62,7 +62,7 @@ def _merge_path(selection: Selection, path: list[str], leaf: Selection | None) -
 
 
 def apply_fields(value: Any, selection: Selection | None) -> Any:
-    if selection is None or "*" in selection and len(selection) == 1:
+    if selection is None or ("*" in selection and len(selection) == 1):
         return value
     if isinstance(value, list):
         return [apply_fields(item, selection) for item in value]

@@ -41,7 +41,9 @@ async def connect(url: str, *, max_connections: int = 256) -> Store:
     """A client for `url`, a `RedisCluster` when the server is a cluster node."""
     if "+cluster://" in url:
         return _cluster(url.replace("+cluster://", "://", 1), max_connections)
-    client = aioredis.Redis.from_url(url, max_connections=max_connections, retry=_retry(), **_COMMON)
+    client = aioredis.Redis.from_url(
+        url, max_connections=max_connections, retry=_retry(), **_COMMON
+    )
     if url.startswith("unix://"):
         return client
     try:

@@ -140,7 +140,14 @@ class EmbeddedStore:
         if self.uses_unix_socket:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
-            listen = ["--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+            listen = [
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+            ]
         else:
             listen = ["--port", str(self._port), "--bind", "127.0.0.1"]
         argv = [
