@@ -53,7 +53,8 @@ def _negotiate_tags(tags: tuple[str, ...]) -> str:
         # babel accepts both separators; BCP 47 uses '-', POSIX locales '_'.
         found = babel.negotiate_locale([tag.replace("_", "-")], LOCALES, sep="-")
         if found:
-            return found
+            # babel returns the tag as the client spelled it ("ES", "Hi"): ours are lowercase.
+            return found.lower()
     return DEFAULT_LOCALE
 
 
