@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import tomllib
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -100,6 +101,28 @@ def _check(config: Config) -> list[str]:
     return problems
 
 
+def _drop_unknown_keys(raw: Any, typ: type[msgspec.Struct], where: str, problems: list[str]) -> Any:
+    """`raw` without the keys `typ` does not know, each one reported with its path."""
+    if not isinstance(raw, dict):
+        return raw
+    fields = {f.encode_name: f.type for f in msgspec.structs.fields(typ)}
+    cleaned: dict[str, Any] = {}
+    for key, value in raw.items():
+        at = f"{where}.{key}" if where else key
+        if key not in fields:
+            problems.append(f"{at}: unknown key")
+            continue
+        args = typing.get_args(fields[key])
+        item = args[0] if typing.get_origin(fields[key]) is list and args else None
+        if isinstance(item, type) and issubclass(item, msgspec.Struct) and isinstance(value, list):
+            value = [
+                _drop_unknown_keys(element, item, f"{at}[{i}]", problems)
+                for i, element in enumerate(value)
+            ]
+        cleaned[key] = value
+    return cleaned
+
+
 def load_config(path: Path | None = None) -> Config:
     path = path or DEFAULT_CONFIG
     try:
@@ -108,14 +131,18 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    # Unknown keys are collected (and dropped) first, so every one of them is named even
+    # though msgspec stops at the first error it meets.
+    problems: list[str] = []
+    cleaned = _drop_unknown_keys(raw, Config, "", problems)
     try:
-        config = msgspec.convert(raw, Config)
+        config = msgspec.convert(cleaned, Config)
     except msgspec.ValidationError as exc:
         message = str(exc)
         detail, _, where = message.partition(" - at `$")
         key = where.rstrip("`").lstrip(".") or "(top level)"
-        raise ConfigError(path, [f"{key}: {detail}"]) from None
-    problems = _check(config)
+        raise ConfigError(path, [*problems, f"{key}: {detail}"]) from None
+    problems += _check(config)
     if problems:
         raise ConfigError(path, problems)
     return config
