@@ -23,8 +23,11 @@ from roomsvc.auth import TokenVerifier
 from roomsvc.config import load_config
 from roomsvc.errors import RoomsvcError
 from roomsvc.middleware import RequestContextMiddleware
+from roomsvc.rooms import Limits
+from roomsvc.rooms_service import RoomsService
 from roomsvc.settings import Settings, SettingsError
 from roomsvc.store.connection import connect
+from roomsvc.store.room_store import RoomStore
 from roomsvc.web import handle_error
 
 log = logging.getLogger("roomsvc.app")
@@ -48,6 +51,11 @@ async def _supervise(duty: Duty, app: Starlette) -> None:
 def create_app(settings: Settings) -> Starlette:
     if settings.redis_url is None:
         raise SettingsError(["REDIS_URL: required by the app (roomsvc serve sets it)"])
+    limits = Limits(
+        max_players=settings.max_players,
+        invite_timeout_ms=settings.invite_timeout_seconds * 1000,
+        automatch_timeout_ms=settings.automatch_timeout_seconds * 1000,
+    )
     routes: list[BaseRoute] = []
     duties: list[Duty] = []
     for feature in FEATURES:
@@ -57,6 +65,8 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.store = await connect(settings.redis_url or "")
+        app.state.room_store = RoomStore(app.state.store, limits, settings.tombstone_seconds * 1000)
+        app.state.rooms = RoomsService(app.state.room_store, limits)
         tasks = [asyncio.create_task(_supervise(duty, app)) for duty in duties]
         if settings.uses_dev_secret:
             log.warning(

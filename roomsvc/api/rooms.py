@@ -1,8 +1,143 @@
-"""REST routes for rooms (filled in by its feature)."""
+"""REST routes of the rooms resource (SPEC §3): decode, call one service function, encode."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-routes: list[BaseRoute] = []
-duties: list = []
+from roomsvc import wire
+from roomsvc.auth import SCOPE_GAMES
+from roomsvc.errors import N_, InvalidArgument
+from roomsvc.room_view import ANON_AVATARS, ViewContext
+from roomsvc.rooms_service import RoomsService
+from roomsvc.store.room_timers import timers_duty
+from roomsvc.web import authenticate, locale_of, read_body, respond
+
+LIST_MAX_RESULTS = (1, 500)
+
+
+def _service(request: Request) -> RoomsService:
+    return request.app.state.rooms
+
+
+def view_context(request: Request) -> ViewContext:
+    estimate = getattr(request.app.state, "wait_estimate", None)
+    return ViewContext(
+        locale=locale_of(request),
+        base_url=str(request.base_url).rstrip("/"),
+        wait_estimate_seconds=estimate() if estimate else None,
+    )
+
+
+def max_results(request: Request, low: int, high: int, default: int) -> int:
+    raw = request.query_params.get("maxResults")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidArgument(
+            N_("{field} must be between {low} and {high}."), field="maxResults", low=low, high=high
+        )
+    return value
+
+
+async def create(request: Request) -> Response:
+    principal = authenticate(request, SCOPE_GAMES)
+    body = await read_body(request, wire.RoomCreateRequest)
+    return respond(request, await _service(request).create(principal, body, view_context(request)))
+
+
+async def get(request: Request) -> Response:
+    principal = authenticate(request, SCOPE_GAMES)
+    room_id = request.path_params["roomId"]
+    return respond(request, await _service(request).get(principal, room_id, view_context(request)))
+
+
+async def join(request: Request) -> Response:
+    principal = authenticate(request, SCOPE_GAMES)
+    body = await read_body(request, wire.RoomJoinRequest)
+    room = await _service(request).join(
+        principal, request.path_params["roomId"], body, view_context(request)
+    )
+    return respond(request, room)
+
+
+async def leave(request: Request) -> Response:
+    principal = authenticate(request, SCOPE_GAMES)
+    body = await read_body(request, wire.RoomLeaveRequest)
+    room = await _service(request).leave(
+        principal, request.path_params["roomId"], body, view_context(request)
+    )
+    return respond(request, room)
+
+
+async def decline(request: Request) -> Response:
+    principal = authenticate(request, SCOPE_GAMES)
+    await read_body(request, wire.NoBody)
+    room = await _service(request).decline(
+        principal, request.path_params["roomId"], view_context(request)
+    )
+    return respond(request, room)
+
+
+async def dismiss(request: Request) -> Response:
+    principal = authenticate(request, SCOPE_GAMES)
+    await read_body(request, wire.NoBody)
+    await _service(request).dismiss(principal, request.path_params["roomId"])
+    return Response(status_code=204)
+
+
+async def report_status(request: Request) -> Response:
+    principal = authenticate(request, SCOPE_GAMES)
+    body = await read_body(request, wire.RoomP2PStatuses)
+    status = await _service(request).report_status(
+        principal, request.path_params["roomId"], body, view_context(request)
+    )
+    return respond(request, status)
+
+
+async def list_rooms(request: Request) -> Response:
+    principal = authenticate(request, SCOPE_GAMES)
+    limit = max_results(request, *LIST_MAX_RESULTS, default=100)
+    rooms = await _service(request).list_invitations(
+        principal, limit, request.query_params.get("pageToken"), view_context(request)
+    )
+    return respond(request, rooms)
+
+
+routes = [
+    Route("/games/v1/rooms/create", create, methods=["POST"], name="rooms.create"),
+    Route("/games/v1/rooms", list_rooms, methods=["GET"], name="rooms.list"),
+    Route("/games/v1/rooms/{roomId}", get, methods=["GET"], name="rooms.get"),
+    Route("/games/v1/rooms/{roomId}/join", join, methods=["POST"], name="rooms.join"),
+    Route("/games/v1/rooms/{roomId}/leave", leave, methods=["POST"], name="rooms.leave"),
+    Route("/games/v1/rooms/{roomId}/decline", decline, methods=["POST"], name="rooms.decline"),
+    Route("/games/v1/rooms/{roomId}/dismiss", dismiss, methods=["POST"], name="rooms.dismiss"),
+    Route(
+        "/games/v1/rooms/{roomId}/reportstatus",
+        report_status,
+        methods=["POST"],
+        name="rooms.reportStatus",
+    ),
+]
+
+
+async def anonymous_avatar(request: Request) -> Response:
+    """The avatar of an anonymous auto-matched player (SPEC §4): a plain coloured disc."""
+    number = request.path_params["n"] % ANON_AVATARS
+    hue = number * 360 // ANON_AVATARS
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96">'
+        f'<circle cx="48" cy="48" r="46" fill="hsl({hue},60%,55%)"/>'
+        '<circle cx="48" cy="38" r="16" fill="#fff"/>'
+        '<path d="M18 84c6-18 20-26 30-26s24 8 30 26" fill="#fff"/></svg>'
+    )
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
+routes.append(Route("/games/v1/avatars/anonymous/{n:int}.svg", anonymous_avatar, methods=["GET"]))
+duties = [timers_duty]

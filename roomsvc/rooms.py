@@ -1,0 +1,491 @@
+"""The room state machine (SPEC §4), pure: no I/O, no clock (`now_ms` is an argument).
+
+A `RoomDoc` is the canonical, receiver-independent record of a room; the store keeps it
+encoded under the room's hash tag and compares `version` (the wire `roomStatusVersion`).
+Every command takes the current document and returns the next one with `version + 1`, or
+raises a domain error that says what was expected. The room's *status* is never stored: it is
+derived from the participants and the auto-match ticket by `room_status`.
+
+Timeouts are transitions too (`expire`): an unanswered invitation older than the invite timeout
+counts as declined; an auto-match ticket older than the auto-match timeout ends the room for its
+owner with leaveReason TIMEOUT (or, when others have joined, just closes the open slots).
+Every command applies due timeouts first, so no command acts on a stale invitation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterator, Sequence
+
+import msgspec
+
+from roomsvc.errors import N_, Conflict, InvalidArgument, NotFound
+
+
+class RoomState(enum.StrEnum):
+    INVITING = "ROOM_INVITING"
+    AUTO_MATCHING = "ROOM_AUTO_MATCHING"
+    CONNECTING = "ROOM_CONNECTING"
+    ACTIVE = "ROOM_ACTIVE"
+    DELETED = "ROOM_DELETED"
+
+
+class PStatus(enum.StrEnum):
+    INVITED = "PARTICIPANT_INVITED"
+    JOINED = "PARTICIPANT_JOINED"
+    DECLINED = "PARTICIPANT_DECLINED"
+    LEFT = "PARTICIPANT_LEFT"
+
+
+class Via(enum.StrEnum):
+    """How a participant came into the room; decides who is anonymous to whom (SPEC §4)."""
+
+    CREATOR = "creator"
+    INVITED = "invited"
+    AUTOMATCH = "automatch"
+
+
+class P2P(enum.StrEnum):
+    ESTABLISHED = "CONNECTION_ESTABLISHED"
+    FAILED = "CONNECTION_FAILED"
+
+
+# RoomLeaveRequest.reason -> RoomParticipant.leaveReason (SPEC §4).
+LEAVE_REASONS: dict[str, str] = {
+    "PLAYER_LEFT": "PLAYER_LEFT",
+    "GAME_LEFT": "GAME_LEFT",
+    "REALTIME_ABANDONED": "ABANDONED",
+    "REALTIME_PEER_CONNECTION_FAILURE": "PEER_CONNECTION_FAILURE",
+    "REALTIME_SERVER_CONNECTION_FAILURE": "SERVER_ERROR",
+    "REALTIME_SERVER_ERROR": "SERVER_ERROR",
+    "REALTIME_TIMEOUT": "TIMEOUT",
+    "REALTIME_CLIENT_DISCONNECTING": "PLAYER_LEFT",
+    "REALTIME_SIGN_OUT": "PLAYER_LEFT",
+    "REALTIME_GAME_CRASHED": "ABANDONED",
+    "REALTIME_ROOM_SERVICE_CRASHED": "SERVER_ERROR",
+    "REALTIME_DIFFERENT_CLIENT_ROOM_OPERATION": "PLAYER_LEFT",
+    "REALTIME_SAME_CLIENT_ROOM_OPERATION": "PLAYER_LEFT",
+}
+PRESENCE_FAILURE = "PRESENCE_FAILURE"
+TIMEOUT = "TIMEOUT"
+
+
+def map_leave_reason(reason: str | None) -> str:
+    """The participant's leaveReason for a request reason; unknown ones are PLAYER_LEFT."""
+    return LEAVE_REASONS.get(reason or "PLAYER_LEFT", "PLAYER_LEFT")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """The settings the rules depend on (SPEC §1), in milliseconds."""
+
+    max_players: int = 8
+    invite_timeout_ms: int = 300_000
+    automatch_timeout_ms: int = 60_000
+
+
+class Participant(msgspec.Struct, omit_defaults=True):
+    id: str
+    player_id: str
+    status: PStatus
+    via: Via
+    since_ms: int  # invited at, or joined at for the creator and auto-matched players
+    name: str | None = None
+    avatar: str | None = None
+    invited_by: str | None = None  # participant id of the inviter
+    capabilities: list[str] = []
+    xmpp_address: str | None = None
+    leave_reason: str | None = None
+    established: list[str] = []  # participant ids this one reported CONNECTION_ESTABLISHED to
+    match_id: str | None = None  # the auto-match that brought this participant in
+
+
+class Criteria(msgspec.Struct, frozen=True):
+    min_players: int
+    max_players: int
+    bitmask: int = 0
+
+
+class RoomDoc(msgspec.Struct, omit_defaults=True):
+    room_id: str
+    app_id: str
+    version: int
+    created_ms: int
+    creator: str  # participant id
+    participants: list[Participant]
+    variant: int | None = None
+    criteria: Criteria | None = None
+    ticket_open: bool = False  # auto-match slots still to fill (SPEC §5)
+    ticket_since_ms: int = 0
+    auto_matched: int = 0  # players added by auto-matching
+    merged_into: str | None = None  # a seeker room moved into another room (SPEC §5)
+    updated_ms: int = 0
+    updated_by: str | None = None
+
+    def participant(self, participant_id: str) -> Participant | None:
+        for p in self.participants:
+            if p.id == participant_id:
+                return p
+        return None
+
+    def of_player(self, player_id: str) -> Participant | None:
+        for p in self.participants:
+            if p.player_id == player_id:
+                return p
+        return None
+
+    def joined(self) -> list[Participant]:
+        return [p for p in self.participants if p.status is PStatus.JOINED]
+
+
+# ---- derived state ---------------------------------------------------------------------------
+
+
+def is_connected(room: RoomDoc, p: Participant) -> bool:
+    """Established both ways with every other JOINED participant (SPEC §4)."""
+    if p.status is not PStatus.JOINED:
+        return False
+    for q in room.joined():
+        if q.id != p.id and (q.id not in p.established or p.id not in q.established):
+            return False
+    return True
+
+
+def _game_cannot_form(room: RoomDoc) -> bool:
+    others_joined = any(
+        p.id != room.creator and p.status in (PStatus.JOINED, PStatus.LEFT)
+        for p in room.participants
+    )
+    pending = any(p.status is PStatus.INVITED for p in room.participants)
+    return not others_joined and not pending and not room.ticket_open
+
+
+def room_status(room: RoomDoc) -> RoomState:
+    """INVITING > AUTO_MATCHING > CONNECTING > ACTIVE, or DELETED (SPEC §4)."""
+    joined = room.joined()
+    if room.merged_into or not joined or _game_cannot_form(room):
+        return RoomState.DELETED
+    if any(p.status is PStatus.INVITED for p in room.participants):
+        return RoomState.INVITING
+    if room.ticket_open:
+        return RoomState.AUTO_MATCHING
+    if not all(is_connected(room, p) for p in joined):
+        return RoomState.CONNECTING
+    return RoomState.ACTIVE
+
+
+def is_seeker(room: RoomDoc) -> bool:
+    """Only its creator and nobody invited: moved into a host when matched (SPEC §5)."""
+    return room.criteria is not None and len(room.participants) == 1
+
+
+def next_deadline(room: RoomDoc, limits: Limits) -> int | None:
+    """When `expire` will next change this room, or None."""
+    if room_status(room) is RoomState.DELETED:
+        return None
+    deadlines = [
+        p.since_ms + limits.invite_timeout_ms
+        for p in room.participants
+        if p.status is PStatus.INVITED
+    ]
+    if room.ticket_open:
+        deadlines.append(room.ticket_since_ms + limits.automatch_timeout_ms)
+    return min(deadlines) if deadlines else None
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+def _bump(room: RoomDoc, by: str | None, now_ms: int) -> RoomDoc:
+    room.version += 1
+    room.updated_ms = now_ms
+    room.updated_by = by
+    return room
+
+
+def _copy(room: RoomDoc) -> RoomDoc:
+    # Structs are mutable: commands work on a deep copy so a rejected command changes nothing.
+    return msgspec.convert(msgspec.to_builtins(room), RoomDoc)
+
+
+def _check_live(room: RoomDoc) -> None:
+    if room_status(room) is RoomState.DELETED:
+        raise Conflict(N_("The room {room_id} has been deleted."), room_id=room.room_id)
+
+
+def _member(room: RoomDoc, player_id: str) -> Participant:
+    p = room.of_player(player_id)
+    if p is None:
+        # SPEC §2: to anyone who was never in the room, it does not exist.
+        raise NotFound(N_("Room {room_id} not found."), room_id=room.room_id)
+    return p
+
+
+def validate_create(
+    player_id: str,
+    invited: Sequence[str],
+    criteria: Criteria | None,
+    limits: Limits,
+) -> None:
+    """The create rules of SPEC §4; each violation names its field."""
+    if not invited and criteria is None:
+        raise InvalidArgument(
+            N_("A room needs at least one of {field} or autoMatchingCriteria."),
+            field="invitedPlayerIds",
+        )
+    if len(set(invited)) != len(invited):
+        raise InvalidArgument(N_("{field} lists a player twice."), field="invitedPlayerIds")
+    if player_id in invited:
+        raise InvalidArgument(N_("You cannot invite yourself ({field})."), field="invitedPlayerIds")
+    for invitee in invited:
+        if not invitee or len(invitee) > 128 or any(c in invitee for c in "{}: "):
+            raise InvalidArgument(N_("Invalid player id in {field}."), field="invitedPlayerIds")
+    extra = 0
+    if criteria is not None:
+        if criteria.min_players < 1:
+            raise InvalidArgument(
+                N_("{field} must be at least 1."),
+                field="autoMatchingCriteria.minAutoMatchingPlayers",
+            )
+        if criteria.max_players < criteria.min_players:
+            raise InvalidArgument(
+                N_("{field} must not be less than minAutoMatchingPlayers."),
+                field="autoMatchingCriteria.maxAutoMatchingPlayers",
+            )
+        extra = criteria.max_players
+    if 1 + len(invited) + extra > limits.max_players:
+        raise InvalidArgument(
+            N_("A room holds at most {max} players: you plus invitees plus auto-match slots."),
+            max=limits.max_players,
+        )
+
+
+def create(
+    *,
+    room_id: str,
+    app_id: str,
+    player_id: str,
+    name: str | None,
+    avatar: str | None,
+    invited: Sequence[str],
+    criteria: Criteria | None,
+    variant: int | None,
+    capabilities: Sequence[str],
+    xmpp_address: str | None,
+    ids: Iterator[str],
+    now_ms: int,
+    limits: Limits,
+) -> RoomDoc:
+    """A new room: the caller JOINED, each invitee INVITED (SPEC §4), version 1."""
+    validate_create(player_id, invited, criteria, limits)
+    creator = Participant(
+        id=next(ids),
+        player_id=player_id,
+        status=PStatus.JOINED,
+        via=Via.CREATOR,
+        since_ms=now_ms,
+        name=name,
+        avatar=avatar,
+        capabilities=list(capabilities),
+        xmpp_address=xmpp_address,
+    )
+    invitees = [
+        Participant(
+            id=next(ids),
+            player_id=invitee,
+            status=PStatus.INVITED,
+            via=Via.INVITED,
+            since_ms=now_ms,
+            invited_by=creator.id,
+        )
+        for invitee in invited
+    ]
+    return RoomDoc(
+        room_id=room_id,
+        app_id=app_id,
+        version=1,
+        created_ms=now_ms,
+        creator=creator.id,
+        participants=[creator, *invitees],
+        variant=variant,
+        criteria=criteria,
+        ticket_open=criteria is not None,
+        ticket_since_ms=now_ms if criteria is not None else 0,
+        updated_ms=now_ms,
+        updated_by=creator.id,
+    )
+
+
+def expire(room: RoomDoc, now_ms: int, limits: Limits) -> RoomDoc | None:
+    """Apply due timeouts; the next document, or None when nothing is due."""
+    deadline = next_deadline(room, limits)
+    if deadline is None or deadline > now_ms:
+        return None
+    room = _copy(room)
+    _apply_timeouts(room, now_ms, limits)
+    return _bump(room, None, now_ms)
+
+
+def _apply_timeouts(room: RoomDoc, now_ms: int, limits: Limits) -> None:
+    for p in room.participants:
+        if p.status is PStatus.INVITED and p.since_ms + limits.invite_timeout_ms <= now_ms:
+            p.status = PStatus.DECLINED  # unanswered counts as declined (SPEC §4)
+    if room.ticket_open and room.ticket_since_ms + limits.automatch_timeout_ms <= now_ms:
+        room.ticket_open = False
+        others = [p for p in room.joined() if p.id != room.creator]
+        owner = room.participant(room.creator)
+        if not others and owner is not None and owner.status is PStatus.JOINED:
+            # Nobody to play with: the ticket ends the room for its owner (SPEC §4, §5).
+            owner.status = PStatus.LEFT
+            owner.leave_reason = TIMEOUT
+
+
+def _prepare(room: RoomDoc, now_ms: int, limits: Limits) -> RoomDoc:
+    room = _copy(room)
+    _apply_timeouts(room, now_ms, limits)
+    return room
+
+
+def join(
+    room: RoomDoc,
+    player_id: str,
+    *,
+    capabilities: Sequence[str],
+    xmpp_address: str | None,
+    now_ms: int,
+    limits: Limits,
+) -> RoomDoc:
+    """An INVITED participant accepts (SPEC §4)."""
+    room = _prepare(room, now_ms, limits)
+    p = _member(room, player_id)
+    _check_live(room)
+    if p.status is not PStatus.INVITED:
+        raise Conflict(
+            N_("Only an invited participant can join; you are {status}."), status=p.status.value
+        )
+    p.status = PStatus.JOINED
+    p.since_ms = now_ms
+    p.capabilities = list(capabilities)
+    p.xmpp_address = xmpp_address
+    return _bump(room, p.id, now_ms)
+
+
+def decline(room: RoomDoc, player_id: str, *, now_ms: int, limits: Limits) -> RoomDoc:
+    """An INVITED participant refuses (SPEC §4)."""
+    room = _prepare(room, now_ms, limits)
+    p = _member(room, player_id)
+    _check_live(room)
+    if p.status is not PStatus.INVITED:
+        raise Conflict(
+            N_("Only an invited participant can decline; you are {status}."),
+            status=p.status.value,
+        )
+    p.status = PStatus.DECLINED
+    return _bump(room, p.id, now_ms)
+
+
+def leave(
+    room: RoomDoc, player_id: str, *, reason: str | None, now_ms: int, limits: Limits
+) -> RoomDoc:
+    """A JOINED participant leaves; leaving while auto-matching withdraws the ticket."""
+    room = _prepare(room, now_ms, limits)
+    p = _member(room, player_id)
+    if p.status is not PStatus.JOINED:
+        raise Conflict(
+            N_("Only a joined participant can leave; you are {status}."), status=p.status.value
+        )
+    return _bump(_depart(room, p, map_leave_reason(reason)), p.id, now_ms)
+
+
+def _depart(room: RoomDoc, p: Participant, leave_reason: str) -> RoomDoc:
+    p.status = PStatus.LEFT
+    p.leave_reason = leave_reason
+    p.established = []
+    for q in room.participants:
+        if p.id in q.established:
+            q.established = [e for e in q.established if e != p.id]
+    if room.ticket_open and (p.id == room.creator or not room.joined()):
+        room.ticket_open = False  # the ticket is withdrawn (SPEC §4)
+    return room
+
+
+def presence_failure(room: RoomDoc, player_id: str, *, now_ms: int, limits: Limits) -> RoomDoc:
+    """The player's realtime connections stayed gone past the grace period (SPEC §6)."""
+    room = _prepare(room, now_ms, limits)
+    p = _member(room, player_id)
+    if p.status is not PStatus.JOINED:
+        raise Conflict(
+            N_("Only a joined participant can leave; you are {status}."), status=p.status.value
+        )
+    return _bump(_depart(room, p, PRESENCE_FAILURE), p.id, now_ms)
+
+
+def report_status(
+    room: RoomDoc,
+    player_id: str,
+    updates: Sequence[tuple[str, str]],
+    *,
+    now_ms: int,
+    limits: Limits,
+) -> RoomDoc:
+    """A JOINED participant reports (peer participant id, CONNECTION_*) pairs (SPEC §4)."""
+    room = _prepare(room, now_ms, limits)
+    p = _member(room, player_id)
+    _check_live(room)
+    if p.status is not PStatus.JOINED:
+        raise Conflict(
+            N_("Only a joined participant can report peer status; you are {status}."),
+            status=p.status.value,
+        )
+    established = set(p.established)
+    for index, (peer_id, status) in enumerate(updates):
+        field = f"updates[{index}]"
+        if peer_id == p.id or room.participant(peer_id) is None:
+            raise InvalidArgument(
+                N_("{field} names no other participant of this room."),
+                field=f"{field}.participantId",
+            )
+        if status == P2P.ESTABLISHED:
+            established.add(peer_id)
+        elif status == P2P.FAILED:
+            established.discard(peer_id)
+        else:
+            raise InvalidArgument(
+                N_("{field} must be CONNECTION_ESTABLISHED or CONNECTION_FAILED."),
+                field=f"{field}.status",
+            )
+    p.established = sorted(established)
+    return _bump(room, p.id, now_ms)
+
+
+def add_automatched(
+    room: RoomDoc,
+    newcomers: Sequence[Participant],
+    *,
+    match_id: str,
+    now_ms: int,
+    limits: Limits,
+) -> RoomDoc:
+    """The matcher moves seekers into this host room and closes its ticket (SPEC §5)."""
+    room = _prepare(room, now_ms, limits)
+    _check_live(room)
+    if not room.ticket_open:
+        raise Conflict(N_("The room {room_id} is not auto-matching."), room_id=room.room_id)
+    for newcomer in newcomers:
+        newcomer.via = Via.AUTOMATCH
+        newcomer.status = PStatus.JOINED
+        newcomer.since_ms = now_ms
+        newcomer.match_id = match_id
+        room.participants.append(newcomer)
+    room.auto_matched += len(newcomers)
+    room.ticket_open = False
+    return _bump(room, None, now_ms)
+
+
+def merge_into(room: RoomDoc, target_room_id: str, *, now_ms: int) -> RoomDoc:
+    """A matched seeker's own room becomes a tombstone pointing at its new room (SPEC §5)."""
+    room = _copy(room)
+    room.ticket_open = False
+    room.merged_into = target_room_id
+    return _bump(room, None, now_ms)

@@ -1,0 +1,201 @@
+"""Rooms in Redis: each change one compare-and-set script on the room's own slot (SPEC §4).
+
+`mutate` reads the room (from a small per-process cache when it can), lets the pure core
+compute the next document, and writes it with `room_cas.lua`, which checks the version,
+records the request id and publishes, all at once. On a version conflict it recomputes from
+the document the script returned (no extra read), a bounded number of times. Within one process
+a per-room lock serializes callers, so conflicts only arise between processes.
+
+Request ids make every write idempotent: redis-py's retry of a script whose reply was lost
+finds its id in the applied set and reports "already applied" (DESIGN "Retries never
+double-apply"). Per-player indexes follow DESIGN: add before the write, remove after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from roomsvc.errors import N_, Conflict, NotFound
+from roomsvc.rooms import Limits, PStatus, RoomDoc, RoomState, next_deadline, room_status
+from roomsvc.store import keys
+from roomsvc.store.scripts import register
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(RoomDoc).decode
+_MAX_ATTEMPTS = 64
+_CACHE_SIZE = 4096
+LIVE_ROOM_TTL_MS = 7 * 86_400_000  # a room idle this long expires (README: rooms)
+
+
+def now_ms() -> int:
+    """The one clock the store passes into the pure core (DESIGN "Time is an argument")."""
+    return int(time.time() * 1000)
+
+
+class Applied(msgspec.Struct):
+    """The outcome of a write: the room after it, and whether this call changed it."""
+
+    room: RoomDoc
+    changed: bool
+
+
+class RoomStore:
+    def __init__(self, store: Any, limits: Limits, tombstone_ms: int) -> None:
+        self.store = store
+        self.limits = limits
+        self.tombstone_ms = tombstone_ms
+        self._cas = register(store, "room_cas")
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    async def load(self, app: str, room_id: str, *, fresh: bool = False) -> RoomDoc | None:
+        key = keys.room(app, room_id)
+        if not fresh and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        raw = await self.store.hget(key, "d")
+        if raw is None:
+            self._cache.pop(key, None)
+            return None
+        doc = _decode(raw)
+        self._remember(key, doc)
+        return doc
+
+    async def load_many(self, app: str, room_ids: list[str]) -> list[RoomDoc | None]:
+        if not room_ids:
+            return []
+        async with self.store.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hget(keys.room(app, room_id), "d")
+            raws = await pipe.execute()
+        return [None if raw is None else _decode(raw) for raw in raws]
+
+    def _remember(self, key: str, doc: RoomDoc) -> None:
+        cached = self._cache.get(key)
+        if cached is not None and cached.version > doc.version:
+            return
+        self._cache[key] = doc
+        self._cache.move_to_end(key)
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    async def create(self, doc: RoomDoc, request_id: str) -> Applied:
+        """Write a new room (version 1); a replay of the same request returns the room."""
+        await self._index_before(None, doc)
+        await self.store.zadd(
+            keys.timer_shard_of(doc.app_id, doc.room_id),
+            {f"{doc.app_id}/{doc.room_id}": next_deadline(doc, self.limits) or 0},
+        )
+        outcome, current = await self._write(doc, expected=0, request_id=request_id)
+        if outcome == 1:
+            return Applied(doc, True)
+        if current is None:
+            raise Conflict(N_("The room {room_id} already exists."), room_id=doc.room_id)
+        return Applied(current, False)
+
+    async def mutate(
+        self,
+        app: str,
+        room_id: str,
+        change: Callable[[RoomDoc], RoomDoc | None],
+        request_id: str,
+    ) -> Applied:
+        """Apply `change` (a pure transition; None = nothing to do) with compare-and-set."""
+        key = keys.room(app, room_id)
+        async with self._lock(key):
+            doc = await self.load(app, room_id)
+            for attempt in range(_MAX_ATTEMPTS):
+                if doc is None:
+                    raise NotFound(N_("Room {room_id} not found."), room_id=room_id)
+                new = change(doc)
+                if new is None:
+                    return Applied(doc, False)
+                await self._index_before(doc, new)
+                outcome, current = await self._write(
+                    new, expected=doc.version, request_id=request_id
+                )
+                if outcome == 1:
+                    await self._index_after(doc, new)
+                    return Applied(new, True)
+                if outcome == 2 and current is not None:
+                    return Applied(current, False)
+                doc = current
+                if attempt > 2:
+                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+        raise Conflict(N_("The room {room_id} is busy; retry."), room_id=room_id)
+
+    async def _write(
+        self, doc: RoomDoc, *, expected: int, request_id: str
+    ) -> tuple[int, RoomDoc | None]:
+        key = keys.room(doc.app_id, doc.room_id)
+        deleted = room_status(doc) is RoomState.DELETED
+        ttl = self.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
+        channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
+        reply = await self._cas(
+            keys=[key, keys.room_applied(doc.app_id, doc.room_id)],
+            args=[expected, doc.version, _encode(doc), request_id, ttl,
+                  f"{doc.room_id} {doc.version}", *channels],
+        )  # fmt: skip
+        outcome = int(reply[0])
+        if outcome == 1:
+            self._remember(key, doc)
+            return 1, doc
+        current = _decode(reply[2]) if len(reply) > 2 and reply[2] is not None else None
+        if current is not None:
+            self._remember(key, current)
+        else:
+            self._cache.pop(key, None)
+        return outcome, current
+
+    # ---- per-player indexes (hints: add before, remove after, verify on read) ----------------
+
+    @staticmethod
+    def _memberships(doc: RoomDoc | None) -> tuple[set[str], set[str]]:
+        if doc is None or room_status(doc) is RoomState.DELETED:
+            return set(), set()
+        joined = {p.player_id for p in doc.participants if p.status is PStatus.JOINED}
+        invited = {p.player_id for p in doc.participants if p.status is PStatus.INVITED}
+        return joined, invited
+
+    async def _index_before(self, old: RoomDoc | None, new: RoomDoc) -> None:
+        old_joined, old_invited = self._memberships(old)
+        new_joined, new_invited = self._memberships(new)
+        adds = [(keys.player_rooms, p) for p in new_joined - old_joined]
+        adds += [(keys.player_invitations, p) for p in new_invited - old_invited]
+        if not adds:
+            return
+        async with self.store.pipeline(transaction=False) as pipe:
+            for key_of, player in adds:
+                pipe.zadd(key_of(new.app_id, player), {new.room_id: new.updated_ms})
+            await pipe.execute()
+
+    async def _index_after(self, old: RoomDoc, new: RoomDoc) -> None:
+        old_joined, old_invited = self._memberships(old)
+        new_joined, new_invited = self._memberships(new)
+        removes = [(keys.player_rooms, p) for p in old_joined - new_joined]
+        removes += [(keys.player_invitations, p) for p in old_invited - new_invited]
+        if not removes:
+            return
+        async with self.store.pipeline(transaction=False) as pipe:
+            for key_of, player in removes:
+                pipe.zrem(key_of(new.app_id, player), new.room_id)
+            await pipe.execute()

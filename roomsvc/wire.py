@@ -1,0 +1,202 @@
+"""Wire types of the rooms API (SPEC §3), field for field from the seed and the discovery
+document (`games/v1`, revision 20200625).
+
+Rules every Struct here follows:
+- camelCase on the wire, except the seed's one snake_case `error_reason`;
+- responses carry their exact `kind` (a msgspec tag, so it is always encoded) and omit unset
+  fields, as Google's servers did;
+- int64 fields (`format: int64` in the discovery document) go out as JSON strings; requests
+  accept them as strings or numbers (`decode_json` decodes with `strict=False`);
+- requests ignore unknown fields and their `kind` (schema evolution, msgspec docs).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+def _camel(name: str) -> str:
+    if name == "error_reason":  # the seed's one snake_case field
+        return name
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _Out(msgspec.Struct, rename=_camel, omit_defaults=True, tag_field="kind"):
+    pass
+
+
+class _In(msgspec.Struct, rename=_camel):
+    kind: str | None = None
+
+
+# ---- shared pieces -------------------------------------------------------------------------
+
+
+class ClientAddressIn(_In):
+    xmpp_address: str | None = None
+
+
+class NetworkDiagnosticsIn(_In):
+    android_network_subtype: int | None = None
+    android_network_type: int | None = None
+    ios_network_type: int | None = None
+    network_operator_code: str | None = None
+    network_operator_name: str | None = None
+    registration_latency_millis: int | None = None
+
+
+class AutoMatchingCriteriaIn(_In):
+    min_auto_matching_players: int | None = None
+    max_auto_matching_players: int | None = None
+    exclusive_bitmask: int | None = None  # int64: string or number
+
+
+# ---- requests ------------------------------------------------------------------------------
+
+
+class RoomCreateRequest(_In):
+    auto_matching_criteria: AutoMatchingCriteriaIn | None = None
+    capabilities: list[str] = []
+    client_address: ClientAddressIn | None = None
+    invited_player_ids: list[str] = []
+    network_diagnostics: NetworkDiagnosticsIn | None = None
+    request_id: int | None = None  # int64
+    variant: int | None = None
+
+
+class RoomJoinRequest(_In):
+    capabilities: list[str] = []
+    client_address: ClientAddressIn | None = None
+    network_diagnostics: NetworkDiagnosticsIn | None = None
+
+
+class AggregateStatsIn(_In):
+    count: int | None = None
+    max: int | None = None
+    min: int | None = None
+    sum: int | None = None
+
+
+class PeerChannelDiagnosticsIn(_In):
+    bytes_received: AggregateStatsIn | None = None
+    bytes_sent: AggregateStatsIn | None = None
+    num_messages_lost: int | None = None
+    num_messages_received: int | None = None
+    num_messages_sent: int | None = None
+    num_send_failures: int | None = None
+    roundtrip_latency_millis: AggregateStatsIn | None = None
+
+
+class PeerSessionDiagnosticsIn(_In):
+    connected_timestamp_millis: int | None = None
+    participant_id: str | None = None
+    reliable_channel: PeerChannelDiagnosticsIn | None = None
+    unreliable_channel: PeerChannelDiagnosticsIn | None = None
+
+
+class RoomLeaveDiagnosticsIn(_In):
+    android_network_subtype: int | None = None
+    android_network_type: int | None = None
+    ios_network_type: int | None = None
+    network_operator_code: str | None = None
+    network_operator_name: str | None = None
+    peer_session: list[PeerSessionDiagnosticsIn] = []
+    sockets_used: bool | None = None
+
+
+class RoomLeaveRequest(_In):
+    leave_diagnostics: RoomLeaveDiagnosticsIn | None = None
+    reason: str | None = None
+
+
+class RoomP2PStatusIn(_In):
+    connection_setup_latency_millis: int | None = None
+    error: str | None = None
+    error_reason: str | None = None
+    participant_id: str | None = None
+    status: str | None = None
+    unreliable_roundtrip_latency_millis: int | None = None
+
+
+class RoomP2PStatuses(_In):
+    updates: list[RoomP2PStatusIn] = []
+
+
+class NoBody(_In):
+    """decline and dismiss take no body; Google's client sends none (SPEC §3)."""
+
+
+# ---- responses -----------------------------------------------------------------------------
+
+
+class RoomModification(_Out, tag="games#roomModification"):
+    modified_timestamp_millis: str | None = None  # int64
+    participant_id: str | None = None
+
+
+class RoomClientAddress(_Out, tag="games#roomClientAddress"):
+    xmpp_address: str | None = None
+
+
+class RoomAutoMatchingCriteria(_Out, tag="games#roomAutoMatchingCriteria"):
+    min_auto_matching_players: int | None = None
+    max_auto_matching_players: int | None = None
+    exclusive_bitmask: str | None = None  # int64
+
+
+class RoomAutoMatchStatus(_Out, tag="games#roomAutoMatchStatus"):
+    wait_estimate_seconds: int | None = None
+
+
+class Player(_Out, tag="games#player"):
+    player_id: str | None = None
+    display_name: str | None = None
+    avatar_image_url: str | None = None
+
+
+class AnonymousPlayer(_Out, tag="games#anonymousPlayer"):
+    display_name: str | None = None
+    avatar_image_url: str | None = None
+
+
+class RoomParticipant(_Out, tag="games#roomParticipant"):
+    id: str | None = None
+    status: str | None = None
+    auto_matched: bool | None = None
+    auto_matched_player: AnonymousPlayer | None = None
+    player: Player | None = None
+    capabilities: list[str] | None = None
+    client_address: RoomClientAddress | None = None
+    connected: bool | None = None
+    leave_reason: str | None = None
+
+
+class Room(_Out, tag="games#room"):
+    application_id: str | None = None
+    room_id: str | None = None
+    status: str | None = None
+    room_status_version: int | None = None
+    variant: int | None = None
+    description: str | None = None
+    inviter_id: str | None = None
+    auto_matching_criteria: RoomAutoMatchingCriteria | None = None
+    auto_matching_status: RoomAutoMatchStatus | None = None
+    creation_details: RoomModification | None = None
+    last_update_details: RoomModification | None = None
+    participants: list[RoomParticipant] | None = None
+    # roomsvc's one addition (SPEC §5): on the tombstone of a seeker room that was matched.
+    merged_into_room_id: str | None = None
+
+
+class RoomStatus(_Out, tag="games#roomStatus"):
+    room_id: str | None = None
+    status: str | None = None
+    status_version: int | None = None
+    auto_matching_status: RoomAutoMatchStatus | None = None
+    participants: list[RoomParticipant] | None = None
+
+
+class RoomList(_Out, tag="games#roomList"):
+    items: list[Room] = []
+    next_page_token: str | None = None
