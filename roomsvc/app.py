@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -95,8 +100,21 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
+def _exit_with_supervisor() -> None:
+    """A uvicorn worker outlives a SIGKILLed `serve` and keeps holding the port; on Linux the
+    parent-death signal turns the supervisor's death into this worker's graceful SIGTERM."""
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return  # a single-process serve is the supervisor itself
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent.pid:  # the supervisor died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def create_app_from_env() -> Starlette:
     """uvicorn factory for `roomsvc serve` workers (settings come from the environment)."""
+    _exit_with_supervisor()
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     return create_app(settings)

@@ -1,0 +1,200 @@
+"""The embedded store (SPEC §1): `roomsvc serve` with no REDIS_URL runs its own valkey-server
+under `./.roomsvc/`, AOF on, that survives worker crashes and restarts, and is never shared
+by two `serve` commands by accident."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from roomsvc.store.embedded import free_port
+from tests.support import UNIT, ServerProcess, roomsvc_cli, wait_until
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped) is not alive for our purposes.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    return False
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def worker_pids(serve_pid: int) -> list[int]:
+    """uvicorn's worker processes (not the store, not multiprocessing's resource tracker)."""
+    return [p for p in children(serve_pid) if "spawn_main" in cmdline(p)]
+
+
+def valkey_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "valkey.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def ready(server: ServerProcess) -> bool:
+    try:
+        return httpx.get(f"{server.base_url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def store_client(data_dir: Path) -> redis.Redis:
+    return redis.Redis.from_url(f"unix://{data_dir / 'valkey.sock'}", socket_timeout=5)
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A fresh current directory, like a new clone; any store left running is stopped."""
+    path = Path(tempfile.mkdtemp(prefix="roomsvc-quick-", dir="/tmp"))
+    yield path
+    pid = valkey_pid(path / ".roomsvc")
+    if pid is not None and alive(pid) and "valkey-server" in cmdline(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_quickstart_starts_the_embedded_store(workdir: Path) -> None:
+    """With no REDIS_URL, serve is ready and .roomsvc/ holds the AOF dir and the socket."""
+    server = ServerProcess(None, cwd=workdir).start()
+    try:
+        assert ready(server)
+        data = workdir / ".roomsvc"
+        assert (data / "valkey.sock").is_socket()
+        assert (data / "appendonlydir").is_dir()
+        with store_client(data) as client:
+            assert client.config_get("appendonly") == {"appendonly": "yes"}
+            assert client.ping()
+        pid = valkey_pid(data)
+        assert pid is not None and "valkey-server" in cmdline(pid)
+        assert pid in children(server.process.pid)  # type: ignore[union-attr]
+    finally:
+        assert server.stop() == 0
+
+
+def test_data_survives_a_restart_and_the_store_stops_with_serve(workdir: Path) -> None:
+    """A key written before SIGTERM is there after the next start; the store stops with serve."""
+    data = workdir / ".roomsvc"
+    server = ServerProcess(None, cwd=workdir).start()
+    try:
+        with store_client(data) as client:
+            client.set("roomsvc:test:durable", b"kept")
+        store_pid = valkey_pid(data)
+        assert store_pid is not None
+    finally:
+        assert server.stop() == 0
+    assert not alive(store_pid)
+
+    again = ServerProcess(None, cwd=workdir).start()
+    try:
+        wait_until(lambda: ready(again))
+        with store_client(data) as client:
+            assert client.get("roomsvc:test:durable") == b"kept"
+        assert valkey_pid(data) != store_pid
+        second_pid = valkey_pid(data)
+        again.signal(signal.SIGINT)  # Ctrl-C stops the store too
+        assert again.process is not None and again.process.wait(timeout=30) == 0
+        assert second_pid is not None and not alive(second_pid)
+    finally:
+        again.stop()
+
+
+def test_second_serve_on_the_same_data_dir_refuses(workdir: Path) -> None:
+    """A second serve on one data dir exits with one clear line naming REDIS_URL."""
+    server = ServerProcess(None, cwd=workdir).start()
+    try:
+        result = roomsvc_cli("serve", "--port", str(free_port()), cwd=workdir)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "REDIS_URL=unix://" in result.stderr
+        assert str(server.process.pid) in result.stderr  # type: ignore[union-attr]
+        assert ready(server)  # the first one is untouched
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_worker_crash_does_not_take_the_store_down(workdir: Path) -> None:
+    """kill -9 of one worker: the store keeps answering and uvicorn replaces the worker."""
+    data = workdir / ".roomsvc"
+    server = ServerProcess(None, cwd=workdir, workers=2).start()
+    try:
+        serve_pid = server.process.pid  # type: ignore[union-attr]
+        wait_until(lambda: len(worker_pids(serve_pid)) == 2)
+        with store_client(data) as client:
+            client.set("roomsvc:test:crash", b"1")
+        victim = worker_pids(serve_pid)[0]
+        store_pid = valkey_pid(data)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: victim not in worker_pids(serve_pid))
+        with store_client(data) as client:
+            assert client.get("roomsvc:test:crash") == b"1"
+        assert valkey_pid(data) == store_pid and alive(store_pid)  # type: ignore[arg-type]
+        wait_until(lambda: len(worker_pids(serve_pid)) == 2, timeout=200 * UNIT)
+        wait_until(lambda: all(ready(server) for _ in range(4)))
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_killed_serve_leaves_the_store_for_the_next_to_adopt(workdir: Path) -> None:
+    """SIGKILL on serve leaves valkey running; the next serve adopts it, data intact."""
+    data = workdir / ".roomsvc"
+    first = ServerProcess(None, cwd=workdir).start()
+    with store_client(data) as client:
+        client.set("roomsvc:test:adopt", b"still here")
+    store_pid = valkey_pid(data)
+    assert store_pid is not None
+    first.kill()
+    assert alive(store_pid)
+
+    second = ServerProcess(None, cwd=workdir).start()
+    try:
+        wait_until(lambda: ready(second))
+        assert valkey_pid(data) == store_pid  # adopted, not restarted
+        with store_client(data) as client:
+            assert client.get("roomsvc:test:adopt") == b"still here"
+    finally:
+        assert second.stop() == 0
+    wait_until(lambda: not alive(store_pid))  # the adopter stops it on exit
+
+
+def test_a_killed_serve_takes_its_workers_with_it(workdir: Path) -> None:
+    """SIGKILL on a multi-worker serve ends its workers, so the port is free for the next one."""
+    server = ServerProcess(None, cwd=workdir, workers=2).start()
+    serve_pid = server.process.pid  # type: ignore[union-attr]
+    wait_until(lambda: len(worker_pids(serve_pid)) == 2)
+    workers = worker_pids(serve_pid)
+    server.kill()
+    wait_until(lambda: not any(alive(pid) for pid in workers))
+    # The port is free again: the next serve on it adopts the store.
+    again = ServerProcess(None, cwd=workdir)
+    again.port, again.base_url = server.port, server.base_url
+    again.start()
+    try:
+        assert ready(again)
+    finally:
+        assert again.stop() == 0
