@@ -12,7 +12,14 @@ Rules every Struct here follows:
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+# int64 fields: numbers (or numeric strings) in, JSON strings out; the discovery document
+# generator reads the format from this metadata.
+Int64 = Annotated[int, msgspec.Meta(extra={"format": "int64"})]
+Int64Str = Annotated[str, msgspec.Meta(extra={"format": "int64"})]
 
 
 def _camel(name: str) -> str:
@@ -49,7 +56,7 @@ class NetworkDiagnosticsIn(_In):
 class AutoMatchingCriteriaIn(_In):
     min_auto_matching_players: int | None = None
     max_auto_matching_players: int | None = None
-    exclusive_bitmask: int | None = None  # int64: string or number
+    exclusive_bitmask: Int64 | None = None
 
 
 # ---- requests ------------------------------------------------------------------------------
@@ -61,7 +68,7 @@ class RoomCreateRequest(_In):
     client_address: ClientAddressIn | None = None
     invited_player_ids: list[str] = []
     network_diagnostics: NetworkDiagnosticsIn | None = None
-    request_id: int | None = None  # int64
+    request_id: Int64 | None = None
     variant: int | None = None
 
 
@@ -72,10 +79,10 @@ class RoomJoinRequest(_In):
 
 
 class AggregateStatsIn(_In):
-    count: int | None = None
-    max: int | None = None
-    min: int | None = None
-    sum: int | None = None
+    count: Int64 | None = None
+    max: Int64 | None = None
+    min: Int64 | None = None
+    sum: Int64 | None = None
 
 
 class PeerChannelDiagnosticsIn(_In):
@@ -89,7 +96,7 @@ class PeerChannelDiagnosticsIn(_In):
 
 
 class PeerSessionDiagnosticsIn(_In):
-    connected_timestamp_millis: int | None = None
+    connected_timestamp_millis: Int64 | None = None
     participant_id: str | None = None
     reliable_channel: PeerChannelDiagnosticsIn | None = None
     unreliable_channel: PeerChannelDiagnosticsIn | None = None
@@ -131,7 +138,7 @@ class NoBody(_In):
 
 
 class RoomModification(_Out, tag="games#roomModification"):
-    modified_timestamp_millis: str | None = None  # int64
+    modified_timestamp_millis: Int64Str | None = None
     participant_id: str | None = None
 
 
@@ -142,7 +149,7 @@ class RoomClientAddress(_Out, tag="games#roomClientAddress"):
 class RoomAutoMatchingCriteria(_Out, tag="games#roomAutoMatchingCriteria"):
     min_auto_matching_players: int | None = None
     max_auto_matching_players: int | None = None
-    exclusive_bitmask: str | None = None  # int64
+    exclusive_bitmask: Int64Str | None = None
 
 
 class RoomAutoMatchStatus(_Out, tag="games#roomAutoMatchStatus"):

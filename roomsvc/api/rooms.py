@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from roomsvc import wire
+from roomsvc.api_spec import LANGUAGE, PAGE_TOKEN, api_method, max_results
 from roomsvc.auth import SCOPE_GAMES
 from roomsvc.errors import N_, InvalidArgument
 from roomsvc.room_view import ANON_AVATARS, ViewContext
@@ -15,6 +16,7 @@ from roomsvc.store.room_timers import timers_duty
 from roomsvc.web import authenticate, locale_of, read_body, respond
 
 LIST_MAX_RESULTS = (1, 500)
+SCOPES = (SCOPE_GAMES,)
 
 
 def _service(request: Request) -> RoomsService:
@@ -30,7 +32,7 @@ def view_context(request: Request) -> ViewContext:
     )
 
 
-def max_results(request: Request, low: int, high: int, default: int) -> int:
+def max_results_param(request: Request, low: int, high: int, default: int) -> int:
     raw = request.query_params.get("maxResults")
     if raw is None:
         return default
@@ -45,18 +47,38 @@ def max_results(request: Request, low: int, high: int, default: int) -> int:
     return value
 
 
+@api_method(
+    id="games.rooms.create",
+    description="Create a room.",
+    scopes=SCOPES,
+    request=wire.RoomCreateRequest,
+    response=wire.Room,
+)
 async def create(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
     body = await read_body(request, wire.RoomCreateRequest)
     return respond(request, await _service(request).create(principal, body, view_context(request)))
 
 
+@api_method(
+    id="games.rooms.get",
+    description="Get the data for a room.",
+    scopes=SCOPES,
+    response=wire.Room,
+)
 async def get(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
     room_id = request.path_params["roomId"]
     return respond(request, await _service(request).get(principal, room_id, view_context(request)))
 
 
+@api_method(
+    id="games.rooms.join",
+    description="Join a room.",
+    scopes=SCOPES,
+    request=wire.RoomJoinRequest,
+    response=wire.Room,
+)
 async def join(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
     body = await read_body(request, wire.RoomJoinRequest)
@@ -66,6 +88,13 @@ async def join(request: Request) -> Response:
     return respond(request, room)
 
 
+@api_method(
+    id="games.rooms.leave",
+    description="Leave a room.",
+    scopes=SCOPES,
+    request=wire.RoomLeaveRequest,
+    response=wire.Room,
+)
 async def leave(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
     body = await read_body(request, wire.RoomLeaveRequest)
@@ -75,6 +104,12 @@ async def leave(request: Request) -> Response:
     return respond(request, room)
 
 
+@api_method(
+    id="games.rooms.decline",
+    description="Decline an invitation to join a room.",
+    scopes=SCOPES,
+    response=wire.Room,
+)
 async def decline(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
     await read_body(request, wire.NoBody)
@@ -84,6 +119,13 @@ async def decline(request: Request) -> Response:
     return respond(request, room)
 
 
+@api_method(
+    id="games.rooms.dismiss",
+    description="Dismiss an invitation to join a room.",
+    scopes=SCOPES,
+    query=(),
+    empty_status=204,
+)
 async def dismiss(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
     await read_body(request, wire.NoBody)
@@ -91,6 +133,13 @@ async def dismiss(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@api_method(
+    id="games.rooms.reportStatus",
+    description="Report the status of peers in a room.",
+    scopes=SCOPES,
+    request=wire.RoomP2PStatuses,
+    response=wire.RoomStatus,
+)
 async def report_status(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
     body = await read_body(request, wire.RoomP2PStatuses)
@@ -100,9 +149,16 @@ async def report_status(request: Request) -> Response:
     return respond(request, status)
 
 
+@api_method(
+    id="games.rooms.list",
+    description="Returns invitations to join rooms.",
+    scopes=SCOPES,
+    response=wire.RoomList,
+    query=(LANGUAGE, max_results(*LIST_MAX_RESULTS), PAGE_TOKEN),
+)
 async def list_rooms(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
-    limit = max_results(request, *LIST_MAX_RESULTS, default=100)
+    limit = max_results_param(request, *LIST_MAX_RESULTS, default=100)
     rooms = await _service(request).list_invitations(
         principal, limit, request.query_params.get("pageToken"), view_context(request)
     )
