@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from roomsvc import logs
+from roomsvc import discovery, logs
 from roomsvc.api import analytics, events, health, rooms
 from roomsvc.auth import TokenVerifier
 from roomsvc.config import load_config
@@ -37,7 +37,7 @@ from roomsvc.web import handle_error
 
 log = logging.getLogger("roomsvc.app")
 Duty = Callable[[Starlette], Awaitable[None]]
-FEATURES: tuple[Any, ...] = (health, rooms, events, analytics)
+FEATURES: tuple[Any, ...] = (health, rooms, events, analytics, discovery)
 
 
 async def _supervise(duty: Duty, app: Starlette) -> None:
