@@ -58,15 +58,17 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return None
 
 
-_EVENT_INDEXES: dict[int, dict[str, EventDefinitionConfig]] = {}
+# Keyed by id(app); the entry keeps the app itself, so an id reused by a newer object after
+# garbage collection is recognised as a different application.
+_EVENT_INDEXES: dict[int, tuple[ApplicationConfig, dict[str, EventDefinitionConfig]]] = {}
 
 
 def _event_index(app: ApplicationConfig) -> dict[str, EventDefinitionConfig]:
-    index = _EVENT_INDEXES.get(id(app))
-    if index is None:
-        index = {event.id: event for event in app.events}
-        _EVENT_INDEXES[id(app)] = index
-    return index
+    entry = _EVENT_INDEXES.get(id(app))
+    if entry is None or entry[0] is not app:
+        entry = (app, {event.id: event for event in app.events})
+        _EVENT_INDEXES[id(app)] = entry
+    return entry[1]
 
 
 def _check(config: Config) -> list[str]:
@@ -87,17 +89,7 @@ def _check(config: Config) -> list[str]:
             if event.id in seen_events:
                 problems.append(f"{at}.id: duplicate event {event.id!r}")
             seen_events.add(event.id)
-            if event.image_url is not None and not event.image_url.startswith(
-                ("https://", "http://")
-            ):
-                problems.append(f"{at}.image_url: must be an http(s) URL")
-            for field in ("display_name", "description"):
-                table: dict[str, str] = getattr(event, field)
-                if field == "display_name" and "en" not in table:
-                    problems.append(f"{at}.{field}: needs at least an 'en' text")
-                for lang in table:
-                    if lang not in LOCALES:
-                        problems.append(f"{at}.{field}.{lang}: language must be one of {LOCALES}")
+            problems += _check_event(event, at)
     return problems
 
 
@@ -121,6 +113,27 @@ def _drop_unknown_keys(raw: Any, typ: type[msgspec.Struct], where: str, problems
             ]
         cleaned[key] = value
     return cleaned
+
+
+def _check_event(event: EventDefinitionConfig, at: str) -> list[str]:
+    """Problems of one event definition (SPEC §7): every text a player may see must exist in
+    English (the fallback of es and hi) and be non-empty; images are absolute http(s) URLs."""
+    problems: list[str] = []
+    url = event.image_url
+    if url is not None and (
+        not url.startswith(("https://", "http://")) or len(url) <= len("https://") or " " in url
+    ):
+        problems.append(f"{at}.image_url: must be an http(s) URL")
+    for field in ("display_name", "description"):
+        table: dict[str, str] = getattr(event, field)
+        if "en" not in table and (field == "display_name" or table):
+            problems.append(f"{at}.{field}: needs at least an 'en' text")
+        for lang, text in table.items():
+            if lang not in LOCALES:
+                problems.append(f"{at}.{field}.{lang}: language must be one of {LOCALES}")
+            elif not text.strip():
+                problems.append(f"{at}.{field}.{lang}: must not be empty")
+    return problems
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -1,8 +1,56 @@
-"""REST routes for events (filled in by its feature)."""
+"""REST routes of the events methods (SPEC §3): decode, call roomsvc.events_service, encode."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from typing import Any
 
-routes: list[BaseRoute] = []
-duties: list = []
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from roomsvc import events_service
+from roomsvc.events_wire import EventRecordRequest
+from roomsvc.web import authenticate, locale_of, read_body, respond
+
+
+async def record(request: Request) -> Response:
+    principal = authenticate(request, *events_service.SCOPES)
+    body = await read_body(request, EventRecordRequest)
+    state = request.app.state
+    result = await events_service.record(
+        state.store, state.settings, state.config, principal, locale_of(request), body
+    )
+    return respond(request, result)
+
+
+async def list_by_player(request: Request) -> Response:
+    principal = authenticate(request, *events_service.SCOPES)
+    state, query = request.app.state, request.query_params
+    result = await events_service.list_by_player(
+        state.store, state.settings, state.config, principal, locale_of(request),
+        query.get("maxResults"), query.get("pageToken"),
+    )  # fmt: skip
+    return respond(request, result)
+
+
+async def list_definitions(request: Request) -> Response:
+    principal = authenticate(request, *events_service.SCOPES)
+    state, query = request.app.state, request.query_params
+    result = await events_service.list_definitions(
+        state.store, state.settings, state.config, principal, locale_of(request),
+        query.get("maxResults"), query.get("pageToken"),
+    )  # fmt: skip
+    return respond(request, result)
+
+
+routes: list[BaseRoute] = [
+    Route("/games/v1/events", record, methods=["POST"], name="events.record"),
+    Route("/games/v1/events", list_by_player, methods=["GET"], name="events.listByPlayer"),
+    Route(
+        "/games/v1/eventDefinitions",
+        list_definitions,
+        methods=["GET"],
+        name="events.listDefinitions",
+    ),
+]
+duties: list[Any] = []

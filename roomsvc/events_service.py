@@ -1,0 +1,201 @@
+"""The events methods, independent of transport (SPEC §3, §7, §9): REST routes and the JSON-RPC
+socket both call these functions with the caller, its locale and the method's parameters.
+
+Each call reads the clock once and passes `now` down; the pure rules (roomsvc/events.py) decide
+what may be applied, the store (roomsvc/store/events_store.py) applies it in one atomic script
+and adds the failures that need state. Every user-visible text comes from the config (names,
+descriptions) or the gettext catalogs (errors); numbers are formatted by Babel.
+
+`HIDDEN` definitions (discovery: "should only be shown to users that have recorded this event at
+least once") are listed only to players whose counter for them is not zero; recording one works
+for everybody.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from roomsvc import events_wire as wire
+from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal
+from roomsvc.config import ApplicationConfig, Config, EventDefinitionConfig
+from roomsvc.events import (
+    BatchFailure,
+    BatchFailureCause,
+    decode_index_token,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+    plan_record,
+)
+from roomsvc.i18n import format_number
+from roomsvc.metrics import EVENTS_RECORDED
+from roomsvc.settings import Settings
+from roomsvc.store import events_store
+from roomsvc.store.connection import Store
+from roomsvc.store.events_store import RecordStatus
+
+SCOPES = (SCOPE_GAMES, SCOPE_GAMES_LITE)  # SPEC §2: events accept games or games_lite
+_PLAYER_EVENTS = "playerEvents"
+_DEFINITIONS = "eventDefinitions"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _definitions(config: Config, app_id: str) -> list[EventDefinitionConfig]:
+    app: ApplicationConfig | None = config.application(app_id)
+    return list(app.events) if app is not None else []
+
+
+def _player_event(principal: Principal, locale: str, def_id: str, count: int) -> wire.PlayerEvent:
+    return wire.PlayerEvent(def_id, principal.player_id, str(count), format_number(count, locale))
+
+
+async def record(
+    store: Store,
+    settings: Settings,
+    config: Config,
+    principal: Principal,
+    locale: str,
+    body: wire.EventRecordRequest | Mapping[str, Any] | None,
+    *,
+    now: int | None = None,
+) -> wire.EventUpdateResponse:
+    """events.record: apply every valid update at once, report every failure (SPEC §7)."""
+    principal.require_scope(*SCOPES)
+    request = wire.request_from(body)
+    periods = wire.periods_of(request)
+    now = now_ms() if now is None else now
+    app = config.application(principal.app_id)
+    known: set[str] = {event.id for event in app.events} if app is not None else set()
+    plan = plan_record(periods, known, now, settings.events_max_updates)
+    batch_failures = [wire.batch_failure_out(f) for f in plan.batch_failures]
+    player_events: list[wire.PlayerEvent] = []
+    if plan.apply:
+        outcome = await events_store.record(
+            store,
+            principal.app_id,
+            principal.player_id,
+            plan.apply,
+            request.request_id,
+            now,
+            settings.events_rate_per_minute,
+        )
+        if outcome.status is RecordStatus.REQUEST_REPLAYED:
+            batch_failures.append(wire.EventBatchRecordFailure(BatchFailureCause.ALREADY_UPDATED))
+        for index in outcome.already:
+            failure = BatchFailure(BatchFailureCause.ALREADY_UPDATED, plan.apply[index].period)
+            batch_failures.append(wire.batch_failure_out(failure))
+        if outcome.status is RecordStatus.RATE_LIMITED:
+            batch_failures.append(wire.EventBatchRecordFailure(BatchFailureCause.RECORD_RATE_HIGH))
+        if outcome.applied_updates:
+            EVENTS_RECORDED.inc(outcome.applied_updates)
+        player_events = [
+            _player_event(principal, locale, def_id, count)
+            for def_id, count in outcome.counters.items()
+        ]
+    return wire.EventUpdateResponse(
+        batch_failures, [wire.update_failure_out(f) for f in plan.update_failures], player_events
+    )
+
+
+async def list_by_player(
+    store: Store,
+    settings: Settings,
+    config: Config,
+    principal: Principal,
+    locale: str,
+    max_results: int | str | None = None,
+    page_token: str | None = None,
+) -> wire.PlayerEventListResponse:
+    """events.listByPlayer: the caller's counters, by definition id, a page at a time."""
+    principal.require_scope(*SCOPES)
+    size = page_size(max_results)
+    after = decode_page_token(_PLAYER_EVENTS, page_token)
+    counters = await events_store.counters(store, principal.app_id, principal.player_id)
+    ids = sorted(d for d in counters if after is None or d > after)
+    page = ids[:size]
+    token = encode_page_token(_PLAYER_EVENTS, page[-1]) if len(ids) > size else None
+    items = [_player_event(principal, locale, d, counters[d]) for d in page]
+    return wire.PlayerEventListResponse(items, token)
+
+
+def _definition(event: EventDefinitionConfig, locale: str) -> wire.EventDefinition:
+    return wire.EventDefinition(
+        id=event.id,
+        visibility=event.visibility,
+        display_name=event.localized(event.display_name, locale),
+        description=event.localized(event.description, locale),
+        is_default_image_url=event.image_url is None,
+        image_url=event.image_url,
+    )
+
+
+async def list_definitions(
+    store: Store,
+    settings: Settings,
+    config: Config,
+    principal: Principal,
+    locale: str,
+    max_results: int | str | None = None,
+    page_token: str | None = None,
+) -> wire.EventDefinitionListResponse:
+    """events.listDefinitions: the app's definitions in config order, localized."""
+    principal.require_scope(*SCOPES)
+    size = page_size(max_results)
+    start = decode_index_token(_DEFINITIONS, page_token)
+    definitions = _definitions(config, principal.app_id)
+    hidden = [d.id for d in definitions[start:] if d.visibility == "HIDDEN"]
+    seen = await events_store.counters_of(store, principal.app_id, principal.player_id, hidden)
+    visible = [
+        (index, d)
+        for index, d in enumerate(definitions)
+        if index >= start and (d.visibility != "HIDDEN" or seen.get(d.id, 0) > 0)
+    ]
+    page = visible[:size]
+    token = None
+    if len(visible) > size:
+        token = encode_page_token(_DEFINITIONS, str(page[-1][0] + 1))
+    return wire.EventDefinitionListResponse([_definition(d, locale) for _, d in page], token)
+
+
+# JSON-RPC (SPEC §6): the socket layer negotiates `locale` (params.language, else the
+# connection's) and calls METHODS[name](store, settings, config, principal, locale, params)
+# with params {"body", "language", "maxResults", "pageToken"}; the result encodes as on REST.
+RpcMethod = Callable[
+    [Store, Settings, Config, Principal, str, Mapping[str, Any]], Awaitable[msgspec.Struct]
+]
+
+
+async def _rpc_record(
+    store: Store, s: Settings, c: Config, p: Principal, locale: str, params: Mapping[str, Any]
+) -> msgspec.Struct:
+    return await record(store, s, c, p, locale, params.get("body"))
+
+
+async def _rpc_list_by_player(
+    store: Store, s: Settings, c: Config, p: Principal, locale: str, params: Mapping[str, Any]
+) -> msgspec.Struct:
+    return await list_by_player(
+        store, s, c, p, locale, params.get("maxResults"), params.get("pageToken")
+    )
+
+
+async def _rpc_list_definitions(
+    store: Store, s: Settings, c: Config, p: Principal, locale: str, params: Mapping[str, Any]
+) -> msgspec.Struct:
+    return await list_definitions(
+        store, s, c, p, locale, params.get("maxResults"), params.get("pageToken")
+    )
+
+
+METHODS: dict[str, RpcMethod] = {
+    "events.record": _rpc_record,
+    "events.listByPlayer": _rpc_list_by_player,
+    "events.listDefinitions": _rpc_list_definitions,
+}
