@@ -391,6 +391,7 @@ def leave(
     """A JOINED participant leaves; leaving while auto-matching withdraws the ticket."""
     room = _prepare(room, now_ms, limits)
     p = _member(room, player_id)
+    _check_live(room)
     if p.status is not PStatus.JOINED:
         raise Conflict(
             N_("Only a joined participant can leave; you are {status}."), status=p.status.value
@@ -414,6 +415,7 @@ def presence_failure(room: RoomDoc, player_id: str, *, now_ms: int, limits: Limi
     """The player's realtime connections stayed gone past the grace period (SPEC §6)."""
     room = _prepare(room, now_ms, limits)
     p = _member(room, player_id)
+    _check_live(room)
     if p.status is not PStatus.JOINED:
         raise Conflict(
             N_("Only a joined participant can leave; you are {status}."), status=p.status.value
