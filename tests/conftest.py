@@ -3,13 +3,14 @@ real `roomsvc serve` process on a free port, HTTP clients and tokens."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support import ServerProcess, ValkeyProcess, new_app_id
+from tests.support import ServerProcess, ValkeyProcess, google_client, new_app_id
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,19 @@ async def store(valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(valkey.url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def google(server: ServerProcess) -> Iterator[Callable[..., Any]]:
+    """Google's API client for a player: `google("alice", app_id, name=..., base_url=...)`;
+    each client's connections are closed at teardown (warnings are errors here)."""
+    clients: list[Any] = []
+
+    def make(player: str, app: str, *, base_url: str | None = None, **kwargs: Any) -> Any:
+        client = google_client(base_url or server.base_url, player, app, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

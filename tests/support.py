@@ -178,3 +178,25 @@ def roomsvc_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
         [sys.executable, "-m", "roomsvc.cli", *args],
         env=base, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def google_client(base_url: str, player: str, app: str, *, name: str | None = None,
+                  scopes: tuple[str, ...] = (SCOPE_GAMES,)):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Google's own API client, built from the discovery document roomsvc serves (SPEC §3)."""
+    from google.oauth2.credentials import Credentials
+    from googleapiclient.discovery import build_from_document
+
+    document = _served_discovery(base_url)
+    credentials = Credentials(token=token(player, app, name=name, scopes=scopes))
+    return build_from_document(document, credentials=credentials)
+
+
+_DISCOVERY_CACHE: dict[str, str] = {}
+
+
+def _served_discovery(base_url: str) -> str:
+    if base_url not in _DISCOVERY_CACHE:
+        response = httpx.get(f"{base_url}/discovery/v1/apis/games/v1/rest", timeout=10)
+        response.raise_for_status()
+        _DISCOVERY_CACHE[base_url] = response.text
+    return _DISCOVERY_CACHE[base_url]
