@@ -1,0 +1,55 @@
+"""Analytics storage (SPEC §8): a capped Redis Stream per application, one script per batch.
+
+A batch is appended by one script call (lua/analytics_append.lua) together with its marker,
+so it is stored whole or not at all, and at most once per marker. Every call carries a marker:
+the client's BatchId, or one the service mints per request, which redis-py reuses when it
+retries the command after a lost reply (DESIGN "Retries never double-apply").
+
+Consumers read the stream with consumer groups (`XGROUP CREATE ... $ MKSTREAM`,
+`XREADGROUP`); each entry has one field, `item`, a JSON document (analytics_wire.StoredItem).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from roomsvc.store import analytics_keys as keys
+from roomsvc.store.connection import Store
+
+_SCRIPT = (Path(__file__).with_name("lua") / "analytics_append.lua").read_text()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppendResult:
+    stored: bool  # False: the marker was there, this is a retry of a stored batch
+    count: int
+
+
+class AnalyticsStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._append = store.register_script(_SCRIPT)
+        # Applications this process has already added to keys.APPS: the SADD is idempotent,
+        # the cache only saves its round trip on every later batch.
+        self._known_apps: set[str] = set()
+
+    async def append(
+        self,
+        app_id: str,
+        marker: tuple[str, str],
+        items: list[bytes],
+        *,
+        maxlen: int,
+        marker_ttl_ms: int,
+    ) -> AppendResult:
+        """Store `items` in `app_id`'s stream unless `marker` (user key, batch id) exists."""
+        if app_id not in self._known_apps:
+            await self._store.sadd(keys.APPS, app_id)
+            self._known_apps.add(app_id)
+        user_key, batch_id = marker
+        stored, count = await self._append(
+            keys=[keys.stream(app_id), keys.batch_marker(app_id, user_key, batch_id)],
+            args=[maxlen, marker_ttl_ms, *items],
+        )
+        return AppendResult(bool(stored), int(count))
