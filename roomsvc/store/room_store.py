@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from roomsvc.errors import N_, Conflict, NotFound
+from roomsvc.errors import N_, Conflict, NotFound, RoomsvcError
 from roomsvc.rooms import Limits, PStatus, RoomDoc, RoomState, next_deadline, room_status
 from roomsvc.store import keys
 from roomsvc.store.scripts import register
@@ -122,13 +122,25 @@ class RoomStore:
         """Apply `change` (a pure transition; None = nothing to do) with compare-and-set."""
         key = keys.room(app, room_id)
         async with self._lock(key):
+            # Only the CAS proves a cached document current: another process may have changed
+            # the room since. A refusal or a no-op computed from the cache is therefore
+            # confirmed on a fresh read before it is reported.
+            confirmed = key not in self._cache
             doc = await self.load(app, room_id)
             for attempt in range(_MAX_ATTEMPTS):
                 if doc is None:
                     raise NotFound(N_("Room {room_id} not found."), room_id=room_id)
-                new = change(doc)
+                try:
+                    new = change(doc)
+                except RoomsvcError:
+                    if confirmed:
+                        raise
+                    new = None
                 if new is None:
-                    return Applied(doc, False)
+                    if confirmed:
+                        return Applied(doc, False)
+                    doc, confirmed = await self.load(app, room_id, fresh=True), True
+                    continue
                 await self._index_before(doc, new)
                 outcome, current = await self._write(
                     new, expected=doc.version, request_id=request_id
@@ -138,7 +150,7 @@ class RoomStore:
                     return Applied(new, True)
                 if outcome == 2 and current is not None:
                     return Applied(current, False)
-                doc = current
+                doc, confirmed = current, True
                 if attempt > 2:
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise Conflict(N_("The room {room_id} is busy; retry."), room_id=room_id)
