@@ -45,6 +45,7 @@ _SCHEMA_NAMES = {
     "PeerSessionDiagnosticsIn": "PeerSessionDiagnostics",
     "RoomLeaveDiagnosticsIn": "RoomLeaveDiagnostics",
     "RoomP2PStatusIn": "RoomP2PStatus",
+    "EventPeriodRangeIn": "EventPeriodRange",
 }
 
 

@@ -7,8 +7,8 @@ carry `kind` as a msgspec tag, so it is always written first and can never be fo
 optional fields are omitted when absent (Google's style), the three arrays of
 EventUpdateResponse and `items` of the list responses are always present.
 
-The discovery schema EventPeriodRange has two Structs here: `EventPeriodRange` (request side,
-ints) and `EventPeriodRangeOut` (response side, strings).
+The discovery schema EventPeriodRange has two Structs here: `EventPeriodRangeIn` (request side,
+ints) and `EventPeriodRange` (response side, strings); roomsvc/discovery.py maps both to one name.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import msgspec
 from roomsvc.errors import N_, InvalidArgument
 from roomsvc.events import BatchFailure, Period, PeriodUpdates, Update, UpdateFailure
 
-Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# int64 fields: numbers or numeric strings in, JSON strings out (`format: int64` in discovery).
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1, extra={"format": "int64"})]
+Int64Str = Annotated[str, msgspec.Meta(extra={"format": "int64"})]
 
 # -- requests ---------------------------------------------------------------------------------
 
 
-class EventPeriodRange(msgspec.Struct, rename="camel"):
+class EventPeriodRangeIn(msgspec.Struct, rename="camel"):
     kind: str = "games#eventPeriodRange"
     period_start_millis: Int64 | None = None
     period_end_millis: Int64 | None = None
@@ -40,7 +42,7 @@ class EventUpdateRequest(msgspec.Struct, rename="camel"):
 
 class EventPeriodUpdate(msgspec.Struct, rename="camel"):
     kind: str = "games#eventPeriodUpdate"
-    time_period: EventPeriodRange | None = None
+    time_period: EventPeriodRangeIn | None = None
     updates: list[EventUpdateRequest] = []
 
 
@@ -54,11 +56,11 @@ class EventRecordRequest(msgspec.Struct, rename="camel"):
 # -- responses --------------------------------------------------------------------------------
 
 
-class EventPeriodRangeOut(
+class EventPeriodRange(
     msgspec.Struct, tag_field="kind", tag="games#eventPeriodRange", rename="camel"
 ):
-    period_start_millis: str
-    period_end_millis: str
+    period_start_millis: Int64Str
+    period_end_millis: Int64Str
 
 
 class EventBatchRecordFailure(
@@ -69,7 +71,7 @@ class EventBatchRecordFailure(
     omit_defaults=True,
 ):
     failure_cause: str
-    range: EventPeriodRangeOut | None = None  # absent for a request-wide failure
+    range: EventPeriodRange | None = None  # absent for a request-wide failure
 
 
 class EventRecordFailure(
@@ -82,7 +84,7 @@ class EventRecordFailure(
 class PlayerEvent(msgspec.Struct, tag_field="kind", tag="games#playerEvent", rename="camel"):
     definition_id: str
     player_id: str
-    num_events: str
+    num_events: Int64Str
     formatted_num_events: str
 
 
@@ -154,7 +156,7 @@ def periods_of(request: EventRecordRequest) -> list[PeriodUpdates]:
     """The pure core's view of the request; a period without both bounds is a 400."""
     periods: list[PeriodUpdates] = []
     for index, entry in enumerate(request.time_periods):
-        bounds = entry.time_period or EventPeriodRange()
+        bounds = entry.time_period or EventPeriodRangeIn()
         start, end = bounds.period_start_millis, bounds.period_end_millis
         if start is None or end is None:
             missing = "periodStartMillis" if start is None else "periodEndMillis"
@@ -166,8 +168,8 @@ def periods_of(request: EventRecordRequest) -> list[PeriodUpdates]:
     return periods
 
 
-def range_out(period: Period) -> EventPeriodRangeOut:
-    return EventPeriodRangeOut(str(period.start_ms), str(period.end_ms))
+def range_out(period: Period) -> EventPeriodRange:
+    return EventPeriodRange(str(period.start_ms), str(period.end_ms))
 
 
 def batch_failure_out(failure: BatchFailure) -> EventBatchRecordFailure:
