@@ -99,6 +99,7 @@ class Participant(msgspec.Struct, omit_defaults=True):
     leave_reason: str | None = None
     established: list[str] = []  # participant ids this one reported CONNECTION_ESTABLISHED to
     match_id: str | None = None  # the auto-match that brought this participant in
+    expires_ms: int = 0  # an INVITED participant's invitation deadline, fixed when invited
 
 
 class Criteria(msgspec.Struct, frozen=True):
@@ -118,6 +119,7 @@ class RoomDoc(msgspec.Struct, omit_defaults=True):
     criteria: Criteria | None = None
     ticket_open: bool = False  # auto-match slots still to fill (SPEC §5)
     ticket_since_ms: int = 0
+    ticket_deadline_ms: int = 0  # fixed when the ticket opens (ROOMSVC_AUTOMATCH_TIMEOUT_SECONDS)
     auto_matched: int = 0  # players added by auto-matching
     merged_into: str | None = None  # a seeker room moved into another room (SPEC §5)
     updated_ms: int = 0
@@ -180,17 +182,25 @@ def is_seeker(room: RoomDoc) -> bool:
     return room.criteria is not None and len(room.participants) == 1
 
 
+# Deadlines are fixed in the document when an invitation or ticket starts, so every process
+# that later sweeps the room agrees on them, whatever its own settings (SPEC §4 timeouts).
+def _invite_deadline(p: Participant, limits: Limits) -> int:
+    return p.expires_ms or p.since_ms + limits.invite_timeout_ms
+
+
+def _ticket_deadline(room: RoomDoc, limits: Limits) -> int:
+    return room.ticket_deadline_ms or room.ticket_since_ms + limits.automatch_timeout_ms
+
+
 def next_deadline(room: RoomDoc, limits: Limits) -> int | None:
     """When `expire` will next change this room, or None."""
     if room_status(room) is RoomState.DELETED:
         return None
     deadlines = [
-        p.since_ms + limits.invite_timeout_ms
-        for p in room.participants
-        if p.status is PStatus.INVITED
+        _invite_deadline(p, limits) for p in room.participants if p.status is PStatus.INVITED
     ]
     if room.ticket_open:
-        deadlines.append(room.ticket_since_ms + limits.automatch_timeout_ms)
+        deadlines.append(_ticket_deadline(room, limits))
     return min(deadlines) if deadlines else None
 
 
@@ -298,6 +308,7 @@ def create(
             via=Via.INVITED,
             since_ms=now_ms,
             invited_by=creator.id,
+            expires_ms=now_ms + limits.invite_timeout_ms,
         )
         for invitee in invited
     ]
@@ -312,6 +323,7 @@ def create(
         criteria=criteria,
         ticket_open=criteria is not None,
         ticket_since_ms=now_ms if criteria is not None else 0,
+        ticket_deadline_ms=now_ms + limits.automatch_timeout_ms if criteria is not None else 0,
         updated_ms=now_ms,
         updated_by=creator.id,
     )
@@ -329,9 +341,9 @@ def expire(room: RoomDoc, now_ms: int, limits: Limits) -> RoomDoc | None:
 
 def _apply_timeouts(room: RoomDoc, now_ms: int, limits: Limits) -> None:
     for p in room.participants:
-        if p.status is PStatus.INVITED and p.since_ms + limits.invite_timeout_ms <= now_ms:
+        if p.status is PStatus.INVITED and _invite_deadline(p, limits) <= now_ms:
             p.status = PStatus.DECLINED  # unanswered counts as declined (SPEC §4)
-    if room.ticket_open and room.ticket_since_ms + limits.automatch_timeout_ms <= now_ms:
+    if room.ticket_open and _ticket_deadline(room, limits) <= now_ms:
         room.ticket_open = False
         others = [p for p in room.joined() if p.id != room.creator]
         owner = room.participant(room.creator)
