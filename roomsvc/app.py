@@ -31,7 +31,7 @@ from roomsvc.middleware import RequestContextMiddleware
 from roomsvc.rooms import Limits
 from roomsvc.rooms_service import RoomsService
 from roomsvc.settings import Settings, SettingsError
-from roomsvc.store.connection import connect
+from roomsvc.store.connection import UNAVAILABLE_ERRORS, connect
 from roomsvc.store.room_store import RoomStore
 from roomsvc.web import handle_error
 
@@ -48,6 +48,13 @@ async def _supervise(duty: Duty, app: Starlette) -> None:
             return
         except asyncio.CancelledError:
             raise
+        except UNAVAILABLE_ERRORS as exc:
+            # A store outage is expected operation, not a bug: one line, no traceback.
+            log.warning(
+                "background duty paused: store unavailable",
+                extra={"duty": name, "error": type(exc).__name__},
+            )
+            await asyncio.sleep(1.0)
         except Exception:
             log.exception("background duty crashed; restarting", extra={"duty": name})
             await asyncio.sleep(1.0)
@@ -90,7 +97,14 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContextMiddleware)],
-        exception_handlers={RoomsvcError: handle_error, Exception: handle_error},
+        # Store errors are listed by class so Starlette's ExceptionMiddleware answers them
+        # (503 + Retry-After, no traceback); only `Exception` reaches ServerErrorMiddleware,
+        # which re-raises after answering so the server logs the traceback of a real bug.
+        exception_handlers={
+            RoomsvcError: handle_error,
+            **{error: handle_error for error in UNAVAILABLE_ERRORS},
+            Exception: handle_error,
+        },
         lifespan=lifespan,
     )
     app.state.settings = settings

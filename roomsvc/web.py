@@ -24,6 +24,7 @@ from roomsvc.errors import (
     StoreUnavailable,
     UnsupportedMediaType,
 )
+from roomsvc.metrics import STORE_ERRORS
 from roomsvc.partial import apply_fields, parse_fields
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
@@ -140,6 +141,9 @@ def as_roomsvc_error(exc: BaseException) -> RoomsvcError:
     if isinstance(exc, RoomsvcError):
         return exc
     if isinstance(exc, UNAVAILABLE_ERRORS):
+        # One line, no traceback: an outage is an operational event, not a bug.
+        STORE_ERRORS.labels(type(exc).__name__).inc()
+        log.warning("store unavailable", extra={"error": type(exc).__name__})
         return StoreUnavailable(retry_after=2)
     log.exception("internal error", exc_info=exc)
     return InternalError()
