@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from starlette.requests import Request
 
 from roomsvc import i18n
+from roomsvc.auth import SCOPE_GAMES_LITE
 from roomsvc.errors import (
     N_,
     Conflict,
@@ -23,6 +25,7 @@ from roomsvc.errors import (
     UnsupportedMediaType,
 )
 from roomsvc.web import as_roomsvc_error, error_body, handle_error
+from tests.support import auth, token
 
 # class -> (HTTP status, Google status, Google reason, JSON-RPC code)
 TREE: dict[type[RoomsvcError], tuple[int, str, str, int]] = {
@@ -239,3 +242,53 @@ def test_locale_of_request() -> None:
 def test_number_formatting(locale: str, expected: str) -> None:
     """Numbers are grouped the way each language writes them (Babel/CLDR)."""
     assert i18n.format_number(1234567, locale) == expected
+
+
+# Over HTTP, through a real server (rooms.list is an authenticated route)
+
+
+async def test_http_401_without_token(http: httpx.AsyncClient) -> None:
+    """No token: 401, `WWW-Authenticate: Bearer`, Google's shape in the asked language."""
+    response = await http.get("/games/v1/rooms", params={"language": "es-419"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    error = response.json()["error"]
+    assert (error["code"], error["status"], error["errors"][0]["reason"]) == (
+        401,
+        "UNAUTHENTICATED",
+        "authError",
+    )
+    assert error["message"] == i18n.gettext("es", "A bearer token is required.")
+
+
+async def test_http_401_with_expired_token(http: httpx.AsyncClient, app_id: str) -> None:
+    """An expired token: 401 with WWW-Authenticate, message in Hindi from Accept-Language."""
+    expired = token("p1", app_id, ttl=-60)
+    response = await http.get(
+        "/games/v1/rooms",
+        headers={"Authorization": f"Bearer {expired}", "Accept-Language": "hi-IN,en;q=0.5"},
+    )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["error"]["message"] == i18n.gettext(
+        "hi", "The bearer token has expired."
+    )
+
+
+async def test_http_403_on_missing_scope(http: httpx.AsyncClient, app_id: str) -> None:
+    """A valid token without the games scope: 403 PERMISSION_DENIED."""
+    response = await http.get(
+        "/games/v1/rooms", headers=auth("p1", app_id, scopes=(SCOPE_GAMES_LITE,))
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert "www-authenticate" not in response.headers
+
+
+@pytest.mark.parametrize("name", ["access_token", "oauth_token"])
+async def test_http_query_tokens_are_accepted(
+    http: httpx.AsyncClient, app_id: str, name: str
+) -> None:
+    """`?access_token=` and `?oauth_token=` authenticate like the header."""
+    response = await http.get("/games/v1/rooms", params={name: token("p1", app_id)})
+    assert response.status_code == 200, response.text
