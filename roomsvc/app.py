@@ -23,7 +23,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from roomsvc import discovery, logs
-from roomsvc.api import analytics, events, health, rooms
+from roomsvc.api import analytics, events, health, matching, realtime, rooms
 from roomsvc.auth import TokenVerifier
 from roomsvc.config import load_config
 from roomsvc.errors import RoomsvcError
@@ -37,7 +37,7 @@ from roomsvc.web import handle_error
 
 log = logging.getLogger("roomsvc.app")
 Duty = Callable[[Starlette], Awaitable[None]]
-FEATURES: tuple[Any, ...] = (health, rooms, events, analytics, discovery)
+FEATURES: tuple[Any, ...] = (health, rooms, matching, events, analytics, discovery, realtime)
 
 
 async def _supervise(duty: Duty, app: Starlette) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 
 from roomsvc import wire
 from roomsvc.errors import N_
@@ -28,6 +29,8 @@ class ViewContext:
     locale: str = "en"
     base_url: str = ""
     wait_estimate_seconds: int | None = None
+    # (applicationId, variant) -> the pool's estimate; wins over wait_estimate_seconds (SPEC §5)
+    wait_estimate: Callable[[str, int | None], int | None] | None = None
 
 
 def anonymous_number(room: RoomDoc, p: Participant) -> int:
@@ -106,7 +109,10 @@ def _auto_status(
 ) -> wire.RoomAutoMatchStatus | None:
     if status is not RoomState.AUTO_MATCHING and not room.ticket_open:
         return None
-    return wire.RoomAutoMatchStatus(wait_estimate_seconds=ctx.wait_estimate_seconds)
+    seconds = ctx.wait_estimate_seconds
+    if ctx.wait_estimate is not None:
+        seconds = ctx.wait_estimate(room.app_id, room.variant)
+    return wire.RoomAutoMatchStatus(wait_estimate_seconds=seconds)
 
 
 def render_room(room: RoomDoc, receiver_player_id: str, ctx: ViewContext) -> wire.Room:

@@ -17,6 +17,7 @@ from roomsvc.errors import N_, InvalidArgument, NotFound
 from roomsvc.room_view import ViewContext, render_room, render_status
 from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc
 from roomsvc.store import keys
+from roomsvc.store.matcher_store import PoolStore
 from roomsvc.store.room_store import RoomStore, now_ms
 
 CREATE_REQUEST_TTL_S = 86_400  # requestId makes create idempotent per player for 24 h
@@ -58,9 +59,10 @@ def _xmpp(address: wire.ClientAddressIn | None) -> str | None:
 
 
 class RoomsService:
-    def __init__(self, store: RoomStore, limits: Limits) -> None:
+    def __init__(self, store: RoomStore, limits: Limits, pool: PoolStore | None = None) -> None:
         self.store = store
         self.limits = limits
+        self.pool = pool or PoolStore(store.store)  # auto-match tickets (SPEC §5)
 
     async def _visible(self, principal: Principal, room_id: str) -> RoomDoc:
         doc = await self.store.load(principal.app_id, room_id, fresh=True)
@@ -102,6 +104,7 @@ class RoomsService:
             now_ms=now,
             limits=self.limits,
         )
+        await self.pool.enqueue(doc)  # before the room write (store/matcher_store.py)
         applied = await self.store.create(doc, request_id)
         return render_room(applied.room, principal.player_id, ctx)
 
@@ -156,6 +159,8 @@ class RoomsService:
                 d, principal.player_id, reason=body.reason, now_ms=now_ms(), limits=self.limits
             ),
         )
+        if doc.criteria is not None and not doc.ticket_open:
+            await self.pool.withdraw(doc)  # a leave withdraws the ticket (SPEC §4)
         return render_room(doc, principal.player_id, ctx)
 
     async def report_status(

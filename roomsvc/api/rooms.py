@@ -24,11 +24,10 @@ def _service(request: Request) -> RoomsService:
 
 
 def view_context(request: Request) -> ViewContext:
-    estimate = getattr(request.app.state, "wait_estimate", None)
     return ViewContext(
         locale=locale_of(request),
         base_url=str(request.base_url).rstrip("/"),
-        wait_estimate_seconds=estimate() if estimate else None,
+        wait_estimate=getattr(request.app.state, "wait_estimate", None),
     )
 
 

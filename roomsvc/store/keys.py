@@ -6,6 +6,7 @@ keys of one tag:
     {r:<app>:<roomId>}     a room: its document+version hash and its applied-request set
     {p:<app>:<playerId>}   a player: invitation inbox, rooms index, create requestIds
     {timers:<n>}           one of TIMER_SHARDS deadline sets (claim/lease, DESIGN)
+    {mp:<app>:<variant>}   an auto-match pool and its match records (section below)
 
 Per-player indexes are hints kept correct without cross-slot atomicity: added before the room
 write, removed after it, verified on read. Ids never contain `{`, `}` or `:` (auth.py checks
@@ -57,3 +58,49 @@ def timer_shard_of(app: str, room_id: str) -> str:
 def timer_shard(n: int) -> str:
     """Sorted set: `<app>/<roomId>` members scored by their next deadline (ms)."""
     return f"{PREFIX}:{{timers:{n}}}"
+
+
+# ---- auto-matching (SPEC §5) --------------------------------------------------------------
+#
+#   {mp:<app>:<variant>}   one pool: its tickets, their data, its match records and their
+#                          leases, its claim lock and its recent waits. Claiming tickets into a
+#                          match record and retiring it are then each one script in one slot.
+#   rs:pools               every pool that may hold work (a hint: dropped when found empty and
+#                          re-added on enqueue; see store/matcher_store.py).
+
+POOLS = f"{PREFIX}:pools"
+
+
+def pool_id(app: str, variant: int | None) -> str:
+    """`<app>:<variant>` (`any` when the room named no variant); the member of `POOLS`."""
+    return f"{app}:{'any' if variant is None else variant}"
+
+
+def pool_tickets(pool: str) -> str:
+    """Sorted set: roomIds waiting in the pool, scored by ticket age (ticket_since_ms)."""
+    return f"{PREFIX}:{{mp:{pool}}}:tickets"
+
+
+def pool_ticket_data(pool: str) -> str:
+    """Hash: roomId -> the msgpack `matching.Ticket` the policy reads."""
+    return f"{PREFIX}:{{mp:{pool}}}:data"
+
+
+def pool_matches(pool: str) -> str:
+    """Sorted set: match ids of the pool's match records, scored by lease deadline (ms)."""
+    return f"{PREFIX}:{{mp:{pool}}}:matches"
+
+
+def pool_match(pool: str, match_id: str) -> str:
+    """Hash: one match record: `g` group, `owner`, `claimed` ms, `step` progress."""
+    return f"{PREFIX}:{{mp:{pool}}}:m:{match_id}"
+
+
+def pool_lock(pool: str) -> str:
+    """String: the process currently reading and claiming from the pool (short lease)."""
+    return f"{PREFIX}:{{mp:{pool}}}:lock"
+
+
+def pool_waits(pool: str) -> str:
+    """List: the last waits (ms) of matched tickets, newest first (waitEstimateSeconds)."""
+    return f"{PREFIX}:{{mp:{pool}}}:waits"

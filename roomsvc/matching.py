@@ -1,0 +1,235 @@
+"""The auto-match grouping policy (SPEC §5), pure: no I/O, no clock (`now_ms` is an argument).
+
+A `Ticket` is one room waiting in the pool of (applicationId, variant). A *seeker* is a room
+whose only member is its creator and that invited nobody; every other room with criteria is a
+*host*. A `Group` names its *target* (the room everyone ends up in: the host, or the oldest
+seeker when the group has no host) and its *movers* (the seekers moved into the target).
+Hosts never move, so a group holds at most one host.
+
+A group is valid when:
+
+- all its tickets share applicationId and variant;
+- the exclusiveBitmasks AND pairwise to zero (0 matches anything), and no player appears in
+  two of its rooms (a player never meets themselves);
+- the host, if any, gets between its min and max auto-matched players (its movers);
+- each seeker sees a room size within its own min/max. For a seeker, "room size" is the number
+  of *other* players it will play with, as GPGS's min/maxAutoMatchingPlayers count them: the
+  host's seats (its creator plus the invitees it had when its ticket entered the pool) plus the
+  other seekers of the group. In a group without a host that is simply `len(group) - 1`, and
+  for the target seeker it is also the number of auto-matched players it gets.
+
+Which groups form (`run_once`): tickets are taken oldest first (by ticket age, then room id);
+each still-unmatched ticket anchors a search over the younger unmatched tickets of its pool for
+the largest *formable* group containing it, largest meaning the most players in the resulting
+room (a host's invitees count, so a host beats seekers of the same age), ties going to the group
+of older tickets. A group is
+formable when it is valid and, for each member that would get fewer players than its max, that
+member's ticket is at least the fill window old (ROOMSVC_FILL_WINDOW_SECONDS; 0 = match at once).
+The search is exhaustive (so no formable group is ever left among unmatched tickets) up to
+`budget` candidate checks per anchor, a bound that only pathological pools reach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+DEFAULT_BUDGET = 4096
+
+
+class Ticket(msgspec.Struct, frozen=True, array_like=True):
+    """One room in a pool, as the policy sees it (a snapshot taken when the ticket entered)."""
+
+    room_id: str
+    app_id: str
+    variant: int | None
+    since_ms: int  # when the ticket was opened (the room's ticket_since_ms)
+    min_players: int  # auto-matched players wanted, as in autoMatchingCriteria
+    max_players: int
+    bitmask: int = 0
+    players: tuple[str, ...] = ()  # every player id of the room (creator and invitees)
+    host: bool = False
+    deadline_ms: int = 0  # when the ticket times out (0 = never); expired tickets never match
+
+    @property
+    def seats(self) -> int:
+        """Players a seeker meets in this room besides the movers (creator + invitees)."""
+        return len(self.players)
+
+
+class Group(msgspec.Struct, frozen=True, array_like=True):
+    """A match: `movers` (seekers) move into `target` (a host, or the oldest seeker)."""
+
+    target: Ticket
+    movers: tuple[Ticket, ...]
+
+    @property
+    def members(self) -> tuple[Ticket, ...]:
+        return (self.target, *self.movers)
+
+
+def make_group(members: Sequence[Ticket]) -> Group:
+    """The group of these tickets: the host is the target, or else the oldest seeker."""
+    hosts = [t for t in members if t.host]
+    target = hosts[0] if hosts else min(members, key=lambda t: (t.since_ms, t.room_id))
+    return Group(target=target, movers=tuple(t for t in members if t is not target))
+
+
+def others_seen(group: Group) -> int:
+    """The room size every seeker of `group` sees: the other players it will play with."""
+    seekers = len(group.members) - (1 if group.target.host else 0)
+    seats = group.target.seats if group.target.host else 0
+    return seats + seekers - 1
+
+
+def is_valid(group: Group) -> bool:
+    """The SPEC §5 validity rules, ignoring the fill window."""
+    members = group.members
+    if not group.movers or any(t.host for t in group.movers):
+        return False
+    pool = (group.target.app_id, group.target.variant)
+    mask = 0
+    seen: set[str] = set()
+    for t in members:
+        if (t.app_id, t.variant) != pool or t.bitmask & mask or seen.intersection(t.players):
+            return False
+        mask |= t.bitmask
+        seen.update(t.players)
+    target = group.target
+    if target.host and not target.min_players <= len(group.movers) <= target.max_players:
+        return False
+    others = others_seen(group)
+    return all(t.min_players <= others <= t.max_players for t in members if not t.host)
+
+
+def is_formable(group: Group, now_ms: int, fill_window_ms: int) -> bool:
+    """Valid, and every member left short of its max has waited out the fill window."""
+    if not is_valid(group):
+        return False
+    others = others_seen(group)
+    for t in group.members:
+        reach = len(group.movers) if t.host else others
+        if reach < t.max_players and now_ms - t.since_ms < fill_window_ms:
+            return False
+    return True
+
+
+def run_once(
+    pool: Sequence[Ticket],
+    now_ms: int,
+    fill_window_ms: int = 0,
+    *,
+    budget: int = DEFAULT_BUDGET,
+) -> list[Group]:
+    """One matching round over `pool`: the groups to form, disjoint, oldest tickets first."""
+    by_pool: dict[tuple[str, int | None], list[Ticket]] = {}
+    seen: set[tuple[str, str]] = set()
+    for t in pool:
+        if (t.app_id, t.room_id) in seen:
+            continue  # the same room twice in the input is one ticket
+        seen.add((t.app_id, t.room_id))
+        by_pool.setdefault((t.app_id, t.variant), []).append(t)
+    groups: list[Group] = []
+    for tickets in by_pool.values():
+        tickets.sort(key=lambda t: (t.since_ms, t.room_id))
+        groups += _match_pool(tickets, now_ms, fill_window_ms, budget)
+    return groups
+
+
+def _match_pool(
+    tickets: list[Ticket], now_ms: int, fill_window_ms: int, budget: int
+) -> list[Group]:
+    used = [False] * len(tickets)
+    groups: list[Group] = []
+    for i in range(len(tickets)):
+        if used[i]:
+            continue
+        chosen = _Search(tickets, used, now_ms, fill_window_ms, budget).best(i)
+        if chosen:
+            for j in chosen:
+                used[j] = True
+            groups.append(make_group([tickets[j] for j in chosen]))
+    return groups
+
+
+class _Search:
+    """Depth-first search, in age order, for the largest formable group containing an anchor.
+
+    Children only add younger tickets, so groups of one size are visited oldest-first and the
+    first one found of the largest size wins. A branch is cut as soon as it breaks a rule that
+    adding members can never repair: a bitmask or player clash, a second host, more movers than
+    the host's max, or more other players than some seeker's max.
+    """
+
+    def __init__(
+        self,
+        tickets: list[Ticket],
+        used: list[bool],
+        now_ms: int,
+        fill_window_ms: int,
+        budget: int,
+    ) -> None:
+        self.tickets = tickets
+        self.used = used
+        self.now_ms = now_ms
+        self.fill_window_ms = fill_window_ms
+        self.budget = budget
+        self.best_found: list[int] = []
+        self.best_size = 0
+        self.cap = 0
+
+    def best(self, anchor: int) -> list[int]:
+        t = self.tickets[anchor]
+        # No room can hold more players than the anchor allows: a seeker meets at most its max
+        # others, a host takes at most its max movers besides its own seats.
+        self.cap = t.max_players + t.seats
+        host = t if t.host else None
+        seeker_max = t.max_players if not t.host else 1 << 30
+        seekers = 0 if t.host else 1
+        self._dfs(anchor + 1, [anchor], t.bitmask, set(t.players), host, seekers, seeker_max)
+        return self.best_found
+
+    def _dfs(
+        self,
+        start: int,
+        chosen: list[int],
+        mask: int,
+        players: set[str],
+        host: Ticket | None,
+        seekers: int,
+        seeker_max: int,
+    ) -> None:
+        tickets = self.tickets
+        for j in range(start, len(tickets)):
+            if self.best_size >= self.cap or self.budget <= 0:
+                return
+            if self.used[j]:
+                continue
+            self.budget -= 1
+            t = tickets[j]
+            if t.bitmask & mask or (t.host and host is not None) or players.intersection(t.players):
+                continue
+            next_host = t if t.host else host
+            next_seekers = seekers + (0 if t.host else 1)
+            next_max = seeker_max if t.host else min(seeker_max, t.max_players)
+            movers = next_seekers - (0 if next_host is not None else 1)
+            if next_host is not None and movers > next_host.max_players:
+                continue
+            seats = next_host.seats if next_host is not None else 0
+            if seats + next_seekers - 1 > next_max:
+                continue
+            chosen.append(j)
+            size = seats + next_seekers  # players in the room this group would make
+            if size > self.best_size and self._formable(chosen):
+                self.best_found = list(chosen)
+                self.best_size = size
+            self._dfs(
+                j + 1, chosen, mask | t.bitmask, players | set(t.players),
+                next_host, next_seekers, next_max,
+            )  # fmt: skip
+            chosen.pop()
+
+    def _formable(self, chosen: list[int]) -> bool:
+        group = make_group([self.tickets[j] for j in chosen])
+        return is_formable(group, self.now_ms, self.fill_window_ms)

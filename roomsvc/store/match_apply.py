@@ -1,0 +1,278 @@
+"""The matcher: rounds of read, group, claim, apply, retire over every pool (SPEC §5).
+
+A claimed match is applied to its rooms, each step a compare-and-set keyed by the match id, so
+a step replayed by a retry or by a process that took the record over is a no-op:
+
+1. the target (the host, or the oldest seeker) gets the movers' participant records
+   (`rooms.add_automatched`, which closes its ticket). The target room is then the truth of who
+   was matched: its participants carrying this match id. Before this step nothing has changed,
+   so if the target can no longer take the group (it left, its ticket closed or timed out) the
+   movers go back to the pool with their original age, and if some movers are gone the rest
+   form the group only if it is still valid, else they go back too.
+2. each matched mover's room becomes a tombstone with `mergedIntoRoomId` (`rooms.merge_into`).
+   If that player withdrew their ticket (left, or it timed out) after the target step, the
+   withdrawal wins: the player leaves the target room with leaveReason PLAYER_LEFT, as if they
+   had left it a moment after the match, and the others keep their game.
+3. the record is retired, with the waits of the matched tickets (waitEstimateSeconds).
+
+A ticket whose room is missing is put back while it is younger than `CREATE_GRACE_MS` (its
+room may still be being written, DESIGN "add before the write") and dropped after that; a
+ticket whose room is closed is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+from collections.abc import Sequence
+
+import msgspec
+
+from roomsvc import matching, rooms
+from roomsvc.errors import NotFound
+from roomsvc.matching import Group, Ticket
+from roomsvc.rooms import Participant, PStatus, RoomDoc, RoomState
+from roomsvc.store import keys
+from roomsvc.store.matcher_store import CREATE_GRACE_MS, Claimed, PoolStore
+from roomsvc.store.room_store import RoomStore, now_ms
+
+log = logging.getLogger("roomsvc.matcher")
+CONCURRENCY = 64  # matches applied at once by one process
+ESTIMATE_REFRESH_MS = 1_000
+
+
+class _Closed(Exception):
+    """The room can no longer take part in this match (internal: never leaves this module)."""
+
+
+def _open(doc: RoomDoc | None, ticket: Ticket, now: int, limits: rooms.Limits) -> bool:
+    """The room still waits for this match: live, ticket open, not merged, seeker still one."""
+    if doc is None:
+        return False
+    current = rooms.expire(doc, now, limits) or doc
+    return (
+        current.ticket_open
+        and current.merged_into is None
+        and rooms.room_status(current) is not RoomState.DELETED
+        and (ticket.host or rooms.is_seeker(current))
+    )
+
+
+def _keep(doc: RoomDoc | None, ticket: Ticket, now: int, limits: rooms.Limits) -> bool:
+    """Whether a ticket released from a match goes back to the pool."""
+    if doc is None:
+        return now - ticket.since_ms < CREATE_GRACE_MS
+    return _open(doc, ticket, now, limits)
+
+
+class Matcher:
+    def __init__(
+        self,
+        room_store: RoomStore,
+        *,
+        fill_window_ms: int = 0,
+        pools: PoolStore | None = None,
+    ) -> None:
+        self.rooms = room_store
+        self.limits = room_store.limits
+        self.pools = pools or PoolStore(room_store.store)
+        self.fill_window_ms = fill_window_ms
+        self._estimates: dict[str, int] = {}
+        self._estimated_at: dict[str, int] = {}
+        self._gate = asyncio.Semaphore(CONCURRENCY)
+
+    # ---- rounds ---------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """One round over every active pool; returns how many tickets were matched or freed."""
+        work = 0
+        for pool in await self.pools.pools():
+            try:
+                work += await self.run_pool(pool)
+            except Exception:
+                log.exception("matching round failed; retried next round", extra={"pool": pool})
+        return work
+
+    async def run_pool(self, pool: str) -> int:
+        work = await self.recover(pool)
+        now = now_ms()
+        tickets = await self.pools.window(pool, now, now - self.limits.automatch_timeout_ms)
+        if tickets is None:
+            return work  # another process is claiming from this pool right now
+        live = [t for t in tickets if not 0 < t.deadline_ms <= now]
+        groups = matching.run_once(live, now, self.fill_window_ms)
+        claimed = await self.pools.claim(pool, groups, now)
+        if not tickets:
+            await self.pools.deactivate_if_empty(pool)
+        await asyncio.gather(*(self._drive_guarded(c) for c in claimed))
+        if claimed or now - self._estimated_at.get(pool, 0) >= ESTIMATE_REFRESH_MS:
+            await self._refresh_estimate(pool, now)
+        return work + sum(len(c.group.members) for c in claimed)
+
+    async def recover(self, pool: str) -> int:
+        """Finish the records of this pool whose lease lapsed (SPEC §12 item 3)."""
+        now = now_ms()
+        taken = []
+        for match_id in await self.pools.lapsed(pool, now):
+            claimed = await self.pools.takeover(pool, match_id, now)
+            if claimed is not None:
+                log.info(
+                    "match taken over",
+                    extra={"match_id": match_id, "claimed_ms_ago": now - claimed.claimed_ms},
+                )
+                taken.append(claimed)
+        await asyncio.gather(*(self._drive_guarded(c) for c in taken))
+        return len(taken)
+
+    async def _drive_guarded(self, claimed: Claimed) -> None:
+        async with self._gate:
+            try:
+                await self.drive(claimed)
+            except Exception:
+                # The record keeps its lease; once it lapses, any process finishes it.
+                log.exception("match apply failed", extra={"match_id": claimed.match_id})
+
+    # ---- applying one match -----------------------------------------------------------------
+
+    async def drive(self, claimed: Claimed) -> None:
+        """Apply a claimed match from wherever it stands, then retire it."""
+        group = claimed.group
+        target = group.target
+        app = target.app_id
+        docs = await self.rooms.load_many(app, [t.room_id for t in group.members])
+        by_room = {t.room_id: d for t, d in zip(group.members, docs, strict=True)}
+        now = now_ms()
+        target_doc = by_room[target.room_id]
+        matched = _matched(target_doc, claimed.match_id)
+        if matched is None:
+            if not _open(target_doc, target, now, self.limits):
+                await self._release(claimed, group.members, by_room)
+                return
+            live = tuple(t for t in group.movers if _open(by_room[t.room_id], t, now, self.limits))
+            if len(live) < len(group.movers):
+                reduced = Group(target=target, movers=live)
+                if not live or not matching.is_valid(reduced):
+                    await self._release(claimed, group.members, by_room)
+                    return
+                group = reduced
+            newcomers = [_seat_of(by_room[t.room_id]) for t in group.movers]
+            try:
+                target_doc = await self._apply_target(claimed.match_id, target, newcomers)
+            except _Closed:
+                await self._release(claimed, claimed.group.members, by_room)
+                return
+            await self.pools.progress(claimed, 1, now_ms())
+            matched = _matched(target_doc, claimed.match_id) or set()
+        movers = [t for t in claimed.group.movers if t.players[0] in matched]
+        await asyncio.gather(*(self._apply_mover(claimed.match_id, target, t) for t in movers))
+        now = now_ms()
+        left_out = [
+            t
+            for t in claimed.group.movers
+            if t.players[0] not in matched and _keep(by_room[t.room_id], t, now, self.limits)
+        ]
+        waits = [now - t.since_ms for t in (target, *movers)]
+        await self.pools.retire(claimed, left_out, waits)
+
+    async def _release(
+        self, claimed: Claimed, members: Sequence[Ticket], by_room: dict[str, RoomDoc | None]
+    ) -> None:
+        now = now_ms()
+        back = [t for t in members if _keep(by_room[t.room_id], t, now, self.limits)]
+        await self.pools.retire(claimed, back, [])
+
+    async def _apply_target(
+        self, match_id: str, target: Ticket, newcomers: list[Participant]
+    ) -> RoomDoc:
+        limits = self.limits
+
+        def change(doc: RoomDoc) -> RoomDoc | None:
+            if _matched(doc, match_id) is not None:
+                return None  # applied already (a retry, or another process's takeover)
+            now = now_ms()
+            if not _open(doc, target, now, limits):
+                raise _Closed
+            if any(doc.of_player(n.player_id) is not None for n in newcomers):
+                raise _Closed  # a player never meets themselves
+            fresh = [msgspec.structs.replace(n) for n in newcomers]  # the core mutates them
+            return rooms.add_automatched(doc, fresh, match_id=match_id, now_ms=now, limits=limits)
+
+        try:
+            applied = await self.rooms.mutate(
+                target.app_id, target.room_id, change, request_id=f"match:{match_id}"
+            )
+        except NotFound:
+            raise _Closed from None
+        return applied.room
+
+    async def _apply_mover(self, match_id: str, target: Ticket, mover: Ticket) -> None:
+        limits = self.limits
+
+        def change(doc: RoomDoc) -> RoomDoc | None:
+            if doc.merged_into == target.room_id:
+                return None
+            if not _open(doc, mover, now_ms(), limits):
+                raise _Closed
+            return rooms.merge_into(doc, target.room_id, now_ms=now_ms())
+
+        try:
+            await self.rooms.mutate(
+                mover.app_id, mover.room_id, change, request_id=f"match:{match_id}"
+            )
+        except (_Closed, NotFound):
+            await self._withdraw_from_target(match_id, target, mover.players[0])
+
+    async def _withdraw_from_target(self, match_id: str, target: Ticket, player_id: str) -> None:
+        """The mover withdrew its ticket after the target step: it leaves the target room."""
+        limits = self.limits
+
+        def change(doc: RoomDoc) -> RoomDoc | None:
+            p = doc.of_player(player_id)
+            if p is None or p.match_id != match_id or p.status is not PStatus.JOINED:
+                return None
+            if rooms.room_status(doc) is RoomState.DELETED:
+                return None  # the game already ended for everyone
+            return rooms.leave(doc, player_id, reason="PLAYER_LEFT", now_ms=now_ms(), limits=limits)
+
+        log.info("matched player withdrew", extra={"match_id": match_id, "room_id": target.room_id})
+        await self.rooms.mutate(
+            target.app_id, target.room_id, change, request_id=f"match:{match_id}:{player_id}:left"
+        )
+
+    # ---- waitEstimateSeconds ------------------------------------------------------------------
+
+    async def _refresh_estimate(self, pool: str, now: int) -> None:
+        self._estimated_at[pool] = now
+        waits = await self.pools.recent_waits(pool)
+        if waits:
+            self._estimates[pool] = round(statistics.median(waits) / 1000)
+        else:
+            self._estimates.pop(pool, None)
+
+    def wait_estimate(self, app_id: str, variant: int | None) -> int | None:
+        """The median of the pool's last 100 waits, in seconds; None before any match."""
+        return self._estimates.get(keys.pool_id(app_id, variant))
+
+
+def _matched(doc: RoomDoc | None, match_id: str) -> set[str] | None:
+    """The players this match brought into `doc`, or None if it has not been applied there."""
+    if doc is None:
+        return None
+    players = {p.player_id for p in doc.participants if p.match_id == match_id}
+    return players or None
+
+
+def _seat_of(doc: RoomDoc | None) -> Participant:
+    """A seeker's own participant record, carried into the target room."""
+    creator = doc.participant(doc.creator) if doc is not None else None
+    if creator is None:
+        raise _Closed
+    return creator
+
+
+async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
+    """Rounds back to back while there is work, else every `idle_s` (the matcher duty)."""
+    while True:
+        work = await matcher.run_once()
+        await asyncio.sleep(0 if work else idle_s)

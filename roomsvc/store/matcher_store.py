@@ -1,0 +1,218 @@
+"""Auto-match pools and match records in Redis (SPEC §5; DESIGN "claim, apply idempotently,
+retire"). Every key of one pool shares the `{mp:<app>:<variant>}` tag (store/keys.py), so each
+step below is one script in one slot:
+
+- enqueue: a room with criteria adds its ticket *before* its room is written (DESIGN: add to an
+  index before, verify on read), so a crash in between leaves at worst a ticket whose room never
+  appeared, which the matcher drops once it is older than `CREATE_GRACE_MS`;
+- window (`match_window.lua`): under a short per-pool lock, drop timed-out tickets and read the
+  oldest ones for the pure policy (roomsvc/matching.py);
+- claim (`match_claim.lua`): move each group's tickets out of the pool into a match record with
+  a lease, only if all of them are still there; a ticket is thus in at most one record, ever;
+- the apply steps run against the rooms (store/match_apply.py); `progress` notes them;
+- retire (`match_retire.lua`): delete the record, putting back the tickets it releases, once;
+- takeover (`match_takeover.lua`): a record whose lease lapsed is re-leased by another process,
+  which drives it on from where it stands.
+
+`rs:pools` lists the pools that may hold work, a hint in another slot: added after the ticket,
+dropped only after a check that finds the pool empty (and re-added if the check races an
+enqueue), so a pool with tickets is never missing from it for long.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from roomsvc import rooms
+from roomsvc.matching import Group, Ticket
+from roomsvc.rooms import PStatus, RoomDoc
+from roomsvc.store import keys
+from roomsvc.store.scripts import register
+
+LEASE_MS = 5_000  # a match record is finished by another process this long after a crash
+LOCK_MS = 2_000  # the per-pool read-and-claim lock (released by the claim)
+WINDOW = 2_000  # tickets the policy sees per pool per round, oldest first
+CREATE_GRACE_MS = 10_000  # a ticket whose room is missing for longer was never created
+
+_ticket_encode = msgspec.msgpack.Encoder().encode
+_ticket_decode = msgspec.msgpack.Decoder(Ticket).decode
+_group_decode = msgspec.msgpack.Decoder(Group).decode
+
+
+def ticket_of(doc: RoomDoc) -> Ticket | None:
+    """The pool ticket of a room with criteria (SPEC §5), or None."""
+    if doc.criteria is None:
+        return None
+    players = tuple(
+        p.player_id for p in doc.participants if p.status in (PStatus.JOINED, PStatus.INVITED)
+    )
+    return Ticket(
+        room_id=doc.room_id,
+        app_id=doc.app_id,
+        variant=doc.variant,
+        since_ms=doc.ticket_since_ms,
+        min_players=doc.criteria.min_players,
+        max_players=doc.criteria.max_players,
+        bitmask=doc.criteria.bitmask,
+        players=players,
+        host=not rooms.is_seeker(doc),
+        deadline_ms=doc.ticket_deadline_ms,
+    )
+
+
+def pool_of(ticket: Ticket) -> str:
+    return keys.pool_id(ticket.app_id, ticket.variant)
+
+
+class Claimed(msgspec.Struct):
+    """A match record as its driver sees it."""
+
+    pool: str
+    match_id: str
+    group: Group
+    step: int = 0  # 1 once the target room has been applied
+    claimed_ms: int = 0
+
+
+class PoolStore:
+    def __init__(self, store: Any, owner: str | None = None) -> None:
+        self.store = store
+        self.owner = owner or uuid.uuid4().hex
+        self._window = register(store, "match_window")
+        self._claim = register(store, "match_claim")
+        self._takeover = register(store, "match_takeover")
+        self._progress = register(store, "match_progress")
+        self._retire = register(store, "match_retire")
+
+    # ---- tickets --------------------------------------------------------------------------
+
+    async def enqueue(self, doc: RoomDoc) -> None:
+        """Put the room's ticket in its pool (before the room is written: see module doc)."""
+        ticket = ticket_of(doc)
+        if ticket is None or not doc.ticket_open:
+            return
+        pool = pool_of(ticket)
+        async with self.store.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.pool_ticket_data(pool), ticket.room_id, _ticket_encode(ticket))
+            pipe.zadd(keys.pool_tickets(pool), {ticket.room_id: ticket.since_ms})
+            await pipe.execute()
+        await self.store.sadd(keys.POOLS, pool)
+
+    async def withdraw(self, doc: RoomDoc) -> None:
+        """Remove a closed ticket still waiting in its pool (after a leave: a hint only)."""
+        ticket = ticket_of(doc)
+        if ticket is None:
+            return
+        pool = pool_of(ticket)
+        async with self.store.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.pool_tickets(pool), ticket.room_id)
+            pipe.hdel(keys.pool_ticket_data(pool), ticket.room_id)
+            await pipe.execute()
+
+    async def pools(self) -> list[str]:
+        return sorted(m.decode() for m in await self.store.smembers(keys.POOLS))
+
+    async def window(self, pool: str, now: int, expired_at: int) -> list[Ticket] | None:
+        """The oldest tickets of the pool, or None while another process is claiming from it."""
+        raw = await self._window(
+            keys=[keys.pool_tickets(pool), keys.pool_ticket_data(pool), keys.pool_lock(pool)],
+            args=[self.owner, LOCK_MS, expired_at, WINDOW],
+        )
+        if raw is None:
+            return None
+        return [_ticket_decode(blob) for blob in raw if blob is not None]
+
+    async def claim(self, pool: str, groups: Sequence[Group], now: int) -> list[Claimed]:
+        """Claim each group whose tickets are all still in the pool; releases the pool lock."""
+        record_keys: list[str] = []
+        args: list[Any] = [self.owner, now + LEASE_MS, now]
+        candidates: list[Claimed] = []
+        for group in groups:
+            match_id = uuid.uuid4().hex
+            members = group.members
+            record_keys.append(keys.pool_match(pool, match_id))
+            args += [match_id, msgspec.msgpack.encode(group), len(members)]
+            args += [t.room_id for t in members]
+            candidates.append(Claimed(pool, match_id, group, 0, now))
+        outcome = await self._claim(
+            keys=[
+                keys.pool_tickets(pool),
+                keys.pool_ticket_data(pool),
+                keys.pool_matches(pool),
+                keys.pool_lock(pool),
+                *record_keys,
+            ],
+            args=args,
+        )
+        return [c for c, ok in zip(candidates, outcome, strict=True) if int(ok) == 1]
+
+    # ---- match records ----------------------------------------------------------------------
+
+    async def lapsed(self, pool: str, now: int, limit: int = 100) -> list[str]:
+        """Match ids whose lease has lapsed (their owner died or stalled)."""
+        ids = await self.store.zrange(
+            keys.pool_matches(pool), "-inf", now, byscore=True, offset=0, num=limit
+        )
+        return [m.decode() for m in ids]
+
+    async def takeover(self, pool: str, match_id: str, now: int) -> Claimed | None:
+        reply = await self._takeover(
+            keys=[keys.pool_matches(pool), keys.pool_match(pool, match_id)],
+            args=[match_id, now, now + LEASE_MS, self.owner],
+        )
+        if not reply or reply[0] is None:
+            return None
+        group = _group_decode(reply[0])
+        return Claimed(pool, match_id, group, int(reply[1] or 0), int(reply[2] or 0))
+
+    async def progress(self, claimed: Claimed, step: int, now: int) -> None:
+        pool = claimed.pool
+        await self._progress(
+            keys=[keys.pool_matches(pool), keys.pool_match(pool, claimed.match_id)],
+            args=[claimed.match_id, step, now + LEASE_MS],
+        )
+
+    async def retire(
+        self, claimed: Claimed, release: Sequence[Ticket], waits_ms: Sequence[int]
+    ) -> bool:
+        """Delete the record, putting `release` back in the pool; False if already retired."""
+        pool = claimed.pool
+        args: list[Any] = [claimed.match_id, len(release)]
+        for t in release:
+            args += [t.room_id, t.since_ms, _ticket_encode(t)]
+        args += [max(0, int(w)) for w in waits_ms]
+        done = await self._retire(
+            keys=[
+                keys.pool_tickets(pool),
+                keys.pool_ticket_data(pool),
+                keys.pool_matches(pool),
+                keys.pool_match(pool, claimed.match_id),
+                keys.pool_waits(pool),
+            ],
+            args=args,
+        )
+        return int(done) == 1
+
+    # ---- pool bookkeeping -------------------------------------------------------------------
+
+    async def deactivate_if_empty(self, pool: str) -> None:
+        """Drop an empty pool from `rs:pools`; re-add it if an enqueue raced the check."""
+        if await self._pending(pool):
+            return
+        await self.store.srem(keys.POOLS, pool)
+        if await self._pending(pool):
+            await self.store.sadd(keys.POOLS, pool)
+
+    async def _pending(self, pool: str) -> int:
+        async with self.store.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.pool_tickets(pool))
+            pipe.zcard(keys.pool_matches(pool))
+            tickets, matches = await pipe.execute()
+        return int(tickets) + int(matches)
+
+    async def recent_waits(self, pool: str) -> list[int]:
+        return [int(w) for w in await self.store.lrange(keys.pool_waits(pool), 0, 99)]
