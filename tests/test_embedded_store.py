@@ -80,9 +80,12 @@ def workdir() -> Iterator[Path]:
 
 def test_quickstart_starts_the_embedded_store(workdir: Path) -> None:
     """With no REDIS_URL, serve is ready and .roomsvc/ holds the AOF dir and the socket."""
-    server = ServerProcess(None, cwd=workdir).start()
+    server = ServerProcess(None, cwd=workdir)
+    server.env.pop("ROOMSVC_JWT_SECRET")  # a fresh machine has none
+    server.start()
     try:
         assert ready(server)
+        assert "ROOMSVC_JWT_SECRET is unset" in server.output()  # the loud warning
         data = workdir / ".roomsvc"
         assert (data / "valkey.sock").is_socket()
         assert (data / "appendonlydir").is_dir()
@@ -156,6 +159,9 @@ def test_a_worker_crash_does_not_take_the_store_down(workdir: Path) -> None:
         assert valkey_pid(data) == store_pid and alive(store_pid)  # type: ignore[arg-type]
         wait_until(lambda: len(worker_pids(serve_pid)) == 2, timeout=200 * UNIT)
         wait_until(lambda: all(ready(server) for _ in range(4)))
+        # /metrics aggregates every worker's figures.
+        metrics = httpx.get(f"{server.base_url}/metrics").text
+        assert 'roomsvc_request_seconds_count{code="200",method="GET",route="/readyz"}' in metrics
     finally:
         assert server.stop() == 0
 
@@ -198,3 +204,25 @@ def test_a_killed_serve_takes_its_workers_with_it(workdir: Path) -> None:
         assert ready(again)
     finally:
         assert again.stop() == 0
+
+
+def test_a_data_dir_too_long_for_a_unix_socket_uses_loopback_tcp(workdir: Path) -> None:
+    """A long ROOMSVC_DATA_DIR puts the store on a loopback port, recorded for adoption."""
+    data = workdir / ("deep-" + "d" * 100) / "store"
+    env = {"ROOMSVC_DATA_DIR": str(data)}
+    first = ServerProcess(None, cwd=workdir, env=env).start()
+    port = int((data / "valkey.port").read_text())
+    with redis.Redis(port=port) as client:
+        client.set("roomsvc:test:tcp", b"1")
+    store_pid = valkey_pid(data)
+    first.kill()
+    second = ServerProcess(None, cwd=workdir, env=env).start()
+    try:
+        assert ready(second)
+        assert valkey_pid(data) == store_pid
+        with redis.Redis(port=port) as client:
+            assert client.get("roomsvc:test:tcp") == b"1"
+    finally:
+        assert second.stop() == 0
+    assert store_pid is not None
+    wait_until(lambda: not alive(store_pid))
