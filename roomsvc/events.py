@@ -27,7 +27,7 @@ import binascii
 import dataclasses
 import enum
 from collections.abc import Container, Sequence
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from roomsvc.errors import N_, InvalidArgument
 
@@ -57,22 +57,21 @@ class UpdateFailureCause(enum.StrEnum):
     INVALID_UPDATE_VALUE = "INVALID_UPDATE_VALUE"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Period:
+# Values of a request are NamedTuples: immutable and hashable like frozen dataclasses, but
+# about five times cheaper to build, which matters at 200 updates per request (SPEC §11).
+class Period(NamedTuple):
     """A time range in milliseconds since the epoch, as the client reported it."""
 
     start_ms: int
     end_ms: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Update:
+class Update(NamedTuple):
     definition_id: str
-    count: int
+    amount: int  # the wire's updateCount (`count` would shadow tuple.count)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PeriodUpdates:
+class PeriodUpdates(NamedTuple):
     """One EventPeriodUpdate: a period and the updates made during it."""
 
     period: Period
@@ -118,7 +117,7 @@ def period_failure(period: Period, now_ms: int) -> BatchFailureCause | None:
 def update_failure(update: Update, known: Container[str]) -> UpdateFailureCause | None:
     if update.definition_id not in known:
         return UpdateFailureCause.NOT_FOUND
-    if update.count <= 0:
+    if update.amount <= 0:
         return UpdateFailureCause.INVALID_UPDATE_VALUE
     return None
 

@@ -145,7 +145,7 @@ def test_every_update_is_applied_or_explained(
     reported = {(f.definition_id, f.cause) for f in result.update_failures}
     for entry in result.apply:
         assert period_failure(entry.period, NOW) is None
-        assert all(u.definition_id in KNOWN and u.count > 0 for u in entry.updates)
+        assert all(u.definition_id in KNOWN and u.amount > 0 for u in entry.updates)
     for entry in periods:
         if entry.period in applied_periods:
             continue

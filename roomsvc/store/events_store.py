@@ -73,9 +73,14 @@ def record_args(
         len(periods),
     ]
     for entry in periods:
-        args += [str(entry.period.start_ms), str(entry.period.end_ms), len(entry.updates)]
-        for update in entry.updates:
-            args += [update.definition_id, str(update.count)]
+        # Summed per definition here, where ints are exact: the script then does one HINCRBY
+        # per (period, definition) instead of one per update.
+        totals: dict[str, int] = {}
+        for definition_id, count in entry.updates:
+            totals[definition_id] = totals.get(definition_id, 0) + count
+        args += [str(entry.period.start_ms), str(entry.period.end_ms), len(totals)]
+        for definition_id, total in totals.items():
+            args += [definition_id, str(total)]
     return args
 
 

@@ -3,7 +3,8 @@
 -- KEYS: 1 counts (hash), 2 periods (zset), 3 requests (zset), 4 bucket (hash)
 -- ARGV: now_ms, request_id ('' = none), request_ttl_ms, period_keep_ms, rate_per_minute,
 --       n_periods, then per period: start_ms, end_ms, n_updates, (definition_id, count) * n
---       (periods are distinct, already checked by the pure core; counts are int64 > 0 strings)
+--       (periods are distinct, checked by the pure core; each count is the exact decimal sum of
+--       the period's updates of that definition, > 0, and may exceed int64: see saturation)
 --
 -- Returns {status, already, counters, retry_after_ms}:
 --   status 0 applied, 1 requestId seen before, 2 every period seen before, 3 rate limited;
@@ -112,7 +113,8 @@ end
 local current = redis.call('HMGET', KEYS[1], unpack(order))
 local saturated = {}
 for i, def in ipairs(order) do
-  -- doubles are approximate up here, but the margin to 2^63 is far larger than their error
+  -- doubles are approximate up here, but the margin to 2^63 is far larger than their error;
+  -- any count string beyond int64 is >= 9.2e18 too, so it never reaches HINCRBY
   if (tonumber(current[i]) or 0) + totals[def] >= 9.2e18 then
     saturated[def] = true
     redis.call('HSET', KEYS[1], def, INT64_CEILING)
