@@ -48,6 +48,8 @@ def _algorithm_for(key: Any) -> str:
     if isinstance(key, rsa.RSAPublicKey):
         return "RS256"
     if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError(f"ES256 needs a P-256 key, not {key.curve.name}")
         return "ES256"
     if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return "EdDSA"

@@ -54,10 +54,19 @@ def _origins(raw: str) -> tuple[str, ...]:
 
 
 def _key_files(raw: str) -> tuple[Path, ...]:
+    from roomsvc.auth import load_public_keys  # auth imports this module
+
     paths = tuple(Path(p.strip()) for p in raw.replace(os.pathsep, ",").split(",") if p.strip())
     for path in paths:
         if not path.is_file():
             raise ValueError(f"no such file: {path}")
+        try:
+            load_public_keys((path,))  # a bad key must stop start-up here, not in a worker
+        except (ValueError, TypeError, OSError) as exc:
+            reason = str(exc).split(".")[0] if isinstance(exc, ValueError) else type(exc).__name__
+            raise ValueError(
+                f"{path} is not a PEM public key for RS256, ES256 (P-256) or EdDSA ({reason})"
+            ) from None
     return paths
 
 

@@ -20,6 +20,7 @@ from roomsvc.auth import (
     Principal,
     TokenVerifier,
     bearer_token,
+    load_public_keys,
     mint_token,
 )
 from roomsvc.errors import PermissionDenied, Unauthenticated
@@ -212,6 +213,13 @@ def test_hs256_token_signed_with_a_public_key_is_401(
     token = (signing_input + b"." + base64url_encode(signature)).decode()
     with pytest.raises(Unauthenticated):
         _verifier(pem).verify(token)
+
+
+def test_unusable_public_keys_are_refused(tmp_path: Path) -> None:
+    """A P-384 key cannot verify ES256 tokens, so loading it fails instead of every token."""
+    pem = _write_public(ec.generate_private_key(ec.SECP384R1()), tmp_path / "p384.pem")
+    with pytest.raises(ValueError, match="P-256"):
+        load_public_keys([pem])
 
 
 # Where the token comes from

@@ -6,8 +6,11 @@ import socket
 from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE
+from roomsvc.store.embedded import free_port
 from tests.support import JWT_SECRET, roomsvc_cli
 
 GOOD_TOML = """
@@ -160,6 +163,21 @@ def test_config_check_names_a_missing_config_file(tmp_path: Path) -> None:
     assert_one_clear_failure(result, "none.toml", "cannot read")
 
 
+def test_config_check_rejects_key_files_that_are_not_usable_public_keys(tmp_path: Path) -> None:
+    """A key file that is not a PEM public key, or a P-384 key, is named by config check."""
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    p384 = tmp_path / "p384.pem"
+    p384.write_bytes(
+        ec.generate_private_key(ec.SECP384R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    for path in (not_pem, p384):
+        result = roomsvc_cli("config", "check", env={"ROOMSVC_JWT_PUBLIC_KEYS": str(path)})
+        assert_one_clear_failure(result, "ROOMSVC_JWT_PUBLIC_KEYS", str(path))
+
+
 # roomsvc serve: start-up failures
 
 
@@ -171,6 +189,18 @@ def test_serve_with_a_bad_setting_fails_clearly(tmp_path: Path) -> None:
     assert_one_clear_failure(result, "ROOMSVC_PRESENCE_GRACE_SECONDS")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / ".roomsvc").exists()  # nothing started
+
+
+def test_serve_with_a_bad_public_key_file_fails_clearly(tmp_path: Path) -> None:
+    """A key file that is not a PEM public key stops `serve` before any worker starts."""
+    bad = tmp_path / "studio.pem"
+    bad.write_text("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n")
+    result = roomsvc_cli(
+        "serve", "--port", str(free_port()), cwd=tmp_path,
+        env={"ROOMSVC_JWT_PUBLIC_KEYS": str(bad), "REDIS_URL": "redis://127.0.0.1:1/0"},
+    )  # fmt: skip
+    assert_one_clear_failure(result, "ROOMSVC_JWT_PUBLIC_KEYS", "studio.pem")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_serve_with_an_unknown_variable_fails_clearly(tmp_path: Path) -> None:
