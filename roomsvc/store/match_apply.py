@@ -97,11 +97,14 @@ class Matcher:
     async def run_pool(self, pool: str) -> int:
         work = await self.recover(pool)
         now = now_ms()
-        tickets = await self.pools.window(pool, now, now - self.limits.automatch_timeout_ms)
+        tickets = await self.pools.window(pool)
         if tickets is None:
             return work  # another process is claiming from this pool right now
-        live = [t for t in tickets if not 0 < t.deadline_ms <= now]
-        groups = matching.run_once(live, now, self.fill_window_ms)
+        expired = [t for t in tickets if 0 < t.deadline_ms <= now]
+        if expired:
+            await self.pools.drop(pool, expired)
+            tickets = [t for t in tickets if not 0 < t.deadline_ms <= now]
+        groups = matching.run_once(tickets, now, self.fill_window_ms)
         claimed = await self.pools.claim(pool, groups, now)
         if not tickets:
             await self.pools.deactivate_if_empty(pool)

@@ -5,8 +5,9 @@ step below is one script in one slot:
 - enqueue: a room with criteria adds its ticket *before* its room is written (DESIGN: add to an
   index before, verify on read), so a crash in between leaves at worst a ticket whose room never
   appeared, which the matcher drops once it is older than `CREATE_GRACE_MS`;
-- window (`match_window.lua`): under a short per-pool lock, drop timed-out tickets and read the
-  oldest ones for the pure policy (roomsvc/matching.py);
+- window (`match_window.lua`): under a short per-pool lock, read the oldest tickets for the
+  pure policy (roomsvc/matching.py); tickets past their own deadline (fixed in the room when
+  the ticket opened, so every process agrees whatever its settings) are dropped instead;
 - claim (`match_claim.lua`): move each group's tickets out of the pool into a match record with
   a lease, only if all of them are still there; a ticket is thus in at most one record, ever;
 - the apply steps run against the rooms (store/match_apply.py); `progress` notes them;
@@ -116,15 +117,25 @@ class PoolStore:
     async def pools(self) -> list[str]:
         return sorted(m.decode() for m in await self.store.smembers(keys.POOLS))
 
-    async def window(self, pool: str, now: int, expired_at: int) -> list[Ticket] | None:
+    async def window(self, pool: str) -> list[Ticket] | None:
         """The oldest tickets of the pool, or None while another process is claiming from it."""
         raw = await self._window(
             keys=[keys.pool_tickets(pool), keys.pool_ticket_data(pool), keys.pool_lock(pool)],
-            args=[self.owner, LOCK_MS, expired_at, WINDOW],
+            args=[self.owner, LOCK_MS, WINDOW],
         )
         if raw is None:
             return None
         return [_ticket_decode(blob) for blob in raw if blob is not None]
+
+    async def drop(self, pool: str, tickets: Sequence[Ticket]) -> None:
+        """Remove timed-out tickets (the timeout wheel ends their rooms, SPEC §4)."""
+        ids = [t.room_id for t in tickets]
+        if not ids:
+            return
+        async with self.store.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.pool_tickets(pool), *ids)
+            pipe.hdel(keys.pool_ticket_data(pool), *ids)
+            await pipe.execute()
 
     async def claim(self, pool: str, groups: Sequence[Group], now: int) -> list[Claimed]:
         """Claim each group whose tickets are all still in the pool; releases the pool lock."""

@@ -1,20 +1,14 @@
 -- Read the oldest tickets of one auto-match pool, under the pool's claim lock (SPEC §5).
 -- KEYS[1] tickets zset   KEYS[2] ticket data hash   KEYS[3] claim lock   (one {mp:..} slot)
--- ARGV[1] owner   ARGV[2] lock ms   ARGV[3] expired at or before (ms)   ARGV[4] max tickets
+-- ARGV[1] owner   ARGV[2] lock ms   ARGV[3] max tickets
 -- Returns false while another process holds the lock (it is reading and claiming; the claim
--- script releases the lock), else the encoded tickets, oldest first. Tickets past the auto-match
--- timeout leave the pool here: the timeout wheel ends their rooms.
+-- script releases the lock), else the encoded tickets, oldest first.
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[1] then
   return false
 end
 redis.call('SET', KEYS[3], ARGV[1], 'PX', tonumber(ARGV[2]))
-local expired = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[3], 'BYSCORE', 'LIMIT', 0, 1000)
-if #expired > 0 then
-  redis.call('ZREM', KEYS[1], unpack(expired))
-  redis.call('HDEL', KEYS[2], unpack(expired))
-end
-local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 if #ids == 0 then
   return {}
 end
