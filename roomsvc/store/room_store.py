@@ -134,6 +134,11 @@ class RoomStore:
                     new = change(doc)
                 except RoomsvcError:
                     if confirmed:
+                        # A replay of a request already applied is refused by the rules on the
+                        # room it produced: report that room, as the script would (DESIGN).
+                        replayed = await self._replayed(app, room_id, request_id)
+                        if replayed is not None:
+                            return Applied(replayed, False)
                         raise
                     new = None
                 if new is None:
@@ -154,6 +159,20 @@ class RoomStore:
                 if attempt > 2:
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise Conflict(N_("The room {room_id} is busy; retry."), room_id=room_id)
+
+    async def _replayed(self, app: str, room_id: str, request_id: str) -> RoomDoc | None:
+        """The room as it is now if `request_id` was already applied to it, else None."""
+        if not request_id:
+            return None
+        async with self.store.pipeline(transaction=False) as pipe:
+            pipe.zscore(keys.room_applied(app, room_id), request_id)
+            pipe.hget(keys.room(app, room_id), "d")
+            score, raw = await pipe.execute()
+        if score is None or raw is None:
+            return None
+        doc = _decode(raw)
+        self._remember(keys.room(app, room_id), doc)
+        return doc
 
     async def _write(
         self, doc: RoomDoc, *, expected: int, request_id: str
