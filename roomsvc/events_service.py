@@ -6,6 +6,9 @@ what may be applied, the store (roomsvc/store/events_store.py) applies it in one
 and adds the failures that need state. Every user-visible text comes from the config (names,
 descriptions) or the gettext catalogs (errors); numbers are formatted by Babel.
 
+The request's `currentTimeMillis` is accepted and not used: the server's clock alone decides
+TIME_PERIOD_EXPIRED, so a client clock set back cannot make old data fresh.
+
 `HIDDEN` definitions (discovery: "should only be shown to users that have recorded this event at
 least once") are listed only to players whose counter for them is not zero; recording one works
 for everybody.

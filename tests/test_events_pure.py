@@ -275,3 +275,30 @@ def test_response_shapes_use_kind_and_string_int64() -> None:
         "kind": "games#playerEventListResponse",
         "items": [],
     }
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+field_names = st.sampled_from(
+    ["requestId", "currentTimeMillis", "timePeriods", "timePeriod", "updates", "definitionId",
+     "updateCount", "periodStartMillis", "periodEndMillis", "kind"]
+)  # fmt: skip
+bodies = st.recursive(
+    json_values,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(field_names, inner, max_size=5),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=bodies)
+def test_any_json_body_is_accepted_or_a_documented_400(body: object) -> None:
+    """Fuzz oracle: any JSON value as a record body is planned or raises InvalidArgument only."""
+    try:
+        request = wire.request_from(body if isinstance(body, dict) else {"timePeriods": body})
+        plan_record(wire.periods_of(request), KNOWN, NOW, 200)
+    except InvalidArgument as exc:
+        assert exc.http_status == 400 and exc.params.get("field")
