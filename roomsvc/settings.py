@@ -104,6 +104,11 @@ class Settings:
     data_dir: Path = Path(".roomsvc")
     config_path: Path | None = None
     log_level: str = "INFO"
+    # realtime channel (SPEC §6 limits)
+    ws_max_connections: int = 20_000
+    ws_max_connections_per_player: int = 8
+    ws_rate_per_second: int = 20
+    ws_send_timeout_seconds: int = 10
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -150,6 +155,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ROOMSVC_DATA_DIR": ("data_dir", lambda raw: Path(_nonempty(raw))),
     "ROOMSVC_CONFIG": ("config_path", lambda raw: Path(_nonempty(raw))),
     "ROOMSVC_LOG_LEVEL": ("log_level", _log_level),
+    "ROOMSVC_WS_MAX_CONNECTIONS": ("ws_max_connections", _int_in(1, 10_000_000)),
+    "ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER": ("ws_max_connections_per_player", _int_in(1, 1000)),
+    "ROOMSVC_WS_RATE_PER_SECOND": ("ws_rate_per_second", _int_in(1, 1_000_000)),
+    "ROOMSVC_WS_SEND_TIMEOUT_SECONDS": ("ws_send_timeout_seconds", _int_in(1, 600)),
 }
 
 KNOWN_VARIABLES = tuple(_VARIABLES)

@@ -1,0 +1,185 @@
+"""The process's one Redis pub/sub link (SPEC §6, §12 item 6; DESIGN "Pushes").
+
+It subscribes to the channel of every player connected to this process (`keys.player_channel`,
+published by room_cas.lua), hands each message to the hub, and survives everything a link can
+suffer: a dropped connection, a server restart, Valkey cutting a subscriber that fell behind
+(output-buffer limit), or a half-open link that delivers nothing. In every case it builds a new
+link, resubscribes, and once the server has confirmed the subscriptions calls `on_resync`, so
+the hub re-reads the rooms its clients follow: pub/sub is the fast path, resync the guarantee.
+
+A half-open link is detected by a PING after `HEALTH_INTERVAL_S` of silence, and dropped when
+nothing at all arrived for two intervals. redis-py's own reconnect-and-resubscribe is not used:
+it would hide the gap that makes a resync necessary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from roomsvc.store.connection import UNAVAILABLE_ERRORS
+from roomsvc.store.keys import PREFIX
+
+log = logging.getLogger("roomsvc.realtime.bridge")
+HEALTH_INTERVAL_S = 2.0
+CONFIRM_TIMEOUT_S = 2.0
+_CHUNK = 500
+_RESYNC = b"resync"
+
+
+def _client(url: str) -> Any:
+    # A node of a cluster serves plain SUBSCRIBE: PUBLISH reaches subscribers on every node.
+    url = url.replace("+cluster://", "://", 1)
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=2.0,
+        socket_keepalive=True,
+        health_check_interval=0,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+class Bridge:
+    def __init__(
+        self,
+        url: str,
+        on_message: Callable[[bytes, bytes], None],
+        on_resync: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.url = url
+        self.on_message = on_message
+        self.on_resync = on_resync
+        self.wanted: set[bytes] = set()
+        self.connected = asyncio.Event()
+        self._pubsub: Any = None
+        self._lock = asyncio.Lock()  # keeps (un)subscribe commands in call order
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._own = f"{PREFIX}:ch:bridge:{uuid.uuid4().hex}".encode()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def subscribe(self, channel: bytes) -> None:
+        """Subscribe, and wait until the server confirms (bounded): a change committed after
+        this returns is delivered. While the link is down this returns at once; the resync
+        after the reconnect covers the gap."""
+        self.wanted.add(channel)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, []).append(waiter)
+        try:
+            async with self._lock:
+                await pubsub.subscribe(channel)
+            await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT_S)
+        except (TimeoutError, RedisError, *UNAVAILABLE_ERRORS):
+            pass
+        finally:
+            waiters = self._waiters.get(channel, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._waiters.pop(channel, None)
+
+    def unsubscribe(self, channel: bytes) -> None:
+        self.wanted.discard(channel)
+        if self._pubsub is not None:
+            task = asyncio.create_task(self._unsubscribe(channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _unsubscribe(self, channel: bytes) -> None:
+        pubsub = self._pubsub
+        try:
+            async with self._lock:
+                if pubsub is not None and channel not in self.wanted:
+                    await pubsub.unsubscribe(channel)
+        except (RedisError, *UNAVAILABLE_ERRORS):
+            pass  # the link is failing: the next one subscribes only what is wanted
+
+    async def run(self) -> None:
+        """Forever: connect, subscribe, resync, relay; on any failure start over."""
+        backoff = 0.05
+        while True:
+            client = _client(self.url)
+            pubsub = client.pubsub()
+            try:
+                async with self._lock:
+                    # Published before the snapshot is read: a subscribe() racing with this
+                    # sends its own SUBSCRIBE after ours (a duplicate is harmless).
+                    self._pubsub = pubsub
+                    await pubsub.subscribe(self._own)
+                    wanted = list(self.wanted)
+                    for start in range(0, len(wanted), _CHUNK):
+                        await pubsub.subscribe(*wanted[start : start + _CHUNK])
+                    await pubsub.ping(_RESYNC)  # its PONG follows every confirmation
+                backoff = 0.05
+                await self._relay(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, *UNAVAILABLE_ERRORS) as exc:
+                log.warning("pub/sub link lost; reconnecting", extra={"error": repr(exc)})
+            finally:
+                self._pubsub = None
+                self.connected.clear()
+                await self._close(pubsub, client)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    async def _relay(self, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=HEALTH_INTERVAL_S)
+            now = loop.time()
+            if message is None:
+                if now - heard >= 2 * HEALTH_INTERVAL_S:
+                    raise ConnectionError("pub/sub link silent for two health checks")
+                if now - heard >= HEALTH_INTERVAL_S:
+                    await pubsub.ping()
+                continue
+            heard = now
+            kind = message["type"]
+            if kind == "message":
+                self.on_message(message["channel"], message["data"])
+            elif kind == "subscribe":
+                for waiter in self._waiters.get(message["channel"], ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+            elif kind == "pong" and message["data"] == _RESYNC:
+                self.connected.set()
+                self._spawn(self._resync())
+
+    async def _resync(self) -> None:
+        try:
+            await self.on_resync()
+        except Exception:
+            log.exception("resync failed")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close(self, pubsub: Any, client: Any) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        try:
+            await pubsub.aclose()
+            await client.aclose()
+        except Exception:  # closing a broken link may fail in many ways; it is gone anyway
+            pass
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

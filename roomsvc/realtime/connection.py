@@ -1,0 +1,211 @@
+"""One realtime socket (SPEC §6): its push queue, the versions it has shown, its sends.
+
+- The push queue holds at most one entry per room, the newest announced version (a slow
+  reader's queue coalesces), so memory per connection is bounded by the rooms it follows; a
+  queue that still outgrows `MAX_PENDING_ROOMS` closes the connection (1008).
+- `sent` remembers the newest version of each room this connection has shown (welcome, push or
+  reply), and nothing older or equal is pushed again: versions only ever increase.
+- Pushes are sent by a sender task created only while there is something to send, so an idle
+  connection costs one coroutine (SPEC §11: idle sockets per process).
+- Every send has a deadline: a peer that stops reading blocks the ASGI send once the socket
+  buffers fill, and is then cut (transport aborted), without slowing any other connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from roomsvc import logs
+from roomsvc.auth import Principal
+from roomsvc.metrics import PUSH_LATENCY
+from roomsvc.store.connection import UNAVAILABLE_ERRORS
+
+log = logging.getLogger("roomsvc.realtime")
+MAX_PENDING_ROOMS = 1024
+MAX_INFLIGHT = 8
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_RESTART = 1012
+CLOSE_OVERLOADED = 1013
+
+
+class ConnectionGone(Exception):
+    """The socket is closed or was cut; the caller stops using it."""
+
+
+def transport_aborter(receive: Any) -> Callable[[], bool]:
+    """A way to cut the TCP connection of a peer that stopped reading.
+
+    ASGI has no "abort": `websocket.close` itself waits for the socket to drain, which a
+    stalled peer never lets happen. uvicorn's WebSocket protocols hand the app their bound
+    `receive` method, whose owner holds the asyncio transport; aborting it makes uvicorn see
+    the connection as lost and fail the blocked send. Under another server this is a no-op and
+    the stalled connection is only detached from pushes.
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+
+    def abort() -> bool:
+        if transport is None or not hasattr(transport, "abort"):
+            return False
+        transport.abort()
+        return True
+
+    return abort
+
+
+class Connection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        principal: Principal,
+        *,
+        locale: str,
+        base_url: str,
+        rooms_scope: bool,
+        abort: Callable[[], bool],
+        send_timeout: float,
+        rate_per_second: float,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.websocket = websocket
+        self.principal = principal
+        self.locale = locale
+        self.base_url = base_url
+        self.rooms_scope = rooms_scope
+        self.ready = False  # set once the welcome is out: no push may precede it
+        self.closed = False
+        self.pending: dict[str, int] = {}
+        self.sent: dict[str, int] = {}
+        self.inflight: set[asyncio.Task[None]] = set()  # requests being served
+        self._closing: set[asyncio.Task[None]] = set()
+        self.slots = asyncio.Semaphore(MAX_INFLIGHT)
+        self._abort = abort
+        self._send_timeout = send_timeout
+        self._send_lock = asyncio.Lock()
+        self._sender: asyncio.Task[None] | None = None
+        self._render: Any = None  # hub.push_frame, set by the hub on register
+        self._rate = rate_per_second
+        self._burst = 2.0 * rate_per_second
+        self._tokens = self._burst
+        self._refilled = time.monotonic()
+
+    # ---- pushes --------------------------------------------------------------------------------
+
+    def offer(self, room_id: str, version: int) -> None:
+        """Queue `version` of a room (sync, never blocks: the hub calls it for everyone)."""
+        if self.closed or version <= self.sent.get(room_id, 0):
+            return
+        if version > self.pending.get(room_id, 0):
+            self.pending[room_id] = version
+        if len(self.pending) > MAX_PENDING_ROOMS:
+            self.close_soon(CLOSE_POLICY, "push queue overflow: the client is not reading")
+            return
+        self.kick()
+
+    def kick(self) -> None:
+        if self.ready and self.pending and self._sender is None and not self.closed:
+            self._sender = asyncio.create_task(self._drain())
+
+    def shown(self, room_id: str, version: int) -> None:
+        if version > self.sent.get(room_id, 0):
+            self.sent[room_id] = version
+
+    async def _drain(self) -> None:
+        token = logs.bind(conn_id=self.id)
+        try:
+            while self.pending and not self.closed:
+                room_id = next(iter(self.pending))
+                version = self.pending.pop(room_id)
+                if version <= self.sent.get(room_id, 0):
+                    continue
+                try:
+                    outcome = await self._render(self, room_id, version)
+                except UNAVAILABLE_ERRORS:
+                    self.pending.setdefault(room_id, version)  # retried; resync covers the rest
+                    await asyncio.sleep(0.5)
+                    continue
+                if outcome is None:
+                    continue
+                text, shown, committed_ms, final = outcome
+                if shown <= self.sent.get(room_id, 0):
+                    continue
+                self.sent[room_id] = shown
+                await self.send(text)
+                PUSH_LATENCY.observe(max(0.0, time.time() - committed_ms / 1000))
+                if final:  # the player is out of the room for good: stop tracking it
+                    self.sent.pop(room_id, None)
+        except ConnectionGone:
+            pass
+        except Exception:
+            log.exception("push failed", extra={"conn_id": self.id})
+        finally:
+            self._sender = None
+            logs.unbind(token)
+
+    # ---- sending -------------------------------------------------------------------------------
+
+    async def send(self, text: str) -> None:
+        async with self._send_lock:
+            if self.closed:
+                raise ConnectionGone()
+            try:
+                await asyncio.wait_for(self.websocket.send_text(text), self._send_timeout)
+            except TimeoutError:
+                self.closed = True
+                log.warning("realtime peer stopped reading; cut", extra={"conn_id": self.id})
+                self._abort()
+                raise ConnectionGone() from None
+            except (WebSocketDisconnect, OSError, RuntimeError):
+                self.closed = True
+                raise ConnectionGone() from None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        async with self._send_lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                await asyncio.wait_for(self.websocket.close(code, reason), self._send_timeout)
+            except TimeoutError:
+                self._abort()
+            except (WebSocketDisconnect, OSError, RuntimeError):
+                pass
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if not self.closed:
+            task = asyncio.create_task(self.close(code, reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def stop(self) -> None:
+        """The socket is gone: stop pushing (cleanup in the endpoint's `finally`)."""
+        self.closed = True
+        if self._sender is not None:
+            self._sender.cancel()
+
+    # ---- requests ------------------------------------------------------------------------------
+
+    def allow_request(self) -> bool:
+        """Token bucket: `rate` requests per second, bursts of twice that (SPEC §6 limits).
+
+        A refused request still spends a token, so the bucket goes into debt; a client that
+        sends another burst's worth while refused is `abusive` and gets closed with 1008."""
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        self._tokens -= 1.0
+        return self._tokens >= 0.0
+
+    @property
+    def abusive(self) -> bool:
+        return self._tokens < -self._burst

@@ -1,0 +1,228 @@
+"""`GET /games/v1/realtime` (SPEC §6): the handshake, the welcome, and the receive loop.
+
+The handshake refuses, before accepting, a foreign `Origin` (403; cross-site WebSocket
+hijacking, SPEC §12 item 9) and a missing, invalid or expired token (401), with Google's JSON
+error body. Tokens may come in the query string (browsers cannot set headers), so they are
+stripped from the ASGI scope before the server can log the path (SPEC §2).
+
+Each text frame is one JSON-RPC request served by the same service functions as REST
+(methods.py), at most `MAX_INFLIGHT` at a time per connection; replies go out as each call
+finishes. Limits: a frame over 64 KiB closes with 1009; requests beyond the rate get a
+RateLimited error, and a client that keeps going is closed with 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from urllib.parse import parse_qsl, urlencode
+
+import msgspec
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from roomsvc import i18n, logs
+from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal, bearer_token
+from roomsvc.errors import N_, PermissionDenied, RateLimited, RoomsvcError
+from roomsvc.realtime import protocol
+from roomsvc.realtime.connection import (
+    CLOSE_OVERLOADED,
+    CLOSE_POLICY,
+    CLOSE_RESTART,
+    CLOSE_TOO_BIG,
+    Connection,
+    ConnectionGone,
+    transport_aborter,
+)
+from roomsvc.realtime.hub import Hub
+from roomsvc.realtime.methods import METHODS, Caller
+from roomsvc.web import as_roomsvc_error, error_body
+
+log = logging.getLogger("roomsvc.realtime")
+MAX_FRAME_BYTES = 64 * 1024
+_TOKEN_PARAMS = ("access_token", "oauth_token")
+
+
+def hub_of(app: object) -> Hub:
+    state = app.state  # type: ignore[attr-defined]
+    hub = getattr(state, "realtime", None)
+    if hub is None:
+        hub = Hub(state, state.settings)
+        state.realtime = hub
+    return hub
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """No Origin = a native client; a browser's Origin must be listed (SPEC §6)."""
+    if origin is None:
+        return True
+    if "*" in allowed:
+        return True
+    return origin.strip().rstrip("/").lower() in {a.lower() for a in allowed}
+
+
+def _strip_tokens(scope: Scope) -> None:
+    raw = scope.get("query_string", b"")
+    if b"token" not in raw:
+        return
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if k not in _TOKEN_PARAMS]
+    scope["query_string"] = urlencode(kept).encode("latin-1")
+
+
+def _http_base_url(websocket: WebSocket) -> str:
+    base = str(websocket.base_url).rstrip("/")
+    if base.startswith("wss://"):
+        return "https://" + base[6:]
+    if base.startswith("ws://"):
+        return "http://" + base[5:]
+    return base
+
+
+def _too_big(text: str) -> bool:
+    return len(text) > MAX_FRAME_BYTES or (
+        len(text) * 4 > MAX_FRAME_BYTES and len(text.encode()) > MAX_FRAME_BYTES
+    )
+
+
+async def _deny(websocket: WebSocket, error: RoomsvcError, locale: str) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        body = msgspec.json.encode(error_body(error, locale))
+        headers = {**error.headers(), "Content-Type": "application/json; charset=UTF-8"}
+        await websocket.send_denial_response(Response(body, error.http_status, headers=headers))
+    else:
+        await websocket.close(CLOSE_POLICY)
+
+
+class RealtimeEndpoint:
+    """A plain ASGI app (not a Starlette function endpoint) so it keeps the server's own
+    `receive`, through which a stalled peer's transport can be cut (connection.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        app = scope["app"]
+        settings = app.state.settings
+        query = dict(websocket.query_params)
+        _strip_tokens(scope)
+        locale = i18n.negotiate(query.get("language"), websocket.headers.get("accept-language"))
+        origin = websocket.headers.get("origin")
+        if not origin_allowed(origin, settings.allowed_origins):
+            denied = PermissionDenied(N_("The origin {origin} may not open this socket."),
+                                      origin=origin)  # fmt: skip
+            await _deny(websocket, denied, locale)
+            return
+        try:
+            token = bearer_token(websocket.headers.get("authorization"), query)
+            principal: Principal = app.state.verifier.verify(token)
+            principal.require_scope(SCOPE_GAMES, SCOPE_GAMES_LITE)
+        except RoomsvcError as error:
+            await _deny(websocket, error, locale)
+            return
+        hub = hub_of(app)
+        await websocket.accept()
+        if hub.draining:
+            await websocket.close(CLOSE_RESTART, "server restarting; reconnect")
+            return
+        if hub.full:
+            await websocket.close(CLOSE_OVERLOADED, "too many connections; retry later")
+            return
+        conn = Connection(
+            websocket,
+            principal,
+            locale=locale,
+            base_url=_http_base_url(websocket),
+            rooms_scope=SCOPE_GAMES in principal.scopes,
+            abort=transport_aborter(receive),
+            send_timeout=float(settings.ws_send_timeout_seconds),
+            rate_per_second=float(settings.ws_rate_per_second),
+        )
+        token_ctx = logs.bind(conn_id=conn.id, player_id=principal.player_id)
+        try:
+            await hub.register(conn)
+            await conn.send(await hub.welcome(conn))
+            conn.ready = True
+            conn.kick()
+            await _receive_loop(hub, conn)
+        except ConnectionGone:
+            pass
+        except Exception:
+            log.exception("realtime connection failed")
+            await conn.close(1011, "internal error")
+        finally:
+            hub.unregister(conn)
+            logs.unbind(token_ctx)
+
+
+async def _receive_loop(hub: Hub, conn: Connection) -> None:
+    while True:
+        message = await conn.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            raw = message.get("bytes") or b""
+            if len(raw) > MAX_FRAME_BYTES:
+                await conn.close(CLOSE_TOO_BIG, "frame larger than 65536 bytes")
+                return
+            text = ""  # a binary frame: answered as an invalid request below
+            binary = True
+        else:
+            binary = False
+            if _too_big(text):
+                await conn.close(CLOSE_TOO_BIG, "frame larger than 65536 bytes")
+                return
+        allowed = conn.allow_request()
+        if not allowed and conn.abusive:
+            await conn.close(CLOSE_POLICY, "request rate limit exceeded")
+            return
+        try:
+            if binary:
+                msgid = N_("Requests must be text frames.")
+                raise protocol.RpcError(protocol.INVALID_REQUEST, msgid, "invalidRequest")
+            call = protocol.parse(text)
+        except protocol.RpcError as error:
+            await conn.send(protocol.rpc_error(error, conn.locale))
+            continue
+        if hub.draining:  # the socket closes with 1012 once the calls in flight finish
+            if not call.notification:
+                await conn.send(protocol.rpc_error(protocol.Restarting(call.id), conn.locale))
+            continue
+        if not allowed:
+            if not call.notification:
+                limited = RateLimited(retry_after=1)
+                await conn.send(protocol.app_error(call.id, limited, conn.locale))
+            continue
+        await conn.slots.acquire()
+        task = asyncio.create_task(_serve(hub, conn, call))
+        conn.inflight.add(task)
+        task.add_done_callback(lambda done: _finished(conn, done))
+
+
+def _finished(conn: Connection, task: asyncio.Task[None]) -> None:
+    conn.inflight.discard(task)
+    conn.slots.release()
+
+
+async def _serve(hub: Hub, conn: Connection, call: protocol.Call) -> None:
+    token = logs.bind(rpc_method=call.method[:64])
+    language = call.params.language
+    locale = i18n.negotiate(language) if language else conn.locale
+    try:
+        method = METHODS.get(call.method)
+        if method is None:
+            raise protocol.RpcError(protocol.METHOD_NOT_FOUND, N_("Unknown method {method}."),
+                                    "methodNotFound", call.id, method=call.method[:64])  # fmt: skip
+        caller = Caller(conn.principal, locale, hub.view_context(conn, locale))
+        reply = protocol.result(call.id, await method(hub.state, caller, call.params))
+    except protocol.RpcError as error:
+        error.request_id = call.id
+        reply = protocol.rpc_error(error, locale)
+    except Exception as exc:
+        reply = protocol.app_error(call.id, as_roomsvc_error(exc), locale)
+    finally:
+        logs.unbind(token)
+    if not call.notification:
+        with contextlib.suppress(ConnectionGone):
+            await conn.send(reply)

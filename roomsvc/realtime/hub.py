@@ -1,0 +1,255 @@
+"""The connections of one process and everything they share (SPEC §6).
+
+- registry: connections by player channel, oldest first; a player over
+  `ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER` loses its oldest connection (1008), so a client that
+  reconnects from a new network is never locked out by its own half-dead socket;
+- fan-out: a pub/sub message `<roomId> <version>` is offered to every connection of the player
+  (sync, non-blocking: a slow connection only coalesces its own queue);
+- the welcome snapshot (every non-deleted room the player is in, and its pending invitations)
+  and the resync after the bridge reconnects, both read from the per-player indexes verified
+  against each room (DESIGN "indexes as hints").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from roomsvc import rooms, wire
+from roomsvc.metrics import WS_CONNECTIONS
+from roomsvc.realtime import protocol
+from roomsvc.realtime.bridge import Bridge
+from roomsvc.realtime.connection import CLOSE_POLICY, CLOSE_RESTART, Connection
+from roomsvc.realtime.presence import Presence
+from roomsvc.realtime.views import Views
+from roomsvc.room_view import ViewContext, render_room
+from roomsvc.rooms import PStatus, RoomDoc, RoomState
+from roomsvc.settings import Settings
+from roomsvc.store import keys
+from roomsvc.store.room_store import now_ms
+
+_encode = msgspec.json.Encoder().encode
+_RESYNC_BATCH = 200
+_LIST_PAGE = 500
+
+
+class Welcome(msgspec.Struct, rename="camel"):
+    player_id: str
+    application_id: str
+    server_time_millis: str  # int64 travels as a string, like every *Millis field (SPEC §3)
+    rooms: list[wire.Room]
+    invitations: list[wire.Room]
+
+
+def involved(doc: RoomDoc, player_id: str) -> bool:
+    """The player is in the room or invited to it: it receives its changes (SPEC §6)."""
+    p = doc.of_player(player_id)
+    return (
+        p is not None
+        and p.status in (PStatus.JOINED, PStatus.INVITED)
+        and rooms.room_status(doc) is not RoomState.DELETED
+    )
+
+
+class Hub:
+    def __init__(self, state: Any, settings: Settings) -> None:
+        self.state = state
+        self.settings = settings
+        self.room_store = state.room_store
+        self.views = Views(self.room_store, self.wait_estimate)
+        self.presence = Presence(self.room_store, settings.presence_grace_seconds)
+        self.bridge = Bridge(settings.redis_url or "", self.on_message, self.resync)
+        self.players: dict[bytes, list[Connection]] = {}
+        self.count = 0
+        self.draining = False
+
+    def wait_estimate(self) -> Callable[[str, int | None], int | None] | None:
+        """The matcher's (applicationId, variant) -> seconds, when matching runs here."""
+        return getattr(self.state, "wait_estimate", None)
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.settings.ws_max_connections
+
+    @staticmethod
+    def channel_of(conn: Connection) -> bytes:
+        return keys.player_channel(conn.principal.app_id, conn.principal.player_id).encode()
+
+    # ---- registry ------------------------------------------------------------------------------
+
+    async def register(self, conn: Connection) -> None:
+        channel = self.channel_of(conn)
+        conns = self.players.setdefault(channel, [])
+        conns.append(conn)
+        self.count += 1
+        WS_CONNECTIONS.inc()
+        conn._render = self.push_frame
+        live = [c for c in conns if not c.closed]
+        for old in live[: max(0, len(live) - self.settings.ws_max_connections_per_player)]:
+            old.close_soon(CLOSE_POLICY, "replaced by a newer connection of this player")
+        # Subscribed (and confirmed) before the snapshot is read: no change falls between.
+        await self.bridge.subscribe(channel)
+        if conn.rooms_scope:
+            await self.presence.touch([(conn.principal.app_id, conn.principal.player_id)], now_ms())
+
+    def unregister(self, conn: Connection) -> None:
+        conn.stop()
+        channel = self.channel_of(conn)
+        conns = self.players.get(channel, [])
+        if conn in conns:
+            conns.remove(conn)
+            self.count -= 1
+            WS_CONNECTIONS.dec()
+        if not conns:
+            self.players.pop(channel, None)
+            self.bridge.unsubscribe(channel)
+
+    def connections(self) -> list[Connection]:
+        return [c for conns in self.players.values() for c in conns]
+
+    def present_players(self) -> set[tuple[str, str]]:
+        return {
+            (c.principal.app_id, c.principal.player_id)
+            for conns in self.players.values()
+            for c in conns
+            if c.rooms_scope and not c.closed
+        }
+
+    def is_local(self, app: str, player: str) -> bool:
+        conns = self.players.get(keys.player_channel(app, player).encode(), ())
+        return any(c.rooms_scope and not c.closed for c in conns)
+
+    # ---- pushes --------------------------------------------------------------------------------
+
+    def on_message(self, channel: bytes, data: bytes) -> None:
+        conns = self.players.get(channel)
+        if not conns:
+            return
+        room_id, _, raw_version = data.decode(errors="replace").partition(" ")
+        if not raw_version.isdigit():
+            return
+        version = int(raw_version)
+        for conn in conns:
+            if conn.rooms_scope:
+                conn.offer(room_id, version)
+
+    async def push_frame(
+        self, conn: Connection, room_id: str, version: int
+    ) -> tuple[str, int, int, bool] | None:
+        """(frame, version shown, committed at ms, final) for a queued push, or None to skip.
+
+        A player out of the room (left, declined, or the room deleted) still gets the change
+        that took it out, if this connection had shown the room; after that, nothing more."""
+        player = conn.principal.player_id
+        doc = await self.views.doc(conn.principal.app_id, room_id, version)
+        if doc is None:
+            return None
+        still_in = involved(doc, player)
+        if not still_in and room_id not in conn.sent:
+            return None
+        text = self.views.frame(doc, player, conn.locale, conn.base_url)
+        return text, doc.version, doc.updated_ms, not still_in
+
+    # ---- snapshots -----------------------------------------------------------------------------
+
+    def view_context(self, conn: Connection, locale: str | None = None) -> ViewContext:
+        return ViewContext(locale=locale or conn.locale, base_url=conn.base_url,
+                           wait_estimate=self.wait_estimate())  # fmt: skip
+
+    async def welcome(self, conn: Connection) -> str:
+        """The `welcome` notification; the connection remembers every version it shows."""
+        principal = conn.principal
+        joined: list[wire.Room] = []
+        invitations: list[wire.Room] = []
+        if conn.rooms_scope:
+            ctx = self.view_context(conn)
+            store = self.room_store.store
+            raw_ids = await store.zrange(
+                keys.player_rooms(principal.app_id, principal.player_id), 0, -1
+            )
+            room_ids = [m.decode() for m in raw_ids]
+            for doc in await self.room_store.load_many(principal.app_id, room_ids):
+                p = doc.of_player(principal.player_id) if doc is not None else None
+                if doc is None or p is None or p.status is not PStatus.JOINED:
+                    continue
+                if rooms.room_status(doc) is RoomState.DELETED:
+                    continue
+                self.views.put(doc)
+                joined.append(render_room(doc, principal.player_id, ctx))
+            page_token: str | None = None
+            while True:
+                page = await self.state.rooms.list_invitations(
+                    principal, _LIST_PAGE, page_token, ctx
+                )
+                invitations += page.items
+                page_token = page.next_page_token
+                if not page_token:
+                    break
+            for room in (*joined, *invitations):
+                if room.room_id and room.room_status_version is not None:
+                    conn.shown(room.room_id, room.room_status_version)
+        message = Welcome(
+            player_id=principal.player_id,
+            application_id=principal.app_id,
+            server_time_millis=str(int(time.time() * 1000)),
+            rooms=joined,
+            invitations=invitations,
+        )
+        return protocol.notification("welcome", _encode(message))
+
+    async def resync(self) -> None:
+        """After a (re)subscribe: re-read every room this process's clients follow and queue
+        whatever is newer than what each connection has shown (SPEC §6, §12 item 6)."""
+        store = self.room_store.store
+        groups = [conns for conns in self.players.values() if conns]
+        for start in range(0, len(groups), _RESYNC_BATCH):
+            batch = [[c for c in conns if c.rooms_scope and not c.closed]
+                     for conns in groups[start : start + _RESYNC_BATCH]]  # fmt: skip
+            batch = [conns for conns in batch if conns]
+            if not batch:
+                continue
+            async with store.pipeline(transaction=False) as pipe:
+                for conns in batch:
+                    app, player = conns[0].principal.app_id, conns[0].principal.player_id
+                    pipe.zrange(keys.player_rooms(app, player), 0, -1)
+                    pipe.zrange(keys.player_invitations(app, player), 0, -1)
+                indexes = await pipe.execute()
+            wanted: dict[str, set[str]] = {}
+            for index, conns in enumerate(batch):
+                ids = {m.decode() for m in indexes[2 * index] + indexes[2 * index + 1]}
+                for conn in conns:
+                    ids.update(conn.sent)
+                wanted.setdefault(conns[0].principal.app_id, set()).update(ids)
+            versions: dict[tuple[str, str], int] = {}
+            for app, ids in wanted.items():
+                ordered = sorted(ids)
+                for doc in await self.room_store.load_many(app, ordered):
+                    if doc is not None:
+                        self.views.put(doc)
+                        versions[(app, doc.room_id)] = doc.version
+            for index, conns in enumerate(batch):
+                ids = {m.decode() for m in indexes[2 * index] + indexes[2 * index + 1]}
+                for conn in conns:
+                    app = conn.principal.app_id
+                    for room_id in ids.union(conn.sent):
+                        version = versions.get((app, room_id))
+                        if version is not None:
+                            conn.offer(room_id, version)
+
+    # ---- shutdown ------------------------------------------------------------------------------
+
+    async def drain(self, calls_timeout: float) -> None:
+        """SIGTERM (SPEC §6, §12 item 11): let in-flight calls finish, then close with 1012."""
+        self.draining = True
+        conns = self.connections()
+        calls = [task for conn in conns for task in conn.inflight]
+        if calls:
+            await asyncio.wait(calls, timeout=calls_timeout)
+        await asyncio.gather(
+            *(conn.close(CLOSE_RESTART, "server restarting; reconnect") for conn in conns),
+            return_exceptions=True,
+        )

@@ -1,0 +1,184 @@
+"""JSON-RPC 2.0 frames of the realtime channel (SPEC §6), pure: no I/O, no clock.
+
+`parse(frame)` turns one text frame into a `Call` or raises `RpcError`; the encoders build the
+frames the server sends. Every input is either a `Call` or a documented error (STYLE habit 12),
+so one bad frame gets an error reply and the connection lives on:
+
+    -32700  parse error       the frame is not JSON
+    -32600  invalid request   not a JSON-RPC 2.0 request object (batches are not supported)
+    -32601  method not found
+    -32602  invalid params    params is not an object, or a field has the wrong type
+    -32053  restarting        read while the server drains for a restart (SIGTERM): retry
+    others                    application errors (errors.py): `data` = {code, status, reason}
+
+Requests without an `id` are notifications: JSON-RPC forbids replying to them, so a valid
+notification is executed silently; an invalid frame always gets an error with `id: null`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgspec
+
+from roomsvc.errors import N_, RoomsvcError
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+UNAVAILABLE = -32053  # as errors.StoreUnavailable: a 503, retry later
+
+RequestId = int | str | None
+
+
+class RpcError(Exception):
+    """A JSON-RPC error with a gettext message id (translated when the reply is encoded)."""
+
+    http_status = 400
+    status = "INVALID_ARGUMENT"
+
+    def __init__(
+        self, code: int, msgid: str, reason: str, request_id: RequestId = None, **params: Any
+    ) -> None:
+        super().__init__(msgid.format(**params) if params else msgid)
+        self.code = code
+        self.msgid = msgid
+        self.reason = reason
+        self.request_id = request_id
+        self.params = params
+
+    def message(self, locale: str) -> str:
+        from roomsvc.i18n import gettext
+
+        return gettext(locale, self.msgid, **self.params)
+
+
+class Restarting(RpcError):
+    """A request read while the server drains for a restart: retry on a new connection."""
+
+    http_status = 503
+    status = "UNAVAILABLE"
+
+    def __init__(self, request_id: RequestId) -> None:
+        msgid = N_("The server is restarting; send the request again on a new connection.")
+        super().__init__(UNAVAILABLE, msgid, "restarting", request_id)
+
+
+class _Envelope(msgspec.Struct):
+    jsonrpc: Any = None
+    method: Any = None
+    id: Any = msgspec.UNSET
+    params: msgspec.Raw = msgspec.Raw()
+
+
+class Params(msgspec.Struct, rename="camel"):
+    """The one params shape of every method (SPEC §6); unknown fields are ignored."""
+
+    room_id: str | None = None
+    body: msgspec.Raw = msgspec.Raw()  # decoded by the method into its request type
+    language: str | None = None
+    max_results: int | str | None = None
+    page_token: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    method: str
+    params: Params
+    id: RequestId
+    notification: bool
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_params = msgspec.json.Decoder(Params, strict=False)
+_encode = msgspec.json.Encoder().encode
+
+
+def _request_id(value: Any) -> RequestId:
+    # JSON-RPC: a String, a Number without fraction, or null (true/false are not numbers).
+    if value is None or isinstance(value, str) or type(value) is int:
+        return value
+    raise RpcError(INVALID_REQUEST, N_("The request id must be a string, an integer or null."),
+                   "invalidRequest")  # fmt: skip
+
+
+def parse(frame: str | bytes) -> Call:
+    """One frame -> a `Call`, or `RpcError` carrying the request id when one was readable."""
+    try:
+        envelope = _envelope.decode(frame)
+    except msgspec.ValidationError:
+        raise RpcError(INVALID_REQUEST, N_("A request must be one JSON-RPC 2.0 object."),
+                       "invalidRequest") from None  # fmt: skip
+    except msgspec.DecodeError:
+        raise RpcError(PARSE_ERROR, N_("The frame is not valid JSON."), "parseError") from None
+    notification = envelope.id is msgspec.UNSET
+    request_id = None if notification else _request_id(envelope.id)
+    if envelope.jsonrpc != "2.0":
+        raise RpcError(INVALID_REQUEST, N_('The field jsonrpc must be "2.0".'), "invalidRequest",
+                       request_id)  # fmt: skip
+    if not isinstance(envelope.method, str) or not envelope.method:
+        raise RpcError(INVALID_REQUEST, N_("The field method must be a non-empty string."),
+                       "invalidRequest", request_id)  # fmt: skip
+    params = Params()
+    if envelope.params and bytes(envelope.params) != b"null":
+        try:
+            params = _params.decode(envelope.params)
+        except msgspec.ValidationError as exc:
+            detail = str(exc)
+            if detail.startswith("Expected `object`"):
+                raise RpcError(INVALID_PARAMS, N_("The field params must be an object."),
+                               "invalidParams", request_id) from None  # fmt: skip
+            field = detail.rpartition("at `$.")[2].rstrip("`") if "at `$." in detail else "params"
+            raise RpcError(INVALID_PARAMS, N_("Invalid value for params.{field}."),
+                           "invalidParams", request_id, field=field) from None  # fmt: skip
+    return Call(envelope.method, params, request_id, notification)
+
+
+# ---- frames the server sends ---------------------------------------------------------------
+
+
+class _Result(msgspec.Struct):
+    jsonrpc: str
+    id: RequestId
+    result: Any
+
+
+class _ErrorObject(msgspec.Struct, omit_defaults=True):
+    code: int
+    message: str
+    data: dict[str, Any] | None = None
+
+
+class _Error(msgspec.Struct):
+    jsonrpc: str
+    id: RequestId
+    error: _ErrorObject
+
+
+def result(request_id: RequestId, value: Any) -> str:
+    return _encode(_Result("2.0", request_id, value)).decode()
+
+
+def notification(method: str, params_json: bytes) -> str:
+    """A notification whose params are already-encoded JSON (rendered once, sent to many)."""
+    head = b'{"jsonrpc":"2.0","method":"' + method.encode() + b'","params":'
+    return (head + params_json + b"}").decode()
+
+
+def rpc_error(error: RpcError, locale: str) -> str:
+    data = {"code": error.http_status, "status": error.status, "reason": error.reason}
+    body = _ErrorObject(error.code, error.message(locale), data)
+    return _encode(_Error("2.0", error.request_id, body)).decode()
+
+
+def app_error(request_id: RequestId, error: RoomsvcError, locale: str) -> str:
+    """An application error: its JSON-RPC code, and the HTTP-like code, status and reason."""
+    data: dict[str, Any] = {"code": error.http_status, "status": error.status,
+                            "reason": error.reason}  # fmt: skip
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        data["retryAfter"] = retry_after
+    body = _ErrorObject(error.rpc_code, error.message(locale), data)
+    return _encode(_Error("2.0", request_id, body)).decode()

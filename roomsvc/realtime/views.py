@@ -1,0 +1,114 @@
+"""Room documents and rendered `roomStatus` frames, shared by a process's connections.
+
+A change reaches a process as `<roomId> <version>` (DESIGN "Pushes: publish little, render per
+receiver"). The first connection that needs that version loads the document once (concurrent
+needs share the one read), and each distinct view (receiver, language, public URL) is rendered
+and encoded once, whatever the number of that player's connections (SPEC §11: CPU per fan-out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+
+import msgspec
+
+from roomsvc.realtime import protocol
+from roomsvc.room_view import ViewContext, render_room
+from roomsvc.rooms import RoomDoc
+from roomsvc.store.room_store import RoomStore
+
+_encode = msgspec.json.Encoder().encode
+_MAX_ROOMS = 8192
+_LOAD_ATTEMPTS = 3
+
+
+class _Entry:
+    __slots__ = ("doc", "frames")
+
+    def __init__(self, doc: RoomDoc) -> None:
+        self.doc = doc
+        self.frames: dict[tuple[str, str, str], str] = {}
+
+
+def _consume(future: asyncio.Future[RoomDoc | None]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: a failed shared load is raised to its waiters
+
+
+class Views:
+    def __init__(
+        self,
+        room_store: RoomStore,
+        wait_estimate: Callable[[], Callable[[str, int | None], int | None] | None],
+    ) -> None:
+        self.room_store = room_store
+        self.wait_estimate = wait_estimate
+        self._rooms: collections.OrderedDict[tuple[str, str], _Entry] = collections.OrderedDict()
+        self._loading: dict[tuple[str, str], asyncio.Future[RoomDoc | None]] = {}
+
+    def put(self, doc: RoomDoc) -> None:
+        """Remember a document read elsewhere (resync), unless a newer one is known."""
+        key = (doc.app_id, doc.room_id)
+        entry = self._rooms.get(key)
+        if entry is None or entry.doc.version < doc.version:
+            self._rooms[key] = _Entry(doc)
+        self._rooms.move_to_end(key)
+        if len(self._rooms) > _MAX_ROOMS:
+            self._rooms.popitem(last=False)
+
+    async def doc(self, app: str, room_id: str, version: int) -> RoomDoc | None:
+        """The room at `version` or newer; None when it no longer exists."""
+        key = (app, room_id)
+        doc: RoomDoc | None = None
+        for _ in range(_LOAD_ATTEMPTS):
+            entry = self._rooms.get(key)
+            if entry is not None and entry.doc.version >= version:
+                return entry.doc
+            loading = self._loading.get(key)
+            if loading is None:
+                loading = asyncio.get_running_loop().create_future()
+                loading.add_done_callback(_consume)
+                self._loading[key] = loading
+                try:
+                    doc = await self.room_store.load(app, room_id, fresh=True)
+                except asyncio.CancelledError:
+                    loading.cancel()  # waiters load again themselves
+                    raise
+                except Exception as exc:
+                    loading.set_exception(exc)
+                    raise
+                finally:
+                    if self._loading.get(key) is loading:
+                        del self._loading[key]
+                if not loading.done():
+                    loading.set_result(doc)
+            else:
+                try:
+                    doc = await asyncio.shield(loading)
+                except asyncio.CancelledError:
+                    if loading.cancelled():
+                        continue
+                    raise
+            if doc is None:
+                return None
+            self.put(doc)
+            if doc.version >= version:
+                return doc
+        return doc  # the store is behind what was announced (not expected): newest we have
+
+    def frame(self, doc: RoomDoc, player_id: str, locale: str, base_url: str) -> str:
+        """The `roomStatus` notification of `doc` as `player_id` sees it, encoded once."""
+        key = (player_id, locale, base_url)
+        entry = self._rooms.get((doc.app_id, doc.room_id))
+        if entry is not None and entry.doc is doc:
+            cached = entry.frames.get(key)
+            if cached is not None:
+                return cached
+        ctx = ViewContext(locale=locale, base_url=base_url,
+                          wait_estimate=self.wait_estimate())  # fmt: skip
+        text = protocol.notification("roomStatus", _encode(render_room(doc, player_id, ctx)))
+        if entry is not None and entry.doc is doc:
+            entry.frames[key] = text
+        return text

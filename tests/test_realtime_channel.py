@@ -1,0 +1,338 @@
+"""The realtime channel on a real server (SPEC §6): handshake, welcome, JSON-RPC, limits.
+
+Real `roomsvc serve` processes, real `websockets` clients, real valkey; durations are
+multiples of UNIT and nothing asserts a timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token
+
+ORIGIN = "https://game.example"
+RATE = 200
+
+
+def ws_url(server: ServerProcess, player: str, app: str, **query: str) -> str:
+    params = "&".join(f"{k}={v}" for k, v in {"access_token": token(player, app), **query}.items())
+    return f"{server.base_url.replace('http://', 'ws://')}/games/v1/realtime?{params}"
+
+
+class Feed:
+    """Every message a socket receives, parsed, kept in order, awaitable by predicate."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+        self.closed: ConnectionClosed | None = None
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.messages.append(json.loads(raw))
+                self.changed.set()
+        except ConnectionClosed as exc:
+            self.closed = exc
+        self.closed = self.closed or ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent)
+        self.changed.set()
+
+    async def until(
+        self, predicate: Callable[[dict[str, Any]], bool], within: float = 100 * UNIT
+    ) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            seen = 0
+            while True:
+                for message in self.messages[seen:]:
+                    if predicate(message):
+                        return message
+                seen = len(self.messages)
+                if self.closed is not None:
+                    raise AssertionError(f"socket closed first: {self.closed}")
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def wait_closed(self, within: float = 100 * UNIT) -> ConnectionClosed:
+        async with asyncio.timeout(within):
+            while self.closed is None:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.closed
+
+    def statuses(self, room_id: str) -> list[dict[str, Any]]:
+        return [
+            m["params"]
+            for m in self.messages
+            if m.get("method") == "roomStatus" and m["params"]["roomId"] == room_id
+        ]
+
+    async def next_after(self, count: int) -> dict[str, Any]:
+        """The first message received after the first `count`."""
+        async with asyncio.timeout(100 * UNIT):
+            while len(self.messages) <= count:
+                if self.closed is not None:
+                    raise AssertionError(f"socket closed first: {self.closed}")
+                self.changed.clear()
+                await self.changed.wait()
+        return self.messages[count]
+
+    async def call(self, method: str, request_id: Any, **params: Any) -> dict[str, Any]:
+        frame = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        await self.ws.send(json.dumps(frame))
+        return await self.until(lambda m: m.get("id") == request_id and "method" not in m)
+
+
+@pytest.fixture(scope="module")
+def rt_server(valkey: ValkeyProcess) -> Iterator[ServerProcess]:
+    env = {
+        "ROOMSVC_ALLOWED_ORIGINS": ORIGIN,
+        "ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER": "2",
+        "ROOMSVC_WS_RATE_PER_SECOND": str(RATE),
+    }
+    process = ServerProcess(valkey.url, env=env).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def rest(rt_server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=rt_server.base_url, timeout=30) as client:
+        yield client
+
+
+async def open_feed(server: ServerProcess, player: str, app: str, **query: str) -> Feed:
+    ws = await connect(ws_url(server, player, app, **query), compression=None)
+    feed = Feed(ws)
+    await feed.until(lambda m: m.get("method") == "welcome")
+    return feed
+
+
+async def create_room(rest: httpx.AsyncClient, app: str, creator: str, *invited: str) -> dict:
+    body = {"invitedPlayerIds": list(invited)}
+    reply = await rest.post("/games/v1/rooms/create", json=body, headers=auth(creator, app))
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+async def rest_get(rest: httpx.AsyncClient, app: str, player: str, room_id: str) -> dict:
+    reply = await rest.get(f"/games/v1/rooms/{room_id}", headers=auth(player, app))
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+async def test_welcome_lists_joined_rooms_and_pending_invitations(
+    rest: httpx.AsyncClient, rt_server: ServerProcess, app_id: str
+) -> None:
+    """welcome: player, app, clock, rooms and invitations exactly as REST shows them."""
+    joined = await create_room(rest, app_id, "ana", "bo")
+    invited = await create_room(rest, app_id, "cy", "ana")
+    left = await create_room(rest, app_id, "ana", "dee")
+    await rest.post(f"/games/v1/rooms/{left['roomId']}/leave", json={}, headers=auth("ana", app_id))
+    feed = await open_feed(rt_server, "ana", app_id)
+    welcome = feed.messages[0]
+    assert welcome["jsonrpc"] == "2.0" and welcome["method"] == "welcome" and "id" not in welcome
+    params = welcome["params"]
+    assert params["playerId"] == "ana" and params["applicationId"] == app_id
+    assert int(params["serverTimeMillis"]) > 0
+    assert params["rooms"] == [await rest_get(rest, app_id, "ana", joined["roomId"])]
+    assert params["invitations"] == [await rest_get(rest, app_id, "ana", invited["roomId"])]
+    await feed.ws.close()
+
+
+async def test_welcome_is_in_the_requested_language(
+    rest: httpx.AsyncClient, rt_server: ServerProcess, app_id: str
+) -> None:
+    """language on the handshake picks the words of every room the socket carries."""
+    room = await create_room(rest, app_id, "ana", "bo")
+    feed = await open_feed(rt_server, "bo", app_id, language="es")
+    invitation = feed.messages[0]["params"]["invitations"][0]
+    reply = await rest.get(
+        f"/games/v1/rooms/{room['roomId']}?language=es", headers=auth("bo", app_id)
+    )
+    assert invitation == reply.json()
+    assert (
+        invitation["description"]
+        != (await rest_get(rest, app_id, "bo", room["roomId"]))["description"]
+    )
+    await feed.ws.close()
+
+
+async def test_jsonrpc_rooms_methods_equal_rest(
+    rest: httpx.AsyncClient, rt_server: ServerProcess, app_id: str
+) -> None:
+    """rooms.create/join/get/list/reportStatus/leave over the socket answer exactly as REST."""
+    ana = await open_feed(rt_server, "ana", app_id)
+    bo = await open_feed(rt_server, "bo", app_id)
+    created = await ana.call("rooms.create", 1, body={"invitedPlayerIds": ["bo"]})
+    room = created["result"]
+    assert created["jsonrpc"] == "2.0"
+    assert room == await rest_get(rest, app_id, "ana", room["roomId"])
+    listed = (await bo.call("rooms.list", "l", maxResults=10))["result"]
+    rest_list = await rest.get("/games/v1/rooms?maxResults=10", headers=auth("bo", app_id))
+    assert listed == rest_list.json()
+    joined = (await bo.call("rooms.join", 2, roomId=room["roomId"], body={}))["result"]
+    assert joined == await rest_get(rest, app_id, "bo", room["roomId"])
+    got = (await ana.call("rooms.get", 3, roomId=room["roomId"]))["result"]
+    assert got == await rest_get(rest, app_id, "ana", room["roomId"])
+    bo_pid = next(p["id"] for p in got["participants"] if p["player"]["playerId"] == "bo")
+    update = {"updates": [{"participantId": bo_pid, "status": "CONNECTION_ESTABLISHED"}]}
+    status = await ana.call("rooms.reportStatus", 4, roomId=room["roomId"], body=update)
+    assert status["result"]["kind"] == "games#roomStatus"
+    assert status["result"]["statusVersion"] == got["roomStatusVersion"] + 1
+    left = await bo.call("rooms.leave", 5, roomId=room["roomId"], body={"reason": "PLAYER_LEFT"})
+    assert left["result"] == await rest_get(rest, app_id, "bo", room["roomId"])
+    for feed in (ana, bo):
+        await feed.ws.close()
+
+
+async def test_jsonrpc_application_errors_carry_http_code_and_reason(
+    rt_server: ServerProcess, app_id: str
+) -> None:
+    """A 404 or 409 over the socket is a JSON-RPC error with code/status/reason in data."""
+    feed = await open_feed(rt_server, "ana", app_id, language="es")
+    missing = (await feed.call("rooms.get", 1, roomId="nope"))["error"]
+    assert missing["code"] == -32004
+    assert missing["data"] == {"code": 404, "status": "NOT_FOUND", "reason": "notFound"}
+    assert "nope" in missing["message"] and "No se encontró" in missing["message"]
+    room = (await feed.call("rooms.create", 2, body={"invitedPlayerIds": ["bo"]}))["result"]
+    twice = (await feed.call("rooms.join", 3, roomId=room["roomId"]))["error"]
+    assert twice["data"]["code"] == 409 and twice["data"]["reason"] == "conflict"
+    bad = (await feed.call("rooms.create", 4, body={"invitedPlayerIds": "bo"}))["error"]
+    assert bad["code"] == -32602 and bad["data"]["code"] == 400
+    assert "invitedPlayerIds" in bad["message"]
+    no_room = (await feed.call("rooms.join", 5))["error"]
+    assert no_room["code"] == -32602 and "roomId" in no_room["message"]
+    too_many = (await feed.call("rooms.list", 6, maxResults=501))["error"]
+    assert too_many["code"] == -32602 and "maxResults" in too_many["message"]
+    await feed.ws.close()
+
+
+async def test_events_methods_are_callable_over_the_socket(
+    rest: httpx.AsyncClient, rt_server: ServerProcess, app_id: str
+) -> None:
+    """events.listDefinitions and events.listByPlayer answer as their REST twins."""
+    feed = await open_feed(rt_server, "ana", app_id)
+    for method, path in (
+        ("events.listDefinitions", "/games/v1/eventDefinitions"),
+        ("events.listByPlayer", "/games/v1/events"),
+    ):
+        reply = await feed.call(method, method)
+        assert reply["result"] == (await rest.get(path, headers=auth("ana", app_id))).json()
+    await feed.ws.close()
+
+
+async def test_bad_frames_get_errors_and_the_connection_lives(
+    rt_server: ServerProcess, app_id: str
+) -> None:
+    """Not JSON, not a request, unknown method, bad params, binary: each an error, then more."""
+    feed = await open_feed(rt_server, "ana", app_id)
+    cases = [
+        ("{oops", -32700, None),
+        ("[1, 2]", -32600, None),
+        ('{"jsonrpc": "1.0", "id": 7, "method": "rooms.get"}', -32600, 7),
+        ('{"jsonrpc": "2.0", "id": 8, "method": "rooms.fly"}', -32601, 8),
+        ('{"jsonrpc": "2.0", "id": 9, "method": "rooms.get", "params": [1]}', -32602, 9),
+        (
+            '{"jsonrpc": "2.0", "id": 10, "method": "rooms.get", "params": {"roomId": 5}}',
+            -32602,
+            10,
+        ),
+    ]
+    for frame, code, request_id in cases:
+        count = len(feed.messages)
+        await feed.ws.send(frame)
+        reply = await feed.next_after(count)
+        assert reply["error"]["code"] == code, frame
+        assert reply["id"] == request_id
+        assert reply["error"]["message"] and reply["error"]["data"]["code"] == 400
+    count = len(feed.messages)
+    await feed.ws.send(b"\x00binary")
+    binary = await feed.next_after(count)
+    assert binary["error"]["code"] == -32600 and binary["id"] is None
+    assert (await feed.call("rooms.list", "still-alive"))["result"]["kind"] == "games#roomList"
+    await feed.ws.close()
+
+
+async def test_oversize_frame_closes_with_1009(rt_server: ServerProcess, app_id: str) -> None:
+    """A frame over 64 KiB closes the socket with 1009."""
+    feed = await open_feed(rt_server, "ana", app_id)
+    await feed.ws.send("x" * (64 * 1024 + 1))
+    closed = await feed.wait_closed()
+    assert closed.rcvd is not None and closed.rcvd.code == 1009
+
+
+async def test_foreign_origin_is_refused_before_accept(
+    rt_server: ServerProcess, app_id: str
+) -> None:
+    """A browser Origin not in ROOMSVC_ALLOWED_ORIGINS gets a 403; a listed one or none connects."""
+    url = ws_url(rt_server, "ana", app_id)
+    for origin in ("https://evil.example", "null", "http://game.example"):
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, origin=origin, compression=None)  # type: ignore[arg-type]
+        assert refused.value.response.status_code == 403
+        assert json.loads(refused.value.response.body)["error"]["code"] == 403
+    for origin in (ORIGIN, None):
+        ws = await connect(url, origin=origin, compression=None)  # type: ignore[arg-type]
+        assert json.loads(await ws.recv())["method"] == "welcome"
+        await ws.close()
+
+
+async def test_bad_token_is_refused_and_never_logged(rt_server: ServerProcess, app_id: str) -> None:
+    """No token or a bad one: 401 at the handshake; query-string tokens never reach the log."""
+    base = f"{rt_server.base_url.replace('http://', 'ws://')}/games/v1/realtime"
+    for url in (base, base + "?access_token=not-a-jwt"):
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, compression=None)
+        assert refused.value.response.status_code == 401
+    secret = token("ana", app_id)
+    ws = await connect(f"{base}?oauth_token={secret}&language=hi", compression=None)
+    assert json.loads(await ws.recv())["method"] == "welcome"
+    await ws.close()
+    header_ws = await connect(
+        base, additional_headers={"Authorization": f"Bearer {secret}"}, compression=None
+    )
+    assert json.loads(await header_ws.recv())["method"] == "welcome"
+    await header_ws.close()
+    assert secret not in rt_server.output() and "not-a-jwt" not in rt_server.output()
+
+
+async def test_connection_limit_per_player_replaces_the_oldest(
+    rt_server: ServerProcess, app_id: str
+) -> None:
+    """Over ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER, the player's oldest socket closes with 1008."""
+    first = await open_feed(rt_server, "ana", app_id)
+    second = await open_feed(rt_server, "ana", app_id)
+    third = await open_feed(rt_server, "ana", app_id)
+    closed = await first.wait_closed()
+    assert closed.rcvd is not None and closed.rcvd.code == 1008
+    assert (await third.call("rooms.list", 1))["result"]["kind"] == "games#roomList"
+    assert second.closed is None
+    for feed in (second, third):
+        await feed.ws.close()
+
+
+async def test_request_rate_is_limited_then_abusers_are_closed(
+    rt_server: ServerProcess, app_id: str
+) -> None:
+    """Requests beyond the rate get a 429-like error; a client that keeps going gets 1008."""
+    feed = await open_feed(rt_server, "ana", app_id)
+    for n in range(8 * RATE):
+        try:
+            await feed.ws.send(json.dumps({"jsonrpc": "2.0", "id": n, "method": "rooms.fly"}))
+        except ConnectionClosed:
+            break
+    closed = await feed.wait_closed()
+    assert closed.rcvd is not None and closed.rcvd.code == 1008
+    limited = [m["error"] for m in feed.messages if m.get("error", {}).get("code") == -32029]
+    assert limited and limited[0]["data"]["code"] == 429 and limited[0]["data"]["retryAfter"] >= 1
+    assert any(m.get("error", {}).get("code") == -32601 for m in feed.messages)
