@@ -35,7 +35,6 @@ MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
 MAX_PERIOD_MS = DAY_MS  # SPEC §7: longer than 24 h is TIME_PERIOD_LONG
 MAX_AGE_MS = 30 * DAY_MS  # SPEC §7: ended more than 30 days ago is TIME_PERIOD_EXPIRED
-INT64_MAX = 2**63 - 1
 MAX_PAGE_SIZE = 100  # SPEC §3: maxResults 1..100 on both list methods
 
 
