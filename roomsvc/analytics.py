@@ -54,6 +54,7 @@ from roomsvc.analytics_wire import (
     StoredItem,
     encoder,
     item_decoder,
+    items_decoder,
     media_info_decoder,
     request_decoder,
 )
@@ -149,15 +150,14 @@ class Source:
         return f"p:{self.player_id}" if self.player_id is not None else f"a:{self.session_id}"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Item:
+class Item(msgspec.Struct, frozen=True):
+    # A Struct, not a frozen dataclass: built once per item, it is ~5x cheaper (SPEC §11).
     timestamp_ms: int
     event: str
     data: list[DataEntry]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(msgspec.Struct, frozen=True):
     items: list[Item]
     media_info: dict[str, Any] | None
     batch_id: str | None
@@ -183,12 +183,23 @@ def decode_request(raw: bytes) -> AddEventsRequest:
 def parse_batch(request: AddEventsRequest, raw: bytes, *, single: bool, max_items: int) -> Batch:
     """Validate every rule of the module docstring; raise on the first broken one."""
     batch_id = check_batch_id(request.batch_id)
-    raw_items = _raw_items(request, raw, single=single)
-    if len(raw_items) > max_items:
-        raise TooManyItems(count=len(raw_items), limit=max_items)
-    items = [
-        validate_item(_decode_item(data, index), index) for index, data in enumerate(raw_items)
-    ]
+    data = request.any_event_data().strip()
+    decoded: list[EventItem] | None = None
+    if data.startswith(b"[") and not single:
+        # Fast path: one decode of the whole list. Any failure is re-examined item by item
+        # below, which counts first (TooManyItems wins) and names the first bad item.
+        try:
+            decoded = items_decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            decoded = None
+    if decoded is None or not decoded:
+        raw_items = _raw_items(request, raw, single=single)
+        if len(raw_items) > max_items:
+            raise TooManyItems(count=len(raw_items), limit=max_items)
+        decoded = [_decode_item(item, index) for index, item in enumerate(raw_items)]
+    if len(decoded) > max_items:
+        raise TooManyItems(count=len(decoded), limit=max_items)
+    items = [validate_item(item, index) for index, item in enumerate(decoded)]
     return Batch(items, decode_media_info(request.any_media_info()), batch_id)
 
 
@@ -241,24 +252,31 @@ def _field_error(index: int, field: str) -> InvalidItem:
 
 
 def validate_item(item: EventItem, index: int) -> Item:
-    """One decoded item, checked and normalized (module docstring rules)."""
-    if not item.Event.strip() or len(item.Event) > MAX_TEXT:
+    """One decoded item, checked and normalized (module docstring rules).
+
+    Written for the ingest rate (SPEC §11): the common case costs a few C-level checks.
+    """
+    event = item.Event
+    if not event or len(event) > MAX_TEXT or event.isspace():
         raise _field_error(index, "Event")
-    timestamp_ms = parse_timestamp(item.Timestamp)
-    if timestamp_ms is None:
-        raise _field_error(index, "Timestamp")
+    stamp = item.Timestamp
+    if type(stamp) is int and SECONDS_BELOW <= stamp <= MAX_TIMESTAMP_MS:
+        timestamp_ms = stamp
+    else:
+        parsed = parse_timestamp(stamp)
+        if parsed is None:
+            raise _field_error(index, "Timestamp")
+        timestamp_ms = parsed
     data = item.Data
     entries = [] if data is None else [data] if isinstance(data, dict) else data
-    for position, entry in enumerate(entries):
-        for key in entry:
-            if not key or len(key) > MAX_TEXT:
-                raise InvalidItem(
-                    _KEY_RULE,
-                    index=index,
-                    field=f"Data[{position}]",
-                    limit=MAX_TEXT,
-                )
-    return Item(timestamp_ms, item.Event, entries)
+    for entry in entries:
+        # All keys fit when even their concatenation does; only then look at each.
+        if "" in entry or (
+            len("".join(entry)) > MAX_TEXT and any(len(key) > MAX_TEXT for key in entry)
+        ):
+            field = "Data" if data is entry else f"Data[{entries.index(entry)}]"
+            raise InvalidItem(_KEY_RULE, index=index, field=field, limit=MAX_TEXT)
+    return Item(timestamp_ms, event, entries)
 
 
 def parse_timestamp(value: int | float | str) -> int | None:

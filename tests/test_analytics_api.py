@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from roomsvc.analytics_service import ANONYMOUS_AUDIENCE, anonymous_key
 from roomsvc.settings import Settings
 from roomsvc.store import analytics_keys
+from roomsvc.store.embedded import free_port
 from tests.support import (
     JWT_SECRET,
     ServerProcess,
@@ -384,3 +385,13 @@ async def test_limits_and_cap_follow_the_settings(
             assert (await add(http, batch(app_id, 500))).json() == OK
     length = await stream_length(store, app_id)
     assert 10 <= length < 1000  # approximate trimming keeps whole nodes only
+
+
+async def test_an_unreachable_store_is_a_503_to_retry(app_id: str) -> None:
+    """With the store down, ingest answers 503, StatusCode 30 and Retry-After."""
+    with running_server(f"redis://127.0.0.1:{free_port()}/0") as down:
+        async with httpx.AsyncClient(base_url=down.base_url, timeout=30) as http:
+            response = await add(http, batch(app_id, 2, BatchId="retry-me"))
+    assert response.status_code == 503
+    assert response.json()["StatusCode"] == 30
+    assert int(response.headers["retry-after"]) >= 1

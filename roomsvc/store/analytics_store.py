@@ -43,13 +43,16 @@ class AnalyticsStore:
         maxlen: int,
         marker_ttl_ms: int,
     ) -> AppendResult:
-        """Store `items` in `app_id`'s stream unless `marker` (user key, batch id) exists."""
+        """Store `items` in `app_id`'s stream unless `marker` (user key, batch id) exists.
+
+        Each item is one compact JSON document (no raw newline: the script splits on it).
+        """
         if app_id not in self._known_apps:
             await self._store.sadd(keys.APPS, app_id)
             self._known_apps.add(app_id)
         user_key, batch_id = marker
         stored, count = await self._append(
             keys=[keys.stream(app_id), keys.batch_marker(app_id, user_key, batch_id)],
-            args=[maxlen, marker_ttl_ms, *items],
+            args=[maxlen, marker_ttl_ms, b"\n".join(items)],
         )
         return AppendResult(bool(stored), int(count))
