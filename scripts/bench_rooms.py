@@ -1,0 +1,349 @@
+#!/usr/bin/env python
+"""Room mutations per second one `roomsvc serve` process handles through REST (SPEC §11),
+beside the bare compare-and-set script driven from one Python process on the same store.
+
+Phase 1 (REST): `--concurrency` keep-alive connections, each a worker that plays rooms one
+after another: create a room with 7 invitees, then every invitee joins and reports
+CONNECTION_ESTABLISHED to the creator and the creator back (reportStatus), then everyone
+leaves: 7 joins, 14 reportStatus, 8 leaves per room (creates are counted apart). Every room
+and player is distinct, so requests never contend on one room: this measures the process.
+
+Phase 2 (bare CAS): `room_cas.lua` by EVALSHA from this process, `--concurrency` in flight,
+with the same arguments the server sends (an encoded 8-player room, a request id, 8 channels
+to publish on), each coroutine on its own room. This is the limit SPEC §11 quotes beside
+the REST figure.
+
+Without `--url`, the script starts its own valkey-server and `roomsvc serve` (one worker) and
+also reports their CPU time per mutation. The HTTP client is a few lines of raw HTTP/1.1 over
+keep-alive sockets so that the client, which shares the machine, costs as little as possible.
+
+    .venv/bin/python scripts/bench_rooms.py --duration 10
+    .venv/bin/python scripts/bench_rooms.py --url http://127.0.0.1:8080 \
+        --redis-url redis://127.0.0.1:6379/0 --jwt-secret "$ROOMSVC_JWT_SECRET"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from roomsvc import rooms  # noqa: E402
+from roomsvc.auth import SCOPE_GAMES, mint_token  # noqa: E402
+from roomsvc.store import keys  # noqa: E402
+from roomsvc.store.room_store import LIVE_ROOM_TTL_MS  # noqa: E402
+from roomsvc.store.scripts import register  # noqa: E402
+
+INVITEES = 7
+TARGET_RATE, TARGET_P99_MS = 3000, 20.0
+
+
+class Http:
+    """One keep-alive HTTP/1.1 connection; just enough of the protocol for roomsvc replies."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> Http:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
+        if self.reader is None or self.writer is None:
+            raise RuntimeError("connection not open")
+        self.writer.write(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length, chunked = 0, False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if not chunked:
+            return status, await self.reader.readexactly(length)
+        parts = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+            parts.append(await self.reader.readexactly(size + 2))
+            if size == 0:
+                return status, b"".join(p[:-2] for p in parts)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
+class Tally:
+    """Latencies (ms) of mutations that completed inside the measured window."""
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+        self.latencies: list[float] = []
+        self.by_kind: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.creates = 0
+
+    def record(self, kind: str, began: float, done: float, status: int, body: bytes) -> None:
+        if status != 200:
+            key = f"{kind} {status} {body[:120]!r}"
+            self.errors[key] = self.errors.get(key, 0) + 1
+        if not self.start <= done <= self.end:
+            return
+        if kind == "create":
+            self.creates += 1
+            return
+        self.latencies.append((done - began) * 1000)
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def rest_worker(
+    url: str, secret: str, app: str, worker: int, deadline: float, tally: Tally
+) -> None:
+    split = urlsplit(url)
+    http = await Http(split.hostname or "127.0.0.1", split.port or 80).open()
+    clock = time.perf_counter
+    tokens: dict[str, str] = {}
+
+    def token(player: str) -> str:
+        if player not in tokens:
+            tokens[player] = mint_token(
+                secret, player, app, scopes=(SCOPE_GAMES,), ttl_seconds=3600
+            )
+        return tokens[player]
+
+    async def call(kind: str, path: str, player: str, body: bytes) -> dict[str, object]:
+        began = clock()
+        status, reply = await http.post(path, token(player), body)
+        tally.record(kind, began, clock(), status, reply)
+        return msgspec.json.decode(reply) if status == 200 else {}
+
+    try:
+        for n in itertools.count():
+            if clock() >= deadline:
+                return
+            tokens.clear()
+            creator = f"w{worker}r{n}c"
+            invitees = [f"w{worker}r{n}i{k}" for k in range(INVITEES)]
+            room = await call(
+                "create",
+                "/games/v1/rooms/create",
+                creator,
+                msgspec.json.encode({"invitedPlayerIds": invitees}),
+            )
+            if not room:
+                continue
+            base = f"/games/v1/rooms/{room['roomId']}"
+            pids = {
+                p["player"]["playerId"]: p["id"]
+                for p in room["participants"]  # type: ignore[union-attr]
+            }
+            for invitee in invitees:
+                if clock() >= deadline:
+                    return
+                await call("join", f"{base}/join", invitee, b"{}")
+                for who, peer in ((invitee, creator), (creator, invitee)):
+                    update = {"participantId": pids[peer], "status": "CONNECTION_ESTABLISHED"}
+                    body = msgspec.json.encode({"updates": [update]})
+                    await call("reportStatus", f"{base}/reportstatus", who, body)
+            for player in [*invitees, creator]:
+                await call("leave", f"{base}/leave", player, b'{"reason":"PLAYER_LEFT"}')
+    finally:
+        await http.close()
+
+
+async def rest_phase(url: str, secret: str, duration: float, concurrency: int) -> Tally:
+    app = "bench-" + uuid.uuid4().hex[:8]
+    warmup = min(2.0, duration / 5)
+    now = time.perf_counter()
+    tally = Tally(now + warmup, now + warmup + duration)
+    await asyncio.gather(
+        *(rest_worker(url, secret, app, w, tally.end, tally) for w in range(concurrency))
+    )
+    return tally
+
+
+def sample_room(app: str, room_id: str) -> rooms.RoomDoc:
+    """An 8-player room after everyone joined, as the server stores it."""
+    ids = (f"p_{i:012x}" for i in itertools.count())
+    doc = rooms.create(
+        room_id=room_id,
+        app_id=app,
+        player_id="bench-creator",
+        name="Creator",
+        avatar="https://example.com/a.png",
+        invited=[f"bench-invitee-{k}" for k in range(INVITEES)],
+        criteria=None,
+        variant=None,
+        capabilities=[],
+        xmpp_address=None,
+        ids=ids,
+        now_ms=1_700_000_000_000,
+        limits=rooms.Limits(),
+    )
+    for k in range(INVITEES):
+        doc = rooms.join(
+            doc,
+            f"bench-invitee-{k}",
+            capabilities=[],
+            xmpp_address=None,
+            now_ms=1_700_000_000_000 + k,
+            limits=rooms.Limits(),
+        )
+    return doc
+
+
+async def cas_phase(redis_url: str, duration: float, concurrency: int) -> Tally:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url, max_connections=concurrency + 4)
+    cas = register(client, "room_cas")
+    app = "bench-cas-" + uuid.uuid4().hex[:8]
+    warmup = min(2.0, duration / 5)
+    now = time.perf_counter()
+    tally = Tally(now + warmup, now + warmup + duration)
+    clock = time.perf_counter
+
+    async def driver(n: int) -> None:
+        room_id = f"cas{n}"
+        doc = sample_room(app, room_id)
+        encoded = msgspec.msgpack.encode(doc)
+        channels = [keys.player_channel(app, p.player_id) for p in doc.participants]
+        room_keys = [keys.room(app, room_id), keys.room_applied(app, room_id)]
+        version = 0
+        while clock() < tally.end:
+            began = clock()
+            reply = await cas(
+                keys=room_keys,
+                args=[version, version + 1, encoded, uuid.uuid4().hex, LIVE_ROOM_TTL_MS,
+                      f"{room_id} {version + 1}", *channels],
+            )  # fmt: skip
+            tally.record("cas", began, clock(), 200 if int(reply[0]) == 1 else 409, b"")
+            version += 1
+
+    try:
+        await asyncio.gather(*(driver(n) for n in range(concurrency)))
+    finally:
+        await client.aclose()
+    return tally
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def own_service(workers: int) -> Iterator[tuple[str, str, str, list[int]]]:
+    from tests.support import JWT_SECRET, ServerProcess, ValkeyProcess
+
+    valkey = ValkeyProcess().start()
+    server = ServerProcess(valkey.url, workers=workers)
+    try:
+        server.start()
+        pids = [p for p in (server.process, valkey.process) if p is not None]
+        yield server.base_url, valkey.url, JWT_SECRET, [p.pid for p in pids]
+    finally:
+        server.stop()
+        valkey.stop()
+
+
+def report(name: str, tally: Tally, duration: float) -> float:
+    rate = len(tally.latencies) / duration
+    print(
+        f"{name}: {rate:,.0f} mutations/s  p50 {percentile(tally.latencies, 0.5):.2f} ms  "
+        f"p99 {percentile(tally.latencies, 0.99):.2f} ms  max {max(tally.latencies or [0]):.1f} ms"
+    )
+    if tally.by_kind and list(tally.by_kind) != ["cas"]:
+        mix = ", ".join(f"{k} {v:,}" for k, v in sorted(tally.by_kind.items()))
+        print(f"  mix: {mix}; creates {tally.creates / duration:,.0f}/s (not counted)")
+    for error, count in sorted(tally.errors.items()):
+        print(f"  ERROR x{count}: {error}")
+    return rate
+
+
+async def run(args: argparse.Namespace, url: str, redis_url: str, secret: str,
+              pids: list[int]) -> None:  # fmt: skip
+    print(f"REST {url}, {args.concurrency} connections, {args.duration:.0f} s measured")
+    cpu_before = [cpu_seconds(p) for p in pids]
+    rest = await rest_phase(url, secret, args.duration, args.concurrency)
+    cpu_after = [cpu_seconds(p) for p in pids]
+    rest_rate = report("REST (join/leave/reportStatus)", rest, args.duration)
+    if pids and rest.latencies:
+        total = len(rest.latencies) + rest.creates
+        span = args.duration + min(2.0, args.duration / 5)  # CPU was counted over warmup too
+        for label, pid, a, b in zip(
+            ("server", "valkey"), pids, cpu_before, cpu_after, strict=False
+        ):
+            per = (b - a) / span * args.duration / total * 1e6
+            print(f"  {label} pid {pid}: {(b - a) / span:.0%} of a core, ~{per:.0f} us CPU/request")
+    if statistics.fmean(rest.latencies or [0]) and rest_rate:
+        ok = rest_rate >= TARGET_RATE and percentile(rest.latencies, 0.99) <= TARGET_P99_MS
+        print(f"  target >= {TARGET_RATE:,}/s with p99 <= {TARGET_P99_MS:.0f} ms: "
+              f"{'met' if ok else 'NOT met'}")  # fmt: skip
+    cas = await cas_phase(redis_url, args.duration, args.concurrency)
+    cas_rate = report("bare room_cas.lua (EVALSHA, this process)", cas, args.duration)
+    if cas_rate:
+        print(f"REST / bare CAS = {rest_rate / cas_rate:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running roomsvc (default: start valkey + serve)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    parser.add_argument("--jwt-secret", default=os.environ.get("ROOMSVC_JWT_SECRET"))
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds/phase")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="serve workers when started here")
+    args = parser.parse_args()
+    try:
+        from uvloop import run as run_loop
+    except ImportError:
+        run_loop = asyncio.run  # type: ignore[assignment]
+    if args.url:
+        if not args.redis_url or not args.jwt_secret:
+            parser.error(
+                "--url needs --redis-url and --jwt-secret (or REDIS_URL, ROOMSVC_JWT_SECRET)"
+            )
+        run_loop(run(args, args.url, args.redis_url, args.jwt_secret, []))
+        return
+    with own_service(args.workers) as (url, redis_url, secret, pids):
+        run_loop(run(args, url, redis_url, secret, pids))
+
+
+if __name__ == "__main__":
+    main()
