@@ -127,7 +127,7 @@ periods_st = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(periods=periods_st, max_updates=st.integers(1, 30))
 def test_every_update_is_applied_or_explained(
     periods: list[PeriodUpdates], max_updates: int
