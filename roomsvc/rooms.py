@@ -359,6 +359,19 @@ def _prepare(room: RoomDoc, now_ms: int, limits: Limits) -> RoomDoc:
     return room
 
 
+def _actor(
+    room: RoomDoc, player_id: str, required: PStatus, refusal: str, now_ms: int, limits: Limits
+) -> tuple[RoomDoc, Participant]:
+    """A working copy with due timeouts applied, and the caller, who must be `required`:
+    404 to strangers (SPEC §2), 409 on a deleted room or in any other status (SPEC §3)."""
+    room = _prepare(room, now_ms, limits)
+    p = _member(room, player_id)
+    _check_live(room)
+    if p.status is not required:
+        raise Conflict(refusal, status=p.status.value)
+    return room, p
+
+
 def join(
     room: RoomDoc,
     player_id: str,
@@ -369,13 +382,14 @@ def join(
     limits: Limits,
 ) -> RoomDoc:
     """An INVITED participant accepts (SPEC §4)."""
-    room = _prepare(room, now_ms, limits)
-    p = _member(room, player_id)
-    _check_live(room)
-    if p.status is not PStatus.INVITED:
-        raise Conflict(
-            N_("Only an invited participant can join; you are {status}."), status=p.status.value
-        )
+    room, p = _actor(
+        room,
+        player_id,
+        PStatus.INVITED,
+        N_("Only an invited participant can join; you are {status}."),
+        now_ms,
+        limits,
+    )
     p.status = PStatus.JOINED
     p.since_ms = now_ms
     p.capabilities = list(capabilities)
@@ -385,14 +399,14 @@ def join(
 
 def decline(room: RoomDoc, player_id: str, *, now_ms: int, limits: Limits) -> RoomDoc:
     """An INVITED participant refuses (SPEC §4)."""
-    room = _prepare(room, now_ms, limits)
-    p = _member(room, player_id)
-    _check_live(room)
-    if p.status is not PStatus.INVITED:
-        raise Conflict(
-            N_("Only an invited participant can decline; you are {status}."),
-            status=p.status.value,
-        )
+    room, p = _actor(
+        room,
+        player_id,
+        PStatus.INVITED,
+        N_("Only an invited participant can decline; you are {status}."),
+        now_ms,
+        limits,
+    )
     p.status = PStatus.DECLINED
     return _bump(room, p.id, now_ms)
 
@@ -401,13 +415,14 @@ def leave(
     room: RoomDoc, player_id: str, *, reason: str | None, now_ms: int, limits: Limits
 ) -> RoomDoc:
     """A JOINED participant leaves; leaving while auto-matching withdraws the ticket."""
-    room = _prepare(room, now_ms, limits)
-    p = _member(room, player_id)
-    _check_live(room)
-    if p.status is not PStatus.JOINED:
-        raise Conflict(
-            N_("Only a joined participant can leave; you are {status}."), status=p.status.value
-        )
+    room, p = _actor(
+        room,
+        player_id,
+        PStatus.JOINED,
+        N_("Only a joined participant can leave; you are {status}."),
+        now_ms,
+        limits,
+    )
     return _bump(_depart(room, p, map_leave_reason(reason)), p.id, now_ms)
 
 
@@ -425,13 +440,14 @@ def _depart(room: RoomDoc, p: Participant, leave_reason: str) -> RoomDoc:
 
 def presence_failure(room: RoomDoc, player_id: str, *, now_ms: int, limits: Limits) -> RoomDoc:
     """The player's realtime connections stayed gone past the grace period (SPEC §6)."""
-    room = _prepare(room, now_ms, limits)
-    p = _member(room, player_id)
-    _check_live(room)
-    if p.status is not PStatus.JOINED:
-        raise Conflict(
-            N_("Only a joined participant can leave; you are {status}."), status=p.status.value
-        )
+    room, p = _actor(
+        room,
+        player_id,
+        PStatus.JOINED,
+        N_("Only a joined participant can leave; you are {status}."),
+        now_ms,
+        limits,
+    )
     return _bump(_depart(room, p, PRESENCE_FAILURE), p.id, now_ms)
 
 
@@ -444,14 +460,14 @@ def report_status(
     limits: Limits,
 ) -> RoomDoc:
     """A JOINED participant reports (peer participant id, CONNECTION_*) pairs (SPEC §4)."""
-    room = _prepare(room, now_ms, limits)
-    p = _member(room, player_id)
-    _check_live(room)
-    if p.status is not PStatus.JOINED:
-        raise Conflict(
-            N_("Only a joined participant can report peer status; you are {status}."),
-            status=p.status.value,
-        )
+    room, p = _actor(
+        room,
+        player_id,
+        PStatus.JOINED,
+        N_("Only a joined participant can report peer status; you are {status}."),
+        now_ms,
+        limits,
+    )
     established = set(p.established)
     for index, (peer_id, status) in enumerate(updates):
         field = f"updates[{index}]"
