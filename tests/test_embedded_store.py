@@ -226,3 +226,11 @@ def test_a_data_dir_too_long_for_a_unix_socket_uses_loopback_tcp(workdir: Path) 
         assert second.stop() == 0
     assert store_pid is not None
     wait_until(lambda: not alive(store_pid))
+
+
+def test_with_redis_url_no_store_is_started(server: ServerProcess) -> None:
+    """With REDIS_URL set, serve uses that server: no valkey-server child, no data dir."""
+    assert server.process is not None
+    assert not any("valkey-server" in cmdline(pid) for pid in children(server.process.pid))
+    assert not (server.cwd / ".roomsvc").exists()
+    assert ready(server)
