@@ -329,6 +329,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds/phase")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="serve workers when started here")
+    parser.add_argument("--server-pid", type=int, help="with --url: report this process's CPU")
     args = parser.parse_args()
     try:
         from uvloop import run as run_loop
@@ -339,7 +340,8 @@ def main() -> None:
             parser.error(
                 "--url needs --redis-url and --jwt-secret (or REDIS_URL, ROOMSVC_JWT_SECRET)"
             )
-        run_loop(run(args, args.url, args.redis_url, args.jwt_secret, []))
+        pids = [args.server_pid] if args.server_pid else []
+        run_loop(run(args, args.url, args.redis_url, args.jwt_secret, pids))
         return
     with own_service(args.workers) as (url, redis_url, secret, pids):
         run_loop(run(args, url, redis_url, secret, pids))

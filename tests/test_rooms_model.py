@@ -39,7 +39,7 @@ from roomsvc.errors import RoomsvcError
 from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
 from roomsvc.store.room_store import RoomStore, now_ms
-from tests.support import ValkeyProcess, new_app_id
+from tests.support import new_app_id
 
 T = TypeVar("T")
 LIMITS = Limits(max_players=8, invite_timeout_ms=300_000, automatch_timeout_ms=60_000)
@@ -69,12 +69,14 @@ class LoopThread:
 class Backend:
     """Two store clients (two 'processes') on the test valkey, living on a LoopThread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cluster: bool) -> None:
         self.thread = LoopThread()
-        self.clients = [self.thread.run(self._connect(url)) for _ in range(2)]
+        self.clients = [self.thread.run(self._connect(url, cluster)) for _ in range(2)]
 
     @staticmethod
-    async def _connect(url: str) -> aioredis.Redis:
+    async def _connect(url: str, cluster: bool) -> Any:
+        if cluster:
+            return aioredis.RedisCluster.from_url(url)
         return aioredis.Redis.from_url(url)
 
     def close(self) -> None:
@@ -84,8 +86,10 @@ class Backend:
 
 
 @pytest.fixture(scope="module")
-def backend(valkey: ValkeyProcess) -> Iterator[Backend]:
-    backend = Backend(valkey.url)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The store the servers use: the test valkey, or the cluster with --cluster."""
+    cluster = bool(request.config.getoption("--cluster"))
+    backend = Backend(request.getfixturevalue("cluster" if cluster else "valkey").url, cluster)
     yield backend
     backend.close()
 

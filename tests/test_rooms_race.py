@@ -21,7 +21,7 @@ from roomsvc import rooms
 from roomsvc.errors import Conflict, InvalidArgument, NotFound, RoomsvcError
 from roomsvc.rooms import Limits, PStatus, RoomDoc
 from roomsvc.store.room_store import RoomStore
-from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, wait_until
+from tests.support import UNIT, ServerProcess, auth, wait_until
 
 MAX_PLAYERS = 256
 LIMITS = Limits(max_players=MAX_PLAYERS)
@@ -34,10 +34,12 @@ ERRORS_BY_STATUS: dict[int, type[RoomsvcError]] = {
 
 
 @pytest.fixture(scope="module")
-def servers(valkey: ValkeyProcess) -> Iterator[list[ServerProcess]]:
-    """Two processes on one store, with room for 255 invitees per room."""
+def servers(request: pytest.FixtureRequest) -> Iterator[list[ServerProcess]]:
+    """Two processes on one store (the cluster with --cluster), 255 invitees per room."""
+    backend = "cluster" if request.config.getoption("--cluster") else "valkey"
+    url = request.getfixturevalue(backend).url
     env = {"ROOMSVC_MAX_PLAYERS": str(MAX_PLAYERS)}
-    pair = [ServerProcess(valkey.url, env=env).start(wait=False) for _ in range(2)]
+    pair = [ServerProcess(url, env=env).start(wait=False) for _ in range(2)]
     try:
         for process in pair:
             wait_until(process.healthy, timeout=200 * UNIT)
