@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
@@ -33,7 +34,7 @@ from roomsvc.rooms_service import RoomsService
 from roomsvc.settings import Settings, SettingsError
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, connect
 from roomsvc.store.room_store import RoomStore
-from roomsvc.web import handle_error
+from roomsvc.web import handle_error, handle_http_exception
 
 log = logging.getLogger("roomsvc.app")
 Duty = Callable[[Starlette], Awaitable[None]]
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> Starlette:
         # which re-raises after answering so the server logs the traceback of a real bug.
         exception_handlers={
             RoomsvcError: handle_error,
+            HTTPException: handle_http_exception,
             **{error: handle_error for error in UNAVAILABLE_ERRORS},
             Exception: handle_error,
         },

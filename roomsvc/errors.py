@@ -12,6 +12,7 @@ those fields, so the transport renders the message in the caller's language::
     ├── Unauthenticated         401  UNAUTHENTICATED     authError           -32001
     ├── PermissionDenied        403  PERMISSION_DENIED   insufficientPermissions -32003
     ├── NotFound                404  NOT_FOUND           notFound            -32004
+    ├── MethodNotAllowed        405  INVALID_ARGUMENT    httpMethodNotAllowed -32601
     ├── Conflict                409  ABORTED             conflict            -32009
     ├── RateLimited             429  RESOURCE_EXHAUSTED  rateLimitExceeded   -32029
     ├── StoreUnavailable        503  UNAVAILABLE         backendError        -32053
@@ -99,6 +100,14 @@ class NotFound(RoomsvcError):
     reason = "notFound"
     rpc_code = -32004
     default_msgid = N_("Not found.")
+
+
+class MethodNotAllowed(RoomsvcError):
+    http_status = 405
+    status = "INVALID_ARGUMENT"
+    reason = "httpMethodNotAllowed"
+    rpc_code = -32601
+    default_msgid = N_("The HTTP method is not allowed on this path.")
 
 
 class Conflict(RoomsvcError):

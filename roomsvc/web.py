@@ -19,6 +19,8 @@ from roomsvc.errors import (
     N_,
     InternalError,
     InvalidArgument,
+    MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     RoomsvcError,
     StoreUnavailable,
@@ -147,6 +149,21 @@ def as_roomsvc_error(exc: BaseException) -> RoomsvcError:
         return StoreUnavailable(retry_after=2)
     log.exception("internal error", exc_info=exc)
     return InternalError()
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors (unknown path, wrong verb) in Google's JSON error shape."""
+    status = getattr(exc, "status_code", 500)
+    error: RoomsvcError
+    if status == 404:
+        error = NotFound()
+    elif status == 405:
+        error = MethodNotAllowed()
+    else:
+        error = as_roomsvc_error(exc)
+    body = _encoder.encode(error_body(error, locale_of(request)))
+    headers = {**dict(getattr(exc, "headers", None) or {}), **error.headers()}
+    return Response(body, error.http_status, headers=headers, media_type=JSON)
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:

@@ -292,3 +292,15 @@ async def test_http_query_tokens_are_accepted(
     """`?access_token=` and `?oauth_token=` authenticate like the header."""
     response = await http.get("/games/v1/rooms", params={name: token("p1", app_id)})
     assert response.status_code == 200, response.text
+
+
+async def test_unknown_paths_and_verbs_answer_in_googles_shape(http) -> None:  # type: ignore[no-untyped-def]
+    """An unknown path is a JSON 404 and a wrong verb a JSON 405, localized like every error."""
+    missing = await http.get("/games/v1/nothing-here", params={"language": "es"})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["errors"][0]["reason"] == "notFound"
+    assert missing.json()["error"]["message"] == "No encontrado."
+    wrong = await http.delete("/games/v1/rooms")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["errors"][0]["reason"] == "httpMethodNotAllowed"
+    assert "GET" in wrong.headers["allow"]
