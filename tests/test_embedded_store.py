@@ -207,12 +207,17 @@ def test_a_killed_serve_takes_its_workers_with_it(workdir: Path) -> None:
 
 
 def test_a_data_dir_too_long_for_a_unix_socket_uses_loopback_tcp(workdir: Path) -> None:
-    """A long ROOMSVC_DATA_DIR puts the store on a loopback port, recorded for adoption."""
+    """A long ROOMSVC_DATA_DIR puts the store on a loopback port, recorded for adoption and
+    guarded by a password only the data dir's owner can read."""
     data = workdir / ("deep-" + "d" * 100) / "store"
     env = {"ROOMSVC_DATA_DIR": str(data)}
     first = ServerProcess(None, cwd=workdir, env=env).start()
     port = int((data / "valkey.port").read_text())
-    with redis.Redis(port=port) as client:
+    password = (data / "valkey.pass").read_text()
+    assert (data / "valkey.pass").stat().st_mode & 0o077 == 0
+    with redis.Redis(port=port) as stranger, pytest.raises(redis.AuthenticationError):
+        stranger.set("roomsvc:test:tcp", b"0")
+    with redis.Redis(port=port, password=password) as client:
         client.set("roomsvc:test:tcp", b"1")
     store_pid = valkey_pid(data)
     first.kill()
@@ -220,7 +225,7 @@ def test_a_data_dir_too_long_for_a_unix_socket_uses_loopback_tcp(workdir: Path) 
     try:
         assert ready(second)
         assert valkey_pid(data) == store_pid
-        with redis.Redis(port=port) as client:
+        with redis.Redis(port=port, password=password) as client:
             assert client.get("roomsvc:test:tcp") == b"1"
     finally:
         assert second.stop() == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,7 +50,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _ping(url_path: str | None, port: int | None, timeout: float = 0.5) -> bool:
+def _resp(*parts: str) -> bytes:
+    out = [f"*{len(parts)}\r\n".encode()]
+    for part in parts:
+        raw = part.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(out)
+
+
+def _ping(
+    url_path: str | None, port: int | None, timeout: float = 0.5, password: str | None = None
+) -> bool:
     """A raw RESP PING, so no event loop or client is needed before the app exists."""
     family = socket.AF_UNIX if url_path else socket.AF_INET
     address: str | tuple[str, int] = url_path if url_path else ("127.0.0.1", port or 0)
@@ -57,8 +68,14 @@ def _ping(url_path: str | None, port: int | None, timeout: float = 0.5) -> bool:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(address)
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall((_resp("AUTH", password) if password else b"") + _resp("PING"))
+            reply = b""
+            for _ in range(4):  # +OK (AUTH) and +PONG may arrive in separate reads
+                chunk = sock.recv(64)
+                reply += chunk
+                if not chunk or b"+PONG" in reply or b"-" in reply:
+                    break
+            return b"+PONG" in reply
     except OSError:
         return False
 
@@ -70,6 +87,7 @@ class EmbeddedStore:
         self._lock_file: IO[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
+        self._password: str | None = None
         self.adopted = False
 
     @property
@@ -80,22 +98,31 @@ class EmbeddedStore:
     def url(self) -> str:
         if self.uses_unix_socket:
             return f"unix://{self.socket_path}"
-        return f"redis://127.0.0.1:{self._port}/0"
+        # TCP is reachable by every local user: the store then requires a password that only
+        # the data dir's owner can read (valkey.pass, mode 0600).
+        return f"redis://:{self._password}@127.0.0.1:{self._port}/0"
 
     def start(self) -> str:
         """Start (or adopt) the store and return its REDIS_URL."""
         self._prepare_dir()
         self._take_lock()
         port_file = self.data_dir / "valkey.port"
+        pass_file = self.data_dir / "valkey.pass"
         if not self.uses_unix_socket and port_file.exists():
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, OSError):
                 self._port = int(port_file.read_text().strip())
+                self._password = pass_file.read_text().strip()
         if self._answers():
             self.adopted = True
             return self.url
         if not self.uses_unix_socket:
             self._port = free_port()
             port_file.write_text(str(self._port))
+            self._password = secrets.token_hex(24)
+            pass_file.unlink(missing_ok=True)
+            fd = os.open(pass_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(self._password)
         self._spawn()
         return self.url
 
@@ -134,7 +161,7 @@ class EmbeddedStore:
     def _answers(self) -> bool:
         if self.uses_unix_socket:
             return _ping(str(self.socket_path), None)
-        return self._port is not None and _ping(None, self._port)
+        return self._port is not None and _ping(None, self._port, password=self._password)
 
     def _spawn(self) -> None:
         if self.uses_unix_socket:
@@ -149,7 +176,8 @@ class EmbeddedStore:
                 "700",
             ]
         else:
-            listen = ["--port", str(self._port), "--bind", "127.0.0.1"]
+            listen = ["--port", str(self._port), "--bind", "127.0.0.1",
+                      "--requirepass", self._password or ""]  # fmt: skip
         argv = [
             str(server_binary()),
             *listen,
