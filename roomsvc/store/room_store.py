@@ -100,7 +100,7 @@ class RoomStore:
 
     async def create(self, doc: RoomDoc, request_id: str) -> Applied:
         """Write a new room (version 1); a replay of the same request returns the room."""
-        await self._index_before(None, doc)
+        await self._index_add(doc, self._index_diff(None, doc)[0])
         await self.store.zadd(
             keys.timer_shard_of(doc.app_id, doc.room_id),
             {f"{doc.app_id}/{doc.room_id}": next_deadline(doc, self.limits) or 0},
@@ -146,12 +146,13 @@ class RoomStore:
                         return Applied(doc, False)
                     doc, confirmed = await self.load(app, room_id, fresh=True), True
                     continue
-                await self._index_before(doc, new)
+                adds, removes = self._index_diff(doc, new)
+                await self._index_add(new, adds)
                 outcome, current = await self._write(
                     new, expected=doc.version, request_id=request_id
                 )
                 if outcome == 1:
-                    await self._index_after(doc, new)
+                    await self._index_remove(new, removes)
                     return Applied(new, True)
                 if outcome == 2 and current is not None:
                     return Applied(current, False)
@@ -207,26 +208,34 @@ class RoomStore:
         invited = {p.player_id for p in doc.participants if p.status is PStatus.INVITED}
         return joined, invited
 
-    async def _index_before(self, old: RoomDoc | None, new: RoomDoc) -> None:
-        old_joined, old_invited = self._memberships(old)
-        new_joined, new_invited = self._memberships(new)
-        adds = [(keys.player_rooms, p) for p in new_joined - old_joined]
-        adds += [(keys.player_invitations, p) for p in new_invited - old_invited]
-        if not adds:
+    @classmethod
+    def _index_diff(cls, old: RoomDoc | None, new: RoomDoc) -> tuple[list[str], list[str]]:
+        """The index keys to add the room to (before its write) and remove it from (after)."""
+        old_joined, old_invited = cls._memberships(old)
+        new_joined, new_invited = cls._memberships(new)
+        app = new.app_id
+        adds = [keys.player_rooms(app, p) for p in new_joined - old_joined]
+        adds += [keys.player_invitations(app, p) for p in new_invited - old_invited]
+        removes = [keys.player_rooms(app, p) for p in old_joined - new_joined]
+        removes += [keys.player_invitations(app, p) for p in old_invited - new_invited]
+        return adds, removes
+
+    async def _index_add(self, new: RoomDoc, index_keys: list[str]) -> None:
+        if len(index_keys) <= 1:
+            for key in index_keys:  # the common case: one round trip, no pipeline object
+                await self.store.zadd(key, {new.room_id: new.updated_ms})
             return
         async with self.store.pipeline(transaction=False) as pipe:
-            for key_of, player in adds:
-                pipe.zadd(key_of(new.app_id, player), {new.room_id: new.updated_ms})
+            for key in index_keys:
+                pipe.zadd(key, {new.room_id: new.updated_ms})
             await pipe.execute()
 
-    async def _index_after(self, old: RoomDoc, new: RoomDoc) -> None:
-        old_joined, old_invited = self._memberships(old)
-        new_joined, new_invited = self._memberships(new)
-        removes = [(keys.player_rooms, p) for p in old_joined - new_joined]
-        removes += [(keys.player_invitations, p) for p in old_invited - new_invited]
-        if not removes:
+    async def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
+        if len(index_keys) <= 1:
+            for key in index_keys:
+                await self.store.zrem(key, new.room_id)
             return
         async with self.store.pipeline(transaction=False) as pipe:
-            for key_of, player in removes:
-                pipe.zrem(key_of(new.app_id, player), new.room_id)
+            for key in index_keys:
+                pipe.zrem(key, new.room_id)
             await pipe.execute()
