@@ -10,11 +10,33 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from tests.cluster import ValkeyCluster
 from tests.support import ServerProcess, ValkeyProcess, google_client, new_app_id
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cluster",
+        action="store_true",
+        help="back the session `server` and `store` fixtures with a three-master Valkey cluster",
+    )
+
+
 @pytest.fixture(scope="session")
-def valkey() -> Iterator[ValkeyProcess]:
+def cluster() -> Iterator[ValkeyCluster]:
+    """A local three-master Valkey cluster from the wheel (tests/cluster.py)."""
+    nodes = ValkeyCluster().start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey(request: pytest.FixtureRequest) -> Iterator[ValkeyProcess]:
+    """The session's store; with `pytest --cluster`, the cluster (every server the suite starts
+    on `valkey.url` then runs against it)."""
+    if request.config.getoption("--cluster"):
+        yield request.getfixturevalue("cluster")
+        return
     server = ValkeyProcess().start()
     yield server
     server.stop()
@@ -40,8 +62,11 @@ async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def store(valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(valkey.url)
+async def store(valkey: ValkeyProcess, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    if request.config.getoption("--cluster"):
+        client: Any = aioredis.RedisCluster.from_url(valkey.url)
+    else:
+        client = aioredis.Redis.from_url(valkey.url)
     yield client
     await client.aclose()
 

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -57,7 +58,11 @@ async def connect(url: str, *, max_connections: int = 256) -> Store:
 
 
 def _cluster(url: str, max_connections: int) -> RedisCluster:
-    return RedisCluster.from_url(url, max_connections=max_connections, retry=_retry(), **_COMMON)
+    # RedisCluster takes no `retry_on_timeout` (timeouts are retried by its own redirection
+    # loop) and wants the asyncio Retry class.
+    options = {k: v for k, v in _COMMON.items() if k != "retry_on_timeout"}
+    retry = AsyncRetry(ExponentialBackoff(cap=0.2, base=0.01), retries=2)
+    return RedisCluster.from_url(url, max_connections=max_connections, retry=retry, **options)
 
 
 def is_cluster(store: Store) -> bool:

@@ -1,0 +1,177 @@
+"""The same code on a Redis Cluster (SPEC §10): two `roomsvc serve` processes whose REDIS_URL
+names one node of a local three-master Valkey cluster (tests/cluster.py) run an invitation
+game, events.record, an analytics batch, auto-matching and a realtime push.
+
+The whole API suites run on the cluster with `pytest --cluster` (conftest.py); this module is
+the representative flow that the default suite always runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from websockets.asyncio.client import connect
+
+from roomsvc.store import analytics_keys
+from tests.cluster import ValkeyCluster
+from tests.support import UNIT, ServerProcess, auth, token, wait_until
+
+ROOMS = "/games/v1/rooms"
+Json = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def pair(cluster: ValkeyCluster) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two servers on the cluster, each given a different node: they must agree anyway."""
+    first = ServerProcess(cluster.url).start(wait=False)
+    second = ServerProcess(f"redis://127.0.0.1:{cluster.ports[2]}/0").start()
+    wait_until(first.healthy, timeout=200 * UNIT)
+    yield first, second
+    for server in (first, second):
+        server.stop()
+        assert "crashed" not in server.output() and "Traceback" not in server.output()
+
+
+@pytest.fixture
+async def clients(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    async with (
+        httpx.AsyncClient(base_url=pair[0].base_url, timeout=30) as one,
+        httpx.AsyncClient(base_url=pair[1].base_url, timeout=30) as two,
+    ):
+        yield one, two
+
+
+async def post(http: httpx.AsyncClient, path: str, who: str, app: str, body: Json) -> Json:
+    reply = await http.post(path, json=body, headers=auth(who, app))
+    assert reply.status_code == 200, reply.text
+    result: Json = reply.json()
+    return result
+
+
+async def get(http: httpx.AsyncClient, path: str, who: str, app: str) -> Json:
+    reply = await http.get(path, headers=auth(who, app))
+    assert reply.status_code == 200, reply.text
+    result: Json = reply.json()
+    return result
+
+
+async def test_invitation_game_across_processes(clients: Any, app_id: str) -> None:
+    """create on one process, join/reportStatus/leave on the other: versions gapless."""
+    one, two = clients
+    room = await post(one, f"{ROOMS}/create", "alice", app_id, {"invitedPlayerIds": ["bob"]})
+    room_id = room["roomId"]
+    inbox = await get(two, ROOMS, "bob", app_id)
+    assert [r["roomId"] for r in inbox["items"]] == [room_id]
+    joined = await post(two, f"{ROOMS}/{room_id}/join", "bob", app_id, {})
+    assert joined["status"] == "ROOM_CONNECTING" and joined["roomStatusVersion"] == 2
+    ids = {p["player"]["playerId"]: p["id"] for p in joined["participants"]}
+    update = {"participantId": ids["bob"], "status": "CONNECTION_ESTABLISHED"}
+    status = await post(
+        one, f"{ROOMS}/{room_id}/reportstatus", "alice", app_id, {"updates": [update]}
+    )
+    assert status["kind"] == "games#roomStatus"
+    left = await post(two, f"{ROOMS}/{room_id}/leave", "bob", app_id, {})
+    assert left["roomStatusVersion"] > joined["roomStatusVersion"]
+    seen = await get(one, f"{ROOMS}/{room_id}", "alice", app_id)
+    assert seen["roomStatusVersion"] == left["roomStatusVersion"]
+
+
+async def test_events_record_and_list(clients: Any) -> None:
+    """events.record on one process is counted and listed by the other."""
+    one, two = clients
+    who = "pl-" + uuid.uuid4().hex[:12]
+    now = int(time.time() * 1000)
+    body = {
+        "kind": "games#eventRecordRequest",
+        "currentTimeMillis": str(now),
+        "requestId": "77",
+        "timePeriods": [
+            {
+                "timePeriod": {
+                    "periodStartMillis": str(now - 60_000),
+                    "periodEndMillis": str(now - 1_000),
+                },
+                "updates": [{"definitionId": "ev_kills", "updateCount": "3"}],
+            }
+        ],
+    }
+    for _ in range(2):  # a replay of the same requestId counts once
+        reply = await post(one, "/games/v1/events", who, "demo", body)
+        assert reply["kind"] == "games#eventUpdateResponse"
+    listed = await get(two, "/games/v1/events", who, "demo")
+    counts = {i["definitionId"]: i["numEvents"] for i in listed["items"]}
+    assert counts["ev_kills"] == "3"
+
+
+async def test_analytics_batch_is_stored_once(clients: Any, cluster: ValkeyCluster) -> None:
+    """An AddEventBatch retried on the other process with the same BatchId is stored once."""
+    one, two = clients
+    app = "app-" + uuid.uuid4().hex[:10]
+    items = [{"Timestamp": "1700000000", "Event": "Navigation", "Data": [{"a": "b"}]}] * 3
+    body = {"Token": token("p1", app), "BatchId": "b-1", "eventData": items}
+    for http in (one, two):
+        reply = await http.post("/analytics/v1/AddEventBatch", json=body)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["StatusCode"] == 0, reply.text
+    with redis.RedisCluster.from_url(cluster.url) as store:
+        assert store.xlen(analytics_keys.stream(app)) == 3
+
+
+async def test_auto_match_across_processes(clients: Any, app_id: str) -> None:
+    """Two seekers on different processes end up in one room."""
+    one, two = clients
+    criteria = {"minAutoMatchingPlayers": 1, "maxAutoMatchingPlayers": 1}
+    first = await post(one, f"{ROOMS}/create", "ann", app_id, {"autoMatchingCriteria": criteria})
+    second = await post(two, f"{ROOMS}/create", "ben", app_id, {"autoMatchingCriteria": criteria})
+
+    async def settled(http: httpx.AsyncClient, who: str, room_id: str) -> str:
+        deadline = time.monotonic() + 100 * UNIT
+        while time.monotonic() < deadline:
+            room = await get(http, f"{ROOMS}/{room_id}", who, app_id)
+            if room["status"] not in ("ROOM_AUTO_MATCHING", "ROOM_INVITING"):
+                return str(room.get("mergedIntoRoomId", room["roomId"]))
+            await asyncio.sleep(0.05)
+        raise TimeoutError("not matched")
+
+    assert await settled(one, "ann", first["roomId"]) == await settled(two, "ben", second["roomId"])
+
+
+async def test_realtime_push_crosses_processes(
+    clients: Any, pair: tuple[ServerProcess, ServerProcess], app_id: str
+) -> None:
+    """A join on one process reaches the inviter's socket on the other (pub/sub on a cluster)."""
+    one, _ = clients
+    url = pair[1].base_url.replace("http://", "ws://") + "/games/v1/realtime"
+    async with connect(f"{url}?access_token={token('cat', app_id)}", compression=None) as ws:
+        welcome = json.loads(await ws.recv())
+        assert welcome["method"] == "welcome"
+        room = await post(one, f"{ROOMS}/create", "cat", app_id, {"invitedPlayerIds": ["dan"]})
+        await post(one, f"{ROOMS}/{room['roomId']}/join", "dan", app_id, {})
+        async with asyncio.timeout(100 * UNIT):
+            while True:
+                message = json.loads(await ws.recv())
+                params = message.get("params", {})
+                if message.get("method") == "roomStatus" and params.get("roomStatusVersion") == 2:
+                    break
+        assert params["roomId"] == room["roomId"]
+
+
+def test_keys_spread_over_every_master(
+    pair: tuple[ServerProcess, ServerProcess], cluster: ValkeyCluster
+) -> None:
+    """The flows above wrote keys on all three masters: the servers really used the cluster."""
+    sizes = []
+    for port in cluster.ports:
+        with redis.Redis(port=port) as node:
+            sizes.append(node.dbsize())
+    assert all(size > 0 for size in sizes), sizes
