@@ -78,6 +78,17 @@ def start_server(redis_url: str, workdir: str) -> tuple[subprocess.Popen[bytes],
     return process, base
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its children so far (Linux /proc), for CPU per item."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def body(app_id: str, size: int) -> bytes:
     items = [
         {"Timestamp": 1_700_000_000_000 + i, "Event": "DetailsNavigation",
@@ -147,7 +158,7 @@ async def script_phase(
     return done, time.perf_counter() - started
 
 
-async def run(args: argparse.Namespace, redis_url: str, base: str) -> None:
+async def run(args: argparse.Namespace, redis_url: str, base: str, pids: dict[str, int]) -> None:
     app_id = "bench-" + uuid.uuid4().hex[:8]
     raw = body(app_id, args.batch)
     request = analytics.decode_request(raw)
@@ -158,7 +169,9 @@ async def run(args: argparse.Namespace, redis_url: str, base: str) -> None:
         # Warm up both paths (script load, connections) outside the measured windows.
         await http_phase(base, raw, 0.5, args.concurrency)
         await store.delete(analytics_keys.stream(app_id))
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         requests, http_elapsed = await http_phase(base, raw, args.seconds, args.concurrency)
+        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
         stored = int(await store.xlen(analytics_keys.stream(app_id)))
         if stored != requests * args.batch:
             raise SystemExit(f"bench: stream holds {stored}, expected {requests * args.batch}")
@@ -183,6 +196,8 @@ async def run(args: argparse.Namespace, redis_url: str, base: str) -> None:
           f"{pipelines} pipelines)")  # fmt: skip
     script_rate = scripted / script_elapsed
     print(f"append script, no HTTP:     {script_rate:12,.0f} items/s ({scripted:,} items)")
+    print(f"CPU per item in the HTTP phase: server {cpu['server'] / stored * 1e6:.1f} us, "
+          f"store {cpu['store'] / stored * 1e6:.1f} us")  # fmt: skip
     print(f"ratio HTTP / bare XADD:     {http_rate / bare_rate:12.2f}")
     print(f"ratio HTTP / append script: {http_rate / script_rate:12.2f}")
 
@@ -198,7 +213,7 @@ def main() -> None:
     server: subprocess.Popen[bytes] | None = None
     try:
         server, base = start_server(redis_url, workdir)
-        asyncio.run(run(args, redis_url, base))
+        asyncio.run(run(args, redis_url, base, {"server": server.pid, "store": valkey.pid}))
     finally:
         for process in (server, valkey):
             if process is not None:
