@@ -19,7 +19,7 @@ import jwt
 
 from roomsvc import analytics
 from roomsvc.analytics_wire import AnonymousSession
-from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, TokenVerifier
+from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, TokenVerifier, bearer_token
 from roomsvc.errors import N_, InvalidArgument, Unauthenticated
 from roomsvc.metrics import ANALYTICS_ITEMS
 from roomsvc.settings import Settings
@@ -95,13 +95,18 @@ async def add_events(
     verifier: TokenVerifier,
     raw: bytes,
     *,
-    header_token: str | None,
+    authorization: str | None,
     single: bool,
     now_ms: int,
 ) -> AppendResult:
-    """Validate the whole body, then store every item or none (AddEventBatch / AddEvent)."""
+    """Validate the whole body, then store every item or none (AddEventBatch / AddEvent).
+
+    The token is the body's `Token`, else the `Authorization: Bearer` header's.
+    """
     request = analytics.decode_request(raw)
-    token = request.any_token() or header_token
+    token = request.any_token()
+    if not token and authorization:
+        token = bearer_token(authorization, {})
     if not token:
         raise Unauthenticated(
             N_("A token is required: Token in the body or an Authorization: Bearer header.")

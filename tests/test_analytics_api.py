@@ -268,6 +268,15 @@ async def test_a_player_token_works_as_a_bearer_header(
     assert [d["PlayerId"] for d in await stored(store, app_id)] == ["p9"]
 
 
+async def test_the_body_token_wins_over_the_header(
+    http: httpx.AsyncClient, store: aioredis.Redis, app_id: str
+) -> None:
+    """With a Token in the body, the Authorization header (even a non-Bearer one) is unused."""
+    headers = {"Authorization": "Basic dXNlcjpwYXNz"}
+    assert (await add(http, batch(app_id, 1, player="body"), headers=headers)).json() == OK
+    assert [d["PlayerId"] for d in await stored(store, app_id)] == ["body"]
+
+
 async def test_a_player_token_without_a_games_scope_is_forbidden(
     http: httpx.AsyncClient, app_id: str
 ) -> None:

@@ -17,7 +17,6 @@ from starlette.routing import BaseRoute, Route
 
 from roomsvc import analytics, analytics_service
 from roomsvc.analytics_wire import AnonymousSessionRequest, Envelope
-from roomsvc.auth import bearer_token
 from roomsvc.errors import N_, UnsupportedMediaType
 from roomsvc.i18n import gettext
 from roomsvc.store.analytics_store import AnalyticsStore
@@ -65,13 +64,12 @@ async def _ingest(request: Request, *, single: bool) -> Response:
     try:
         raw = await read_raw(request, settings.analytics_max_body_bytes)
         _check_content_type(request, raw)
-        header = request.headers.get("authorization")
         result = await analytics_service.add_events(
             _store(request.app),
             settings,
             request.app.state.verifier,
             raw,
-            header_token=bearer_token(header, {}) if header else None,
+            authorization=request.headers.get("authorization"),
             single=single,
             now_ms=time.time_ns() // 1_000_000,
         )
