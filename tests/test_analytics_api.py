@@ -404,3 +404,18 @@ async def test_an_unreachable_store_is_a_503_to_retry(app_id: str) -> None:
     assert response.status_code == 503
     assert response.json()["StatusCode"] == 30
     assert int(response.headers["retry-after"]) >= 1
+
+
+def _items_metric(text: str) -> float:
+    for line in text.splitlines():
+        if line.startswith("roomsvc_analytics_items_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def test_ingested_items_are_counted_in_metrics(http: httpx.AsyncClient, app_id: str) -> None:
+    """/metrics counts stored items once: a retried BatchId adds nothing (SPEC §10)."""
+    before = _items_metric((await http.get("/metrics")).text)
+    await add(http, batch(app_id, 7, BatchId="m"))
+    await add(http, batch(app_id, 7, BatchId="m"))
+    assert _items_metric((await http.get("/metrics")).text) == before + 7
