@@ -7,6 +7,7 @@ multiples of UNIT and nothing asserts a timing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -27,6 +28,13 @@ def ws_url(server: ServerProcess, player: str, app: str, **query: str) -> str:
     return f"{server.base_url.replace('http://', 'ws://')}/games/v1/realtime?{params}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Closed:
+    """How a socket ended: the close code the server sent (None: cut without one)."""
+
+    code: int | None
+
+
 class Feed:
     """Every message a socket receives, parsed, kept in order, awaitable by predicate."""
 
@@ -34,7 +42,7 @@ class Feed:
         self.ws = ws
         self.messages: list[dict[str, Any]] = []
         self.changed = asyncio.Event()
-        self.closed: ConnectionClosed | None = None
+        self.closed: Closed | None = None
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -42,9 +50,10 @@ class Feed:
             async for raw in self.ws:
                 self.messages.append(json.loads(raw))
                 self.changed.set()
-        except ConnectionClosed as exc:
-            self.closed = exc
-        self.closed = self.closed or ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent)
+        except ConnectionClosed:
+            pass
+        rcvd = self.ws.protocol.close_rcvd
+        self.closed = Closed(rcvd.code if rcvd is not None else None)
         self.changed.set()
 
     async def until(
@@ -62,7 +71,7 @@ class Feed:
                 self.changed.clear()
                 await self.changed.wait()
 
-    async def wait_closed(self, within: float = 100 * UNIT) -> ConnectionClosed:
+    async def wait_closed(self, within: float = 100 * UNIT) -> Closed:
         async with asyncio.timeout(within):
             while self.closed is None:
                 self.changed.clear()
@@ -268,7 +277,7 @@ async def test_oversize_frame_closes_with_1009(rt_server: ServerProcess, app_id:
     feed = await open_feed(rt_server, "ana", app_id)
     await feed.ws.send("x" * (64 * 1024 + 1))
     closed = await feed.wait_closed()
-    assert closed.rcvd is not None and closed.rcvd.code == 1009
+    assert closed.code == 1009
 
 
 async def test_foreign_origin_is_refused_before_accept(
@@ -314,7 +323,7 @@ async def test_connection_limit_per_player_replaces_the_oldest(
     second = await open_feed(rt_server, "ana", app_id)
     third = await open_feed(rt_server, "ana", app_id)
     closed = await first.wait_closed()
-    assert closed.rcvd is not None and closed.rcvd.code == 1008
+    assert closed.code == 1008
     assert (await third.call("rooms.list", 1))["result"]["kind"] == "games#roomList"
     assert second.closed is None
     for feed in (second, third):
@@ -332,7 +341,7 @@ async def test_request_rate_is_limited_then_abusers_are_closed(
         except ConnectionClosed:
             break
     closed = await feed.wait_closed()
-    assert closed.rcvd is not None and closed.rcvd.code == 1008
+    assert closed.code == 1008
     limited = [m["error"] for m in feed.messages if m.get("error", {}).get("code") == -32029]
     assert limited and limited[0]["data"]["code"] == 429 and limited[0]["data"]["retryAfter"] >= 1
     assert any(m.get("error", {}).get("code") == -32601 for m in feed.messages)

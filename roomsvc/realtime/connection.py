@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from roomsvc.store.connection import UNAVAILABLE_ERRORS
 log = logging.getLogger("roomsvc.realtime")
 MAX_PENDING_ROOMS = 1024
 MAX_INFLIGHT = 8
+SEND_BUFFER_BYTES = 128 * 1024  # the kernel doubles it for bookkeeping
 
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
@@ -41,24 +44,33 @@ class ConnectionGone(Exception):
     """The socket is closed or was cut; the caller stops using it."""
 
 
-def transport_aborter(receive: Any) -> Callable[[], bool]:
-    """A way to cut the TCP connection of a peer that stopped reading.
+class PeerTransport:
+    """The server's transport under an ASGI WebSocket, for two things ASGI cannot express.
 
-    ASGI has no "abort": `websocket.close` itself waits for the socket to drain, which a
-    stalled peer never lets happen. uvicorn's WebSocket protocols hand the app their bound
-    `receive` method, whose owner holds the asyncio transport; aborting it makes uvicorn see
-    the connection as lost and fail the blocked send. Under another server this is a no-op and
-    the stalled connection is only detached from pushes.
+    uvicorn's WebSocket protocols hand the app their bound `receive` method, whose owner holds
+    the asyncio transport. Through it:
+    - `abort()` cuts a peer that stopped reading: `websocket.close` itself waits for the
+      socket to drain, which a stalled peer never lets happen;
+    - `limit_send_buffer()` caps the kernel send buffer, which Linux otherwise grows to
+      megabytes per socket: memory per connection stays bounded (SPEC §6) and a stalled
+      reader is detected after a few hundred kilobytes, not after several megabytes.
+    Under another server both are no-ops and a stalled connection is only detached.
     """
-    transport = getattr(getattr(receive, "__self__", None), "transport", None)
 
-    def abort() -> bool:
-        if transport is None or not hasattr(transport, "abort"):
+    def __init__(self, receive: Any) -> None:
+        self._transport = getattr(getattr(receive, "__self__", None), "transport", None)
+
+    def abort(self) -> bool:
+        if self._transport is None or not hasattr(self._transport, "abort"):
             return False
-        transport.abort()
+        self._transport.abort()
         return True
 
-    return abort
+    def limit_send_buffer(self, size: int) -> None:
+        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 class Connection:

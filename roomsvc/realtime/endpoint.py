@@ -32,9 +32,10 @@ from roomsvc.realtime.connection import (
     CLOSE_POLICY,
     CLOSE_RESTART,
     CLOSE_TOO_BIG,
+    SEND_BUFFER_BYTES,
     Connection,
     ConnectionGone,
-    transport_aborter,
+    PeerTransport,
 )
 from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.methods import METHODS, Caller
@@ -121,6 +122,8 @@ class RealtimeEndpoint:
             await _deny(websocket, error, locale)
             return
         hub = hub_of(app)
+        transport = PeerTransport(receive)
+        transport.limit_send_buffer(SEND_BUFFER_BYTES)
         await websocket.accept()
         if hub.draining:
             await websocket.close(CLOSE_RESTART, "server restarting; reconnect")
@@ -134,7 +137,7 @@ class RealtimeEndpoint:
             locale=locale,
             base_url=_http_base_url(websocket),
             rooms_scope=SCOPE_GAMES in principal.scopes,
-            abort=transport_aborter(receive),
+            abort=transport.abort,
             send_timeout=float(settings.ws_send_timeout_seconds),
             rate_per_second=float(settings.ws_rate_per_second),
         )
