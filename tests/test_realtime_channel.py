@@ -345,3 +345,44 @@ async def test_request_rate_is_limited_then_abusers_are_closed(
     limited = [m["error"] for m in feed.messages if m.get("error", {}).get("code") == -32029]
     assert limited and limited[0]["data"]["code"] == 429 and limited[0]["data"]["retryAfter"] >= 1
     assert any(m.get("error", {}).get("code") == -32601 for m in feed.messages)
+
+
+DOCUMENTED_CODES = {-32700, -32600, -32601, -32602, -32003, -32004, -32009, -32029, -32053}
+
+
+def test_fuzzed_frames_never_crash_and_get_documented_errors(
+    rt_server: ServerProcess, app_id: str
+) -> None:
+    """Hundreds of fuzzed frames on one socket: each answered with a result or a documented
+    error (never an internal one), and the socket stays open throughout."""
+    from hypothesis import HealthCheck, given, settings
+    from websockets.sync.client import connect as sync_connect
+
+    from tests.test_realtime_units import frames
+
+    with sync_connect(ws_url(rt_server, "fuzz", app_id), compression=None) as ws:
+        assert json.loads(ws.recv(timeout=10))["method"] == "welcome"
+        counter = iter(range(1_000_000))
+
+        @settings(max_examples=300, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+        @given(frames)
+        def exchange(frame: str) -> None:
+            sync_id = f"sync-{next(counter)}"
+            ws.send(frame)
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": sync_id, "method": "rooms.list"}))
+            while True:
+                message = json.loads(ws.recv(timeout=10))
+                assert message["jsonrpc"] == "2.0"
+                if message.get("method") == "roomStatus":
+                    continue
+                assert ("result" in message) != ("error" in message), message
+                if "error" in message:
+                    error = message["error"]
+                    assert error["code"] in DOCUMENTED_CODES, message
+                    assert isinstance(error["message"], str) and error["message"]
+                    assert error["data"]["code"] in (400, 403, 404, 409, 429, 503)
+                if message.get("id") == sync_id:
+                    return
+
+        exchange()

@@ -1,0 +1,237 @@
+"""The realtime channel's parts without a server: the JSON-RPC parser (pure, property-based),
+the Origin rule, the coalescing push queue, and presence deadlines on a real valkey with time
+passed as an argument (SPEC §6)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from roomsvc import wire
+from roomsvc.auth import SCOPE_GAMES, Principal
+from roomsvc.errors import NotFound
+from roomsvc.realtime import protocol
+from roomsvc.realtime.connection import Connection
+from roomsvc.realtime.endpoint import _strip_tokens, origin_allowed
+from roomsvc.realtime.methods import METHODS
+from roomsvc.realtime.presence import Presence
+from roomsvc.room_view import ViewContext
+from roomsvc.rooms import Limits
+from roomsvc.rooms_service import RoomsService
+from roomsvc.store import keys
+from roomsvc.store.realtime_keys import presence_member, presence_shard_of
+from roomsvc.store.room_store import RoomStore
+from tests.support import ValkeyProcess, new_app_id
+
+PROTOCOL_CODES = {-32700, -32600, -32601, -32602}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+requests = st.fixed_dictionaries(
+    {
+        "jsonrpc": st.just("2.0") | json_values,
+        "method": st.sampled_from(sorted(METHODS)) | json_values,
+    },
+    optional={
+        "id": json_values,
+        "params": json_values
+        | st.fixed_dictionaries(
+            {},
+            optional={
+                "roomId": json_values,
+                "body": json_values,
+                "maxResults": json_values,
+                "pageToken": json_values,
+                "language": json_values,
+            },
+        ),
+    },
+)
+frames = st.one_of(st.text(max_size=80), json_values.map(json.dumps), requests.map(json.dumps))
+
+
+@settings(max_examples=500, deadline=None)
+@given(frames)
+def test_parser_accepts_or_names_a_documented_error(frame: str) -> None:
+    """Every frame is a Call or an RpcError with a protocol code; nothing else escapes."""
+    try:
+        call = protocol.parse(frame)
+    except protocol.RpcError as error:
+        assert error.code in PROTOCOL_CODES
+        reply = json.loads(protocol.rpc_error(error, "es"))
+        assert reply["jsonrpc"] == "2.0" and reply["error"]["message"]
+        assert reply["id"] is None or type(reply["id"]) in (int, str)
+        return
+    decoded = json.loads(frame)
+    assert decoded["jsonrpc"] == "2.0" and call.method == decoded["method"]
+    assert call.notification == ("id" not in decoded)
+
+
+def test_parser_keeps_the_request_id_on_params_errors() -> None:
+    """An error found after the id was read answers that id."""
+    with pytest.raises(protocol.RpcError) as error:
+        protocol.parse('{"jsonrpc": "2.0", "id": "a", "method": "rooms.get", "params": 3}')
+    assert error.value.code == protocol.INVALID_PARAMS and error.value.request_id == "a"
+
+
+def test_ids_that_are_not_string_integer_or_null_are_invalid_requests() -> None:
+    """true, 1.5, objects and arrays are not JSON-RPC ids."""
+    for raw in ("true", "1.5", "{}", "[]"):
+        with pytest.raises(protocol.RpcError) as error:
+            protocol.parse(f'{{"jsonrpc": "2.0", "id": {raw}, "method": "rooms.get"}}')
+        assert error.value.code == protocol.INVALID_REQUEST
+
+
+def test_application_errors_carry_http_code_status_and_reason() -> None:
+    """NotFound becomes code -32004 with data {404, NOT_FOUND, notFound}, message localized."""
+    frame = json.loads(protocol.app_error(7, NotFound(), "es"))
+    assert frame["id"] == 7 and frame["error"]["code"] == -32004
+    assert frame["error"]["data"] == {"code": 404, "status": "NOT_FOUND", "reason": "notFound"}
+
+
+def test_results_and_notifications_are_jsonrpc_frames() -> None:
+    """A result wraps the REST value; a notification splices pre-encoded params."""
+    room = wire.Room(room_id="r1", room_status_version=3)
+    assert json.loads(protocol.result("x", room)) == {
+        "jsonrpc": "2.0",
+        "id": "x",
+        "result": json.loads(msgspec.json.encode(room)),
+    }
+    note = json.loads(protocol.notification("roomStatus", msgspec.json.encode(room)))
+    assert note["method"] == "roomStatus" and note["params"]["roomStatusVersion"] == 3
+    assert "id" not in note
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "expected"),
+    [
+        (None, (), True),
+        ("https://a.example", (), False),
+        ("https://a.example", ("https://a.example",), True),
+        ("https://A.example/", ("https://a.example",), True),
+        ("http://a.example", ("https://a.example",), False),
+        ("null", ("https://a.example",), False),
+        ("https://b.example", ("*",), True),
+    ],
+)
+def test_origin_rule(origin: str | None, allowed: tuple[str, ...], expected: bool) -> None:
+    """No Origin is a native client; a browser Origin must be listed (or `*`)."""
+    assert origin_allowed(origin, allowed) is expected
+
+
+def test_tokens_are_stripped_from_the_logged_query() -> None:
+    """access_token and oauth_token leave the scope's query string; other parameters stay."""
+    scope: dict[str, Any] = {"query_string": b"access_token=s3cret&language=es&oauth_token=x"}
+    _strip_tokens(scope)
+    assert scope["query_string"] == b"language=es"
+
+
+def _queue_only() -> Connection:
+    principal = Principal("ana", "app", frozenset({SCOPE_GAMES}))
+    return Connection(
+        None,  # type: ignore[arg-type]  # the queue alone: nothing is sent before `ready`
+        principal, locale="en", base_url="", rooms_scope=True, abort=lambda: False,
+        send_timeout=1.0, rate_per_second=1.0,
+    )  # fmt: skip
+
+
+def test_push_queue_keeps_only_the_newest_version_per_room() -> None:
+    """Coalescing: one entry per room, the highest version; nothing at or below what was shown."""
+    conn = _queue_only()
+    conn.shown("a", 2)
+    for room_id, version in [("a", 1), ("a", 2), ("a", 5), ("b", 1), ("a", 4), ("b", 3)]:
+        conn.offer(room_id, version)
+    assert conn.pending == {"a": 5, "b": 3}
+
+
+def test_rate_limit_refuses_then_flags_abuse() -> None:
+    """A burst of twice the rate passes; beyond it requests are refused, then abusive."""
+    conn = _queue_only()
+    assert [conn.allow_request() for _ in range(2)] == [True, True]
+    assert conn.allow_request() is False and not conn.abusive
+    for _ in range(2):
+        conn.allow_request()
+    assert conn.abusive
+
+
+# ---- presence on a real valkey, time as an argument ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_valkey() -> Iterator[ValkeyProcess]:
+    # Its own store: sweeping with a `now` in the future must not touch other tests' players.
+    store = ValkeyProcess().start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+async def redis_client(own_valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(own_valkey.url)
+    yield client
+    await client.aclose()
+
+
+async def _joined_room(service: RoomsService, app: str) -> str:
+    ctx = ViewContext()
+    creator = Principal("olga", app, frozenset({SCOPE_GAMES}))
+    guest = Principal("ray", app, frozenset({SCOPE_GAMES}))
+    room = await service.create(creator, wire.RoomCreateRequest(invited_player_ids=["ray"]), ctx)
+    assert room.room_id is not None
+    await service.join(guest, room.room_id, wire.RoomJoinRequest(), ctx)
+    return room.room_id
+
+
+async def test_presence_releases_a_lapsed_seat_once(redis_client: aioredis.Redis) -> None:
+    """Before the deadline nothing happens; after it the seat is released once and retired."""
+    limits = Limits()
+    room_store = RoomStore(redis_client, limits, 3_600_000)
+    service = RoomsService(room_store, limits)
+    app = new_app_id()
+    room_id = await _joined_room(service, app)
+    presence = Presence(room_store, grace_seconds=20)
+    t0 = 10_000_000_000_000
+    await presence.touch([(app, "ray")], t0)
+    assert await presence.sweep_once(t0 + 20_000, lambda a, p: False) == 0  # within the grace
+    assert await presence.sweep_once(presence.deadline(t0) + 1, lambda a, p: True) == 0  # local
+    deadline = presence.deadline(presence.deadline(t0) + 1)
+    assert await presence.sweep_once(deadline + 1, lambda a, p: False) == 1
+    doc = await room_store.load(app, room_id, fresh=True)
+    assert doc is not None
+    ray = doc.of_player("ray")
+    assert ray is not None and ray.leave_reason == "PRESENCE_FAILURE"
+    member = presence_member(app, "ray")
+    assert await redis_client.zscore(presence_shard_of(member), member) is None  # retired
+    assert await presence.release(app, "ray") == 0  # a replayed claim releases nothing twice
+    assert (await room_store.load(app, room_id, fresh=True)).version == doc.version  # type: ignore[union-attr]
+    assert await redis_client.zrange(keys.player_rooms(app, "ray"), 0, -1) == []
+
+
+async def test_presence_claim_survives_a_reconnect(redis_client: aioredis.Redis) -> None:
+    """A player that reconnects after its claim keeps its fresh deadline when the claim retires."""
+    limits = Limits()
+    room_store = RoomStore(redis_client, limits, 3_600_000)
+    presence = Presence(room_store, grace_seconds=20)
+    app = new_app_id()
+    t0 = 20_000_000_000_000
+    await presence.touch([(app, "zed")], t0)
+    member = presence_member(app, "zed")
+    shard = presence_shard_of(member)
+    claimed = await presence._claim(keys=[shard], args=[presence.deadline(t0) + 1, 10_000, 10])
+    assert member.encode() in claimed
+    await presence.touch([(app, "zed")], presence.deadline(t0) + 2)  # reconnected meanwhile
+    lease = presence.deadline(t0) + 1 + 10_000
+    assert await presence._retire(keys=[shard], args=[member, lease]) == 0
+    assert await redis_client.zscore(shard, member) is not None
