@@ -81,6 +81,7 @@ class Matcher:
         self._estimates: dict[str, int] = {}
         self._estimated_at: dict[str, int] = {}
         self._gate = asyncio.Semaphore(CONCURRENCY)
+        self._driving: dict[str, Claimed] = {}  # match id -> record this process is applying
 
     # ---- rounds ---------------------------------------------------------------------------
 
@@ -128,13 +129,32 @@ class Matcher:
         await asyncio.gather(*(self._drive_guarded(c) for c in taken))
         return len(taken)
 
-    async def _drive_guarded(self, claimed: Claimed) -> None:
-        async with self._gate:
+    async def recover_all(self) -> int:
+        work = 0
+        for pool in await self.pools.pools():
             try:
-                await self.drive(claimed)
+                work += await self.recover(pool)
             except Exception:
-                # The record keeps its lease; once it lapses, any process finishes it.
-                log.exception("match apply failed", extra={"match_id": claimed.match_id})
+                log.exception("match recovery failed; retried", extra={"pool": pool})
+        return work
+
+    async def release_claims(self) -> None:
+        """On shutdown: let another process take over what this one was applying at once."""
+        for claimed in list(self._driving.values()):
+            await self.pools.lapse(claimed)
+
+    async def _drive_guarded(self, claimed: Claimed) -> None:
+        if claimed.match_id in self._driving:
+            return  # this process already drives it (a takeover of its own slow record)
+        self._driving[claimed.match_id] = claimed
+        try:
+            async with self._gate:
+                await self.drive(claimed)
+        except Exception:
+            # The record keeps its lease; once it lapses, any process finishes it.
+            log.exception("match apply failed", extra={"match_id": claimed.match_id})
+        finally:
+            self._driving.pop(claimed.match_id, None)
 
     # ---- applying one match -----------------------------------------------------------------
 
@@ -275,7 +295,23 @@ def _seat_of(doc: RoomDoc | None) -> Participant:
 
 
 async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
-    """Rounds back to back while there is work, else every `idle_s` (the matcher duty)."""
+    """Rounds back to back while there is work, else every `idle_s` (the matcher duty).
+
+    Lapsed records are looked for in a loop of their own, so a long round never delays the
+    recovery of a dead process's claims. On cancellation (shutdown, SIGTERM) the records this
+    process was applying are handed over at once rather than after their lease (SPEC §12 #11).
+    """
+    recovering = asyncio.create_task(_recover_forever(matcher, idle_s * 2))
+    try:
+        while True:
+            work = await matcher.run_once()
+            await asyncio.sleep(0 if work else idle_s)
+    finally:
+        recovering.cancel()
+        await asyncio.shield(matcher.release_claims())
+
+
+async def _recover_forever(matcher: Matcher, every_s: float) -> None:
     while True:
-        work = await matcher.run_once()
-        await asyncio.sleep(0 if work else idle_s)
+        await matcher.recover_all()
+        await asyncio.sleep(every_s)

@@ -80,9 +80,10 @@ class Claimed(msgspec.Struct):
 
 
 class PoolStore:
-    def __init__(self, store: Any, owner: str | None = None) -> None:
+    def __init__(self, store: Any, owner: str | None = None, lease_ms: int = LEASE_MS) -> None:
         self.store = store
         self.owner = owner or uuid.uuid4().hex
+        self.lease_ms = lease_ms
         self._window = register(store, "match_window")
         self._claim = register(store, "match_claim")
         self._takeover = register(store, "match_takeover")
@@ -140,7 +141,7 @@ class PoolStore:
     async def claim(self, pool: str, groups: Sequence[Group], now: int) -> list[Claimed]:
         """Claim each group whose tickets are all still in the pool; releases the pool lock."""
         record_keys: list[str] = []
-        args: list[Any] = [self.owner, now + LEASE_MS, now]
+        args: list[Any] = [self.owner, now + self.lease_ms, now]
         candidates: list[Claimed] = []
         for group in groups:
             match_id = uuid.uuid4().hex
@@ -173,18 +174,22 @@ class PoolStore:
     async def takeover(self, pool: str, match_id: str, now: int) -> Claimed | None:
         reply = await self._takeover(
             keys=[keys.pool_matches(pool), keys.pool_match(pool, match_id)],
-            args=[match_id, now, now + LEASE_MS, self.owner],
+            args=[match_id, now, now + self.lease_ms, self.owner],
         )
         if not reply or reply[0] is None:
             return None
         group = _group_decode(reply[0])
         return Claimed(pool, match_id, group, int(reply[1] or 0), int(reply[2] or 0))
 
+    async def lapse(self, claimed: Claimed) -> None:
+        """End this process's lease on a record now, so any process takes it over."""
+        await self.store.zadd(keys.pool_matches(claimed.pool), {claimed.match_id: 0}, xx=True)
+
     async def progress(self, claimed: Claimed, step: int, now: int) -> None:
         pool = claimed.pool
         await self._progress(
             keys=[keys.pool_matches(pool), keys.pool_match(pool, claimed.match_id)],
-            args=[claimed.match_id, step, now + LEASE_MS],
+            args=[claimed.match_id, step, now + self.lease_ms],
         )
 
     async def retire(
