@@ -65,6 +65,7 @@ async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
 async def store(valkey: ValkeyProcess, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if request.config.getoption("--cluster"):
         client: Any = aioredis.RedisCluster.from_url(valkey.url)
+        await client.initialize()  # before any burst: lazy initialization races it
     else:
         client = aioredis.Redis.from_url(valkey.url)
     yield client

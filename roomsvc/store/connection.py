@@ -7,6 +7,7 @@ touches keys of one hash tag (see keys.py).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
@@ -14,6 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -41,7 +43,7 @@ def _retry() -> Retry:
 async def connect(url: str, *, max_connections: int = 256) -> Store:
     """A client for `url`, a `RedisCluster` when the server is a cluster node."""
     if "+cluster://" in url:
-        return _cluster(url.replace("+cluster://", "://", 1), max_connections)
+        return await _cluster(url.replace("+cluster://", "://", 1), max_connections)
     client = aioredis.Redis.from_url(
         url, max_connections=max_connections, retry=_retry(), **_COMMON
     )
@@ -53,16 +55,22 @@ async def connect(url: str, *, max_connections: int = 256) -> Store:
         return client  # not reachable yet: readyz says so; the app recovers when it is
     if info.get("cluster_enabled") in (1, "1"):
         await client.aclose()
-        return _cluster(url, max_connections)
+        return await _cluster(url, max_connections)
     return client
 
 
-def _cluster(url: str, max_connections: int) -> RedisCluster:
+async def _cluster(url: str, max_connections: int) -> RedisCluster:
     # RedisCluster takes no `retry_on_timeout` (timeouts are retried by its own redirection
     # loop) and wants the asyncio Retry class.
     options = {k: v for k, v in _COMMON.items() if k != "retry_on_timeout"}
     retry = AsyncRetry(ExponentialBackoff(cap=0.2, base=0.01), retries=2)
-    return RedisCluster.from_url(url, max_connections=max_connections, retry=retry, **options)
+    cluster = RedisCluster.from_url(url, max_connections=max_connections, retry=retry, **options)
+    # Learn the slot map now: left to the first commands, a burst of them races the lazy
+    # initialization, which closes connections other tasks are still opening (seen as
+    # ConnectionError / AttributeError on a fresh client under 50 concurrent calls).
+    with contextlib.suppress(*UNAVAILABLE_ERRORS, RedisClusterException):
+        await cluster.initialize()
+    return cluster
 
 
 def is_cluster(store: Store) -> bool:
