@@ -36,14 +36,22 @@ WS_CONNECTIONS = Gauge(
 PUSH_LATENCY = Histogram(
     "roomsvc_push_seconds", "Room change committed -> frame written", buckets=_LATENCY_BUCKETS
 )
-ROOMS_BY_STATUS = Gauge(
-    "roomsvc_rooms", "Rooms by status (sampled)", ["status"], multiprocess_mode="max"
+# Rooms by status: counting live rooms per status would need a scan of every room (and live
+# rooms also expire by TTL, so a stored tally drifts); each process instead counts the rooms
+# that *enter* each status, which sums exactly across workers and hosts (docs/production.md).
+ROOM_TRANSITIONS = Counter(
+    "roomsvc_room_transitions_total", "Rooms entering each status (creation included)", ["status"]
 )
+# Sampled from the store when /metrics is scraped (metrics_sample.py); the same figure whichever
+# worker answers, so the most recent sample wins.
 POOL_SIZE = Gauge(
-    "roomsvc_pool_tickets", "Auto-match tickets waiting (sampled)", multiprocess_mode="max"
+    "roomsvc_pool_tickets", "Auto-match tickets waiting (sampled)", multiprocess_mode="mostrecent"
 )
-MATCH_WAIT = Histogram(
-    "roomsvc_match_wait_seconds", "Ticket wait until matched", buckets=(0.1, 0.5, 1, 5, 15, 60)
+MATCH_WAIT = Gauge(
+    "roomsvc_match_wait_seconds",
+    "Recent waits until matched, over every pool (sampled)",
+    ["quantile"],
+    multiprocess_mode="mostrecent",
 )
 EVENTS_RECORDED = Counter("roomsvc_events_updates_total", "events.record updates applied")
 ANALYTICS_ITEMS = Counter("roomsvc_analytics_items_total", "Analytics items ingested")
@@ -58,4 +66,7 @@ def render() -> bytes:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    from roomsvc.metrics_sample import sample_pools
+
+    await sample_pools(request.app.state.store)
     return Response(render(), media_type=CONTENT_TYPE_LATEST)

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from roomsvc.errors import N_, Conflict, NotFound, RoomsvcError
+from roomsvc.metrics import ROOM_TRANSITIONS
 from roomsvc.rooms import Limits, PStatus, RoomDoc, RoomState, next_deadline, room_status
 from roomsvc.store import keys
 from roomsvc.store.scripts import register
@@ -107,6 +108,7 @@ class RoomStore:
         )
         outcome, current = await self._write(doc, expected=0, request_id=request_id)
         if outcome == 1:
+            ROOM_TRANSITIONS.labels(room_status(doc).value).inc()
             return Applied(doc, True)
         if current is None:
             raise Conflict(N_("The room {room_id} already exists."), room_id=doc.room_id)
@@ -153,6 +155,8 @@ class RoomStore:
                 )
                 if outcome == 1:
                     await self._index_remove(new, removes)
+                    if room_status(new) is not room_status(doc):
+                        ROOM_TRANSITIONS.labels(room_status(new).value).inc()
                     return Applied(new, True)
                 if outcome == 2 and current is not None:
                     return Applied(current, False)
