@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -48,7 +49,26 @@ class JsonFormatter(logging.Formatter):
                 event[key] = value
         if record.exc_info:
             event["exc"] = self.formatException(record.exc_info)
-        return _encoder.encode(event).decode(errors="replace")
+        return redact(_encoder.encode(event).decode(errors="replace"))
+
+
+# Tokens never reach a log (SPEC §2), whoever logs: uvicorn's debug records print request lines
+# with their query strings and the handshake headers, exceptions may quote a value. This runs
+# on the encoded JSON line, so no pattern consumes a backslash (an escape stays whole).
+_SECRETS = re.compile(
+    r"((?:access_token|oauth_token)=)[^&\s\"\\]+"
+    r"|((?i:bearer)\s+)(?!realm=)[\w.~+/=-]+"
+    r"|((?i:authorization):\s*)[^\"\\]+"
+    r"|eyJ[\w-]*\.[\w-]+\.[\w-]*"
+)
+
+
+def redact(text: str) -> str:
+    if "=" not in text and "eyJ" not in text and "earer" not in text and "uthorization" not in text:
+        return text  # the common case: nothing that could be a token, no regex work
+    return _SECRETS.sub(
+        lambda m: (m.group(1) or m.group(2) or m.group(3) or "") + "[redacted]", text
+    )
 
 
 def configure(level: str = "INFO") -> None:

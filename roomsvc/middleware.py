@@ -24,7 +24,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _incoming_id(scope) or uuid.uuid4().hex[:16]
-        token = logs.bind(request_id=request_id)
+        room_id = _room_of(scope["path"])
+        token = logs.bind(request_id=request_id, **({"room_id": room_id} if room_id else {}))
         started = time.perf_counter()
         status = 500
 
@@ -54,6 +55,18 @@ class RequestContextMiddleware:
                     },
                 )
             logs.unbind(token)
+
+
+_ROOMS = "/games/v1/rooms/"
+
+
+def _room_of(path: str) -> str | None:
+    """The roomId of a room route (`/games/v1/rooms/{roomId}[/...]`), bound before routing so
+    every record of the request carries it (STYLE habit 11)."""
+    if not path.startswith(_ROOMS):
+        return None
+    room_id = path[len(_ROOMS) :].split("/", 1)[0]
+    return room_id[:64] if room_id and room_id != "create" and room_id.isprintable() else None
 
 
 def _incoming_id(scope: Scope) -> str | None:
