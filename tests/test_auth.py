@@ -273,3 +273,24 @@ def test_require_scope_missing_is_403() -> None:
         lite.require_scope(SCOPE_GAMES)
     assert info.value.http_status == 403
     assert SCOPE_GAMES in str(info.value)
+
+
+def test_a_remembered_token_still_expires() -> None:
+    """Verified tokens are cached, but a cached token is refused once its exp (plus the
+    clock-skew leeway) has passed, exactly as an uncached one."""
+    from roomsvc.settings import Settings
+    from tests.support import JWT_SECRET, token, wait_until
+
+    verifier = TokenVerifier(Settings(jwt_secret=JWT_SECRET))
+    nearly_expired = token("alice", "app", ttl=-4)  # within the 5 s leeway for about 1 s
+    first = verifier.verify(nearly_expired)
+    assert verifier.verify(nearly_expired) is first  # served from the cache
+
+    def refused() -> bool:
+        try:
+            verifier.verify(nearly_expired)
+        except Unauthenticated:
+            return True
+        return False
+
+    wait_until(refused, timeout=5)
