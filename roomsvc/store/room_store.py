@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import random
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -29,6 +30,7 @@ from roomsvc.rooms import Limits, PStatus, RoomDoc, RoomState, next_deadline, ro
 from roomsvc.store import keys
 from roomsvc.store.scripts import register
 
+log = logging.getLogger("roomsvc.rooms")
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(RoomDoc).decode
 _MAX_ATTEMPTS = 64
@@ -56,6 +58,7 @@ class RoomStore:
         self._cas = register(store, "room_cas")
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -154,7 +157,10 @@ class RoomStore:
                     new, expected=doc.version, request_id=request_id
                 )
                 if outcome == 1:
-                    await self._index_remove(new, removes)
+                    if removes:
+                        # Index removals are hints verified on read (DESIGN "Rooms"): nobody
+                        # waits for them, which saves the caller a round trip.
+                        self._background(self._index_remove(new, removes))
                     if room_status(new) is not room_status(doc):
                         ROOM_TRANSITIONS.labels(room_status(new).value).inc()
                     return Applied(new, True)
@@ -164,6 +170,16 @@ class RoomStore:
                 if attempt > 2:
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise Conflict(N_("The room {room_id} is busy; retry."), room_id=room_id)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("index update failed; repaired on read", exc_info=task.exception())
 
     async def _replayed(self, app: str, room_id: str, request_id: str) -> RoomDoc | None:
         """The room as it is now if `request_id` was already applied to it, else None."""
