@@ -44,6 +44,7 @@ import contextlib
 import itertools
 import os
 import random
+import resource
 import secrets
 import subprocess
 import sys
@@ -95,7 +96,7 @@ class Stats:
 
     def error(self, failure: Failure) -> None:
         self.errors[failure.kind] += 1
-        if len(self.samples) < 20:
+        if self.errors[failure.kind] <= 3:  # a few of each kind
             self.samples.append(str(failure)[:300])
 
     def push_latencies(self) -> list[float]:
@@ -233,6 +234,8 @@ class Run:
         self.background: set[asyncio.Task[None]] = set()
         self.started = self.ended = 0.0
         self.presence_timeout = 3 * args.presence_grace + 10
+        self.cpu_probe: Callable[[], dict[str, float]] = dict
+        self.cpu: dict[str, float] = {}
 
     # ---- players ------------------------------------------------------------------------------
 
@@ -310,7 +313,9 @@ class Run:
         room = await me.wait(f"{room_id} CONNECTING", connecting, t)
         mine = me.me(room)
         if mine is None or mine.get("status") != "PARTICIPANT_JOINED":
-            raise Failure("not joined", f"{me.player} in {room_id}")
+            seen = {k: (mine or {}).get(k) for k in ("status", "leaveReason")}
+            raise Failure("not joined", f"{me.player} in {room_id} ({kind}): {seen}, room "
+                          f"{room.get('status')} v{version_of(room)}")  # fmt: skip
         peers = [p["id"] for p in room["participants"]
                  if p["id"] != mine["id"] and p.get("status") == "PARTICIPANT_JOINED"]  # fmt: skip
         updates = [{"participantId": pid, "status": "CONNECTION_ESTABLISHED"} for pid in peers]
@@ -407,11 +412,22 @@ class Run:
                 if failure.kind != "timeout" or me.closed:
                     raise
                 if time.perf_counter() - opened > t:
-                    raise Failure("not matched", f"{own} after {t:.0f}s") from None
+                    raise Failure("not matched", await self.explain(me, own)) from None
                 if self.stopping and await self.withdraw(me, own):
                     return
         self.stats.lat["matched"].append(time.perf_counter() - opened)
         await self.play_room(me, target, "auto", None, False)
+
+    async def explain(self, me: Client, own: str) -> str:
+        """What the store says of a ticket no push showed as matched."""
+        pushed = {k: version_of(v) for k, v in me.rooms.items()}
+        room = await me.call(None, "rooms.get", self.args.timeout, roomId=own)
+        text = f"{own} after {self.args.timeout:.0f}s: {room.get('status')} v{version_of(room)}"
+        if merged := room.get("mergedIntoRoomId"):
+            into = await me.call(None, "rooms.get", self.args.timeout, roomId=merged)
+            text += f", merged into {merged}: {into.get('status')} v{version_of(into)}"
+            text += f", last pushed v{pushed.get(merged, 'none')}"
+        return text
 
     async def withdraw(self, me: Client, own: str) -> bool:
         """The run is over and no match came: leave the ticket (True), unless a match won."""
@@ -441,6 +457,9 @@ class Run:
 
     async def schedule(self) -> None:
         weights = dict(self.args.mix)
+        # during --ramp, game starts are paced so that all players are busy at its end
+        pace = self.args.players / 2.5 / self.args.ramp if self.args.ramp else 0.0
+        launched = 0
         credit = dict.fromkeys(weights, 0.0)
         games: set[asyncio.Task[None]] = set()
         while not self.stopping:
@@ -452,6 +471,10 @@ class Run:
             players = await self.take(size)
             if players is None:
                 break
+            launched += 1
+            ahead = launched / pace - (time.perf_counter() - self.started) if pace else 0.0
+            if ahead > 0 and launched / pace < self.args.ramp:
+                await asyncio.sleep(ahead)
             task = asyncio.create_task(self.game(kind, players))
             games.add(task)
             task.add_done_callback(games.discard)
@@ -486,12 +509,14 @@ class Run:
         await asyncio.gather(*(join_one() for _ in range(self.args.players)))
         ticker = asyncio.create_task(self.progress()) if sys.stderr.isatty() else None
         self.started = time.perf_counter()
+        cpu_before = self.cpu_probe()
         scheduler = asyncio.create_task(self.schedule())
         await asyncio.sleep(self.args.duration)
         self.stopping = True
         self.idle_changed.set()
         await scheduler
         self.ended = time.perf_counter()
+        self.cpu = {k: v - cpu_before.get(k, 0.0) for k, v in self.cpu_probe().items()}
         if ticker is not None:
             ticker.cancel()
             sys.stderr.write("\n")
@@ -518,6 +543,8 @@ def quantile(values: list[float], q: float) -> float:
 def results(run: Run, server: dict[str, Any]) -> dict[str, Any]:
     stats, elapsed = run.stats, max(run.ended - run.started, 1e-9)
     lat = {**stats.lat, "push": stats.push_latencies()}
+    counted = sorted((-v, k[4:]) for k, v in run.cpu.items() if k.startswith("cmd:") and v)
+    commands = {name: int(-v) for v, name in counted}
     ops = {op: {"count": len(lat[op]), "per_second": round(len(lat[op]) / elapsed, 1),
                 **{f"p{int(q * 100)}_ms": round(quantile(lat[op], q) * 1000, 2)
                    for q in (0.5, 0.95, 0.99)},
@@ -533,6 +560,8 @@ def results(run: Run, server: dict[str, Any]) -> dict[str, Any]:
         "tickets_withdrawn_at_end": stats.withdrawn,
         "errors": dict(stats.errors), "errors_total": sum(stats.errors.values()),
         "error_samples": stats.samples,
+        "cpu_seconds": {k: round(v, 2) for k, v in run.cpu.items() if ":" not in k},
+        "store_commands": commands,
     }  # fmt: skip
 
 
@@ -550,6 +579,15 @@ def table(r: dict[str, Any]) -> str:
               f"games completed: {r['games_total']} ({games}); tickets withdrawn at the end: "
               f"{r['tickets_withdrawn_at_end']}",
               f"errors: {r['errors_total']} {r['errors'] or ''}".rstrip()]  # fmt: skip
+    if cpu := r["cpu_seconds"]:
+        work = r["requests"] + r["pushes_received"]
+        lines.append(f"CPU over the games: server {cpu['server']:.1f} s "
+                     f"({100 * cpu['server'] / r['elapsed_s']:.0f}% of a core, "
+                     f"{1e6 * cpu['server'] / max(work, 1):.0f} us per request or push), "
+                     f"store {cpu['store']:.1f} s, this client {cpu['client']:.1f} s")  # fmt: skip
+        per = max(r["requests"], 1)
+        lines.append("store commands per request: " + ", ".join(
+            f"{k} {v / per:.2f}" for k, v in list(r["store_commands"].items())[:8]))  # fmt: skip
     lines += [f"  {s}" for s in r["error_samples"][:10]]
     return "\n".join(lines)
 
@@ -571,7 +609,8 @@ class OwnServer:
         import httpx
         import redis
 
-        store_port, port = free_port(), free_port()
+        store_port = self.store_port = free_port()
+        port = free_port()
         argv = [str(server_binary()), "--port", str(store_port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir]  # fmt: skip
         self.procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,
@@ -595,6 +634,21 @@ class OwnServer:
     def pid(self) -> int:
         return self.procs[-1].pid
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) so far of the store, of the server's processes and of this
+        client, and the store's command counts (`cmd:NAME`)."""
+        import redis
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        counts = {}
+        with contextlib.suppress(redis.RedisError):
+            stats = redis.Redis(port=self.store_port).info("commandstats")
+            counts = {f"cmd:{k.removeprefix('cmdstat_')}": float(v["calls"])
+                      for k, v in stats.items()}  # fmt: skip
+        return {"store": proc_cpu(self.procs[0].pid),
+                "server": sum(proc_cpu(pid) for pid in family(self.pid)),
+                "client": usage.ru_utime + usage.ru_stime, **counts}  # fmt: skip
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             proc.terminate()
@@ -604,6 +658,26 @@ class OwnServer:
                 proc.kill()
                 proc.wait()
         self.log.close()
+
+
+def proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def family(pid: int) -> list[int]:
+    """The process and its descendants (uvicorn's workers), from /proc."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return pids
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> None:
@@ -650,6 +724,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="own server's processes")
     parser.add_argument("--timeout", type=float, default=30.0, help="per request or wait")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--ramp", type=float, default=0.0, help="seconds to spread the first "
+                        "games over (default 0: every idle player starts at once)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.players < 1 or args.duration <= 0 or args.play_min > args.play_max:
@@ -673,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
     ws_url = base.replace("http://", "ws://", 1) + "/games/v1/realtime"
     run = Run(args, ws_url, secret)
+    if server is not None:
+        run.cpu_probe = server.cpu_seconds
     try:
         with contextlib.suppress(ImportError):
             import uvloop
