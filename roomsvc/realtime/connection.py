@@ -169,7 +169,8 @@ class Connection:
             if self.closed:
                 raise ConnectionGone()
             try:
-                await asyncio.wait_for(self.websocket.send_text(text), self._send_timeout)
+                async with asyncio.timeout(self._send_timeout):
+                    await self.websocket.send_text(text)
             except TimeoutError:
                 self.closed = True
                 log.warning("realtime peer stopped reading; cut", extra={"conn_id": self.id})

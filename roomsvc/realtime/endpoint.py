@@ -39,6 +39,7 @@ from roomsvc.realtime.connection import (
 )
 from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.methods import METHODS, Caller
+from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.web import as_roomsvc_error, error_body
 
 log = logging.getLogger("roomsvc.realtime")
@@ -143,13 +144,17 @@ class RealtimeEndpoint:
         )
         token_ctx = logs.bind(conn_id=conn.id, player_id=principal.player_id)
         try:
-            await hub.register(conn)
-            await conn.send(await hub.welcome(conn))
+            async with hub.admission:
+                await hub.register(conn)
+                welcome = await hub.welcome(conn)
+            await conn.send(welcome)
             conn.ready = True
             conn.kick()
             await _receive_loop(hub, conn)
         except ConnectionGone:
             pass
+        except UNAVAILABLE_ERRORS:  # the store is unreachable: the client retries later
+            await conn.close(CLOSE_OVERLOADED, "store unavailable; retry shortly")
         except Exception:
             log.exception("realtime connection failed")
             await conn.close(1011, "internal error")

@@ -34,6 +34,7 @@ from roomsvc.store.room_store import now_ms
 
 _encode = msgspec.json.Encoder().encode
 _RESYNC_BATCH = 200
+ADMISSIONS = 64
 _LIST_PAGE = 500
 
 
@@ -66,6 +67,9 @@ class Hub:
         self.players: dict[bytes, list[Connection]] = {}
         self.count = 0
         self.draining = False
+        # Handshake work (subscribe, presence, snapshot) at most this many at once: a storm of
+        # reconnects queues here instead of exhausting the store's connection pool.
+        self.admission = asyncio.Semaphore(ADMISSIONS)
 
     def wait_estimate(self) -> Callable[[str, int | None], int | None] | None:
         """The matcher's (applicationId, variant) -> seconds, when matching runs here."""

@@ -72,7 +72,11 @@ class Views:
                 loading.add_done_callback(_consume)
                 self._loading[key] = loading
                 try:
-                    doc = await self.room_store.load(app, room_id, fresh=True)
+                    # The store's own cache holds what this process wrote: no round trip
+                    # for a change made here; anything older is read afresh.
+                    doc = await self.room_store.load(app, room_id)
+                    if doc is not None and doc.version < version:
+                        doc = await self.room_store.load(app, room_id, fresh=True)
                 except asyncio.CancelledError:
                     loading.cancel()  # waiters load again themselves
                     raise

@@ -1,0 +1,266 @@
+"""Push latency: room change committed -> frame on every participant's socket (SPEC §11 target:
+p99 <= 10 ms at 1,000 pushes/s, with 1,000 connections).
+
+    .venv/bin/python scripts/bench_push.py [--connections 1000] [--room-size 4] [--rate 250]
+                                            [--seconds 10]
+
+Starts a throwaway valkey-server from the wheel and one `roomsvc serve` process on it. This
+process opens `--connections` realtime sockets (one player each, `--room-size` players per
+room, rooms created and joined over REST), then commits `--rate` room changes per second for
+`--seconds` through the store layer itself (`RoomStore.mutate`: the same compare-and-set script
+that publishes), spread over the rooms, and timestamps each commit just before the script is
+sent. Each socket timestamps each `roomStatus` it receives; the clock is this process's, so
+the two are comparable. Prints, per delivery and per change (until its LAST participant has
+it), p50/p99/max, and the deliveries/s achieved. A push is one frame on one socket: the default
+rate of 250 changes/s to rooms of 4 makes 1,000 pushes/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import httpx
+import msgspec
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+
+from roomsvc import rooms
+from roomsvc.auth import mint_token
+from roomsvc.rooms import Limits
+from roomsvc.store.embedded import free_port, server_binary
+from roomsvc.store.room_store import RoomStore, now_ms
+
+SECRET = "bench-secret-" + "x" * 24
+_decode = msgspec.json.Decoder().decode
+
+
+def wait_for(check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            pass
+        time.sleep(0.05)
+    raise SystemExit("bench: a process did not start in time")
+
+
+def start_valkey(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    argv = [str(server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", workdir]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    wait_for(lambda: redis.Redis(port=port).ping())
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+def start_server(redis_url: str, workdir: str, env: dict[str, str]) -> tuple[Any, str]:
+    port = free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
+    full.update(REDIS_URL=redis_url, ROOMSVC_JWT_SECRET=SECRET, ROOMSVC_LOG_LEVEL="WARNING")
+    full.update(env)
+    argv = [sys.executable, "-m", "roomsvc.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(argv, cwd=workdir, env=full, stdin=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200)
+    return process, base
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def server_histogram(metrics: str) -> str:
+    """p50/p99 upper bounds from the server's roomsvc_push_seconds histogram buckets."""
+    buckets = []
+    for line in metrics.splitlines():
+        if line.startswith("roomsvc_push_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return "no pushes recorded"
+    bound_at = {q: next(b for b, c in buckets if c >= q * total) for q in (0.5, 0.99)}
+    return f"p50 <= {bound_at[0.5] * 1000:g} ms, p99 <= {bound_at[0.99] * 1000:g} ms (buckets)"
+
+
+class Receiver:
+    def __init__(self, ws: ClientConnection, arrivals: dict[tuple[str, int], list[float]]) -> None:
+        self.ws = ws
+        self.arrivals = arrivals
+        self.task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        async for raw in self.ws:
+            at = time.perf_counter()
+            message = _decode(raw)
+            if message.get("method") == "roomStatus":
+                params = message["params"]
+                key = (params["roomId"], params["roomStatusVersion"])
+                self.arrivals.setdefault(key, []).append(at)
+
+
+async def setup_rooms(
+    base: str, app: str, connections: int, size: int
+) -> list[tuple[str, list[str]]]:
+    made: list[tuple[str, list[str]]] = []
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+
+        async def post(path: str, player: str, body: dict[str, Any]) -> dict[str, Any]:
+            headers = {"Authorization": f"Bearer {mint_token(SECRET, player, app)}"}
+            for _ in range(20):
+                try:
+                    reply = await http.post(path, json=body, headers=headers)
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+                    continue
+                if reply.status_code == 200:
+                    return dict(reply.json())
+                await asyncio.sleep(0.1)
+            raise SystemExit(f"bench: {path} failed: {reply.status_code} {reply.text}")
+
+        async def one(n: int) -> None:
+            players = [f"p{n}x{k}" for k in range(size)]
+            room = await post(
+                "/games/v1/rooms/create", players[0], {"invitedPlayerIds": players[1:]}
+            )
+            for player in players[1:]:
+                await post(f"/games/v1/rooms/{room['roomId']}/join", player, {})
+            made.append((room["roomId"], players))
+
+        await asyncio.gather(*(one(n) for n in range(connections // size)))
+    return made
+
+
+async def run(args: argparse.Namespace, base: str, redis_url: str, server_pid: int) -> None:
+    app = "bench-" + uuid.uuid4().hex[:8]
+    made = await setup_rooms(base, app, args.connections, args.room_size)
+    ws_base = base.replace("http://", "ws://") + "/games/v1/realtime?access_token="
+    arrivals: dict[tuple[str, int], list[float]] = {}
+    receivers: list[Receiver] = []
+    gate = asyncio.Semaphore(100)
+
+    async def open_one(player: str) -> None:
+        async with gate:
+            ws = await connect(ws_base + mint_token(SECRET, player, app), compression=None,
+                               max_queue=None)  # fmt: skip
+            await ws.recv()  # welcome
+            receivers.append(Receiver(ws, arrivals))
+
+    await asyncio.gather(*(open_one(p) for _, players in made for p in players))
+    print(f"bench_push: {len(receivers)} sockets open, {len(made)} rooms of {args.room_size}")
+
+    store = aioredis.Redis.from_url(redis_url, max_connections=128)
+    in_flight = asyncio.Semaphore(64)
+    limits = Limits()
+    room_store = RoomStore(store, limits, 3_600_000)
+    docs = {room_id: await room_store.load(app, room_id, fresh=True) for room_id, _ in made}
+    pids = {
+        room_id: [(p.player_id, p.id) for p in doc.participants]  # type: ignore[union-attr]
+        for room_id, doc in docs.items()
+    }
+    committed: dict[tuple[str, int], float] = {}
+    total = int(args.rate * args.seconds)
+    interval = 1.0 / args.rate
+    start = time.perf_counter()
+
+    async def change(n: int) -> None:
+        room_id, _ = made[n % len(made)]
+        (me, _), (_, peer) = pids[room_id][0], pids[room_id][1]
+        status = "CONNECTION_ESTABLISHED" if (n // len(made)) % 2 == 0 else "CONNECTION_FAILED"
+
+        def apply(doc: rooms.RoomDoc) -> rooms.RoomDoc | None:
+            return rooms.report_status(doc, me, [(peer, status)], now_ms=now_ms(), limits=limits)
+
+        async with in_flight:
+            sent = time.perf_counter()
+            applied = await room_store.mutate(app, room_id, apply, request_id=uuid.uuid4().hex)
+        if applied.changed:
+            committed[(room_id, applied.room.version)] = sent
+
+    cpu_before = cpu_seconds(server_pid)
+    tasks = []
+    for n in range(total):
+        delay = start + n * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(change(n)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await asyncio.sleep(1.0)  # let the last pushes land
+    server_cpu = cpu_seconds(server_pid) - cpu_before
+
+    per_delivery: list[float] = []
+    per_change: list[float] = []
+    missing = 0
+    for key, sent in committed.items():
+        got = arrivals.get(key, [])
+        missing += args.room_size - len(got)
+        per_delivery += [(at - sent) * 1000 for at in got]
+        if len(got) == args.room_size:
+            per_change.append((max(got) - sent) * 1000)
+    deliveries = sum(len(v) for k, v in arrivals.items() if k in committed)
+    print(f"bench_push: {len(committed)} changes in {elapsed:.1f}s "
+          f"({len(committed) / elapsed:.0f} changes/s, {deliveries / elapsed:.0f} pushes/s), "
+          f"{missing} deliveries coalesced away")  # fmt: skip
+    per_push_us = server_cpu / max(1, deliveries) * 1e6
+    print(f"bench_push: server CPU {server_cpu:.2f}s = {per_push_us:.0f} us per push "
+          f"(one core would carry {1e6 / max(per_push_us, 1e-9):.0f} pushes/s)")  # fmt: skip
+    for label, values in (("per push", per_delivery), ("per change, all sockets", per_change)):
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        print(f"bench_push: {label}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+              f"max {max(values, default=0):.2f} ms")  # fmt: skip
+    async with httpx.AsyncClient() as http:
+        print("bench_push: server side (commit -> frame written):",
+              server_histogram((await http.get(f"{base}/metrics")).text))  # fmt: skip
+    for receiver in receivers:
+        await receiver.ws.close()
+    await store.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--room-size", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=250.0, help="room changes per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="roomsvc-bench-push-")
+    valkey, redis_url = start_valkey(workdir)
+    env = {"ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER": "2"}
+    server, base = start_server(redis_url, workdir, env)
+    try:
+        import uvloop
+
+        uvloop.run(run(args, base, redis_url, server.pid))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        valkey.terminate()
+        valkey.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
