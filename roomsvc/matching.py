@@ -121,8 +121,13 @@ def run_once(
     fill_window_ms: int = 0,
     *,
     budget: int = DEFAULT_BUDGET,
+    max_tickets: int | None = None,
 ) -> list[Group]:
-    """One matching round over `pool`: the groups to form, disjoint, oldest tickets first."""
+    """One matching round over `pool`: the groups to form, disjoint, oldest tickets first.
+
+    With `max_tickets`, a pool's round stops once its groups hold that many tickets (the
+    younger tickets wait for the next round, so oldest-first still holds).
+    """
     by_pool: dict[tuple[str, int | None], list[Ticket]] = {}
     seen: set[tuple[str, str]] = set()
     for t in pool:
@@ -133,22 +138,30 @@ def run_once(
     groups: list[Group] = []
     for tickets in by_pool.values():
         tickets.sort(key=lambda t: (t.since_ms, t.room_id))
-        groups += _match_pool(tickets, now_ms, fill_window_ms, budget)
+        groups += _match_pool(tickets, now_ms, fill_window_ms, budget, max_tickets)
     return groups
 
 
 def _match_pool(
-    tickets: list[Ticket], now_ms: int, fill_window_ms: int, budget: int
+    tickets: list[Ticket],
+    now_ms: int,
+    fill_window_ms: int,
+    budget: int,
+    max_tickets: int | None,
 ) -> list[Group]:
     used = [False] * len(tickets)
     groups: list[Group] = []
+    matched = 0
     for i in range(len(tickets)):
+        if max_tickets is not None and matched >= max_tickets:
+            break
         if used[i]:
             continue
         chosen = _Search(tickets, used, now_ms, fill_window_ms, budget).best(i)
         if chosen:
             for j in chosen:
                 used[j] = True
+            matched += len(chosen)
             groups.append(make_group([tickets[j] for j in chosen]))
     return groups
 
@@ -158,8 +171,9 @@ class _Search:
 
     Children only add younger tickets, so groups of one size are visited oldest-first and the
     first one found of the largest size wins. A branch is cut as soon as it breaks a rule that
-    adding members can never repair: a bitmask or player clash, a second host, more movers than
-    the host's max, or more other players than some seeker's max.
+    adding members can never repair (a bitmask or player clash, a second host, more movers than
+    the host's max, more other players than some seeker's max), or once the largest room it
+    could still make is no larger than the best group already found.
     """
 
     def __init__(
@@ -184,22 +198,18 @@ class _Search:
         # No room can hold more players than the anchor allows: a seeker meets at most its max
         # others, a host takes at most its max movers besides its own seats.
         self.cap = t.max_players + t.seats
-        host = t if t.host else None
-        seeker_max = t.max_players if not t.host else 1 << 30
-        seekers = 0 if t.host else 1
-        self._dfs(anchor + 1, [anchor], t.bitmask, set(t.players), host, seekers, seeker_max)
+        if t.host:
+            state = _Branch(t.bitmask, frozenset(t.players), t, 0, 1 << 30, 0)
+        else:
+            state = _Branch(t.bitmask, frozenset(t.players), None, 1, t.max_players, t.min_players)
+        self._dfs(anchor + 1, [anchor], state)
         return self.best_found
 
-    def _dfs(
-        self,
-        start: int,
-        chosen: list[int],
-        mask: int,
-        players: set[str],
-        host: Ticket | None,
-        seekers: int,
-        seeker_max: int,
-    ) -> None:
+    def _dfs(self, start: int, chosen: list[int], branch: _Branch) -> None:
+        # Branch and bound: nothing below this branch can make a larger room than its bound; if
+        # that is no better than the best group found, nothing below can replace that group.
+        if branch.bound() <= self.best_size:
+            return
         tickets = self.tickets
         for j in range(start, len(tickets)):
             if self.best_size >= self.cap or self.budget <= 0:
@@ -207,29 +217,69 @@ class _Search:
             if self.used[j]:
                 continue
             self.budget -= 1
-            t = tickets[j]
-            if t.bitmask & mask or (t.host and host is not None) or players.intersection(t.players):
-                continue
-            next_host = t if t.host else host
-            next_seekers = seekers + (0 if t.host else 1)
-            next_max = seeker_max if t.host else min(seeker_max, t.max_players)
-            movers = next_seekers - (0 if next_host is not None else 1)
-            if next_host is not None and movers > next_host.max_players:
-                continue
-            seats = next_host.seats if next_host is not None else 0
-            if seats + next_seekers - 1 > next_max:
+            child = branch.add(tickets[j])
+            if child is None:
                 continue
             chosen.append(j)
-            size = seats + next_seekers  # players in the room this group would make
+            size = child.size()
             if size > self.best_size and self._formable(chosen):
                 self.best_found = list(chosen)
                 self.best_size = size
-            self._dfs(
-                j + 1, chosen, mask | t.bitmask, players | set(t.players),
-                next_host, next_seekers, next_max,
-            )  # fmt: skip
+            self._dfs(j + 1, chosen, child)
             chosen.pop()
 
     def _formable(self, chosen: list[int]) -> bool:
         group = make_group([self.tickets[j] for j in chosen])
         return is_formable(group, self.now_ms, self.fill_window_ms)
+
+
+class _Branch(msgspec.Struct, frozen=True):
+    """What the search knows of a partial group, enough to cut branches that cannot form.
+
+    `bound` (the most players any group extending it can have) only falls and `need` (the
+    fewest players such a group must have: every seeker's min others plus itself, the host's
+    seats plus its min movers) only rises as members are added; once `bound < need`, no
+    extension is valid.
+    """
+
+    mask: int
+    players: frozenset[str]
+    host: Ticket | None
+    seekers: int
+    seeker_max: int  # the smallest max among the seekers (others each of them may see)
+    seeker_min: int  # the largest min among the seekers
+
+    def size(self) -> int:
+        return (self.host.seats if self.host is not None else 0) + self.seekers
+
+    def bound(self) -> int:
+        bound = self.seeker_max + 1
+        if self.host is not None:
+            bound = min(bound, self.host.seats + self.host.max_players)
+        return bound
+
+    def need(self) -> int:
+        need = self.seeker_min + 1
+        if self.host is not None:
+            need = max(need, self.host.seats + self.host.min_players)
+        return need
+
+    def add(self, t: Ticket) -> _Branch | None:
+        """This branch plus `t`, or None if no valid group can contain both."""
+        if t.bitmask & self.mask or not self.players.isdisjoint(t.players):
+            return None
+        if t.host:
+            if self.host is not None:
+                return None
+            child = _Branch(
+                self.mask | t.bitmask, self.players.union(t.players), t,
+                self.seekers, self.seeker_max, self.seeker_min,
+            )  # fmt: skip
+        else:
+            child = _Branch(
+                self.mask | t.bitmask, self.players.union(t.players), self.host, self.seekers + 1,
+                min(self.seeker_max, t.max_players), max(self.seeker_min, t.min_players),
+            )  # fmt: skip
+        if child.size() > child.bound() or child.bound() < child.need():
+            return None
+        return child

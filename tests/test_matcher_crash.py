@@ -53,12 +53,20 @@ class Matchers:
         argv = [sys.executable, "-m", "roomsvc.matcher_worker", "--lease-ms", str(LEASE_MS)]
         argv += ["--owner", owner]
         return subprocess.Popen(
-            argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
+
+    async def ready(self) -> None:
+        """Wait until every process has started matching (it prints one line when it does)."""
+        for proc in self.procs:
+            if proc.stdout is not None and not getattr(proc, "seen_ready", False):
+                await asyncio.to_thread(proc.stdout.readline)
+                proc.seen_ready = True  # type: ignore[attr-defined]
 
     def kill_and_restart(self) -> None:
         self.procs[0].send_signal(signal.SIGKILL)
         self.procs[0].wait()
+        self.close(self.procs[0])
         self.generation += 1
         self.procs[0] = self.spawn(self.victim)
 
@@ -66,6 +74,12 @@ class Matchers:
         for proc in self.procs:
             proc.kill()
             proc.wait()
+            self.close(proc)
+
+    @staticmethod
+    def close(proc: subprocess.Popen[bytes]) -> None:
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def make_room(app: str, n: int, rng: random.Random) -> RoomDoc:
@@ -164,13 +178,19 @@ async def test_no_ticket_matched_twice_or_lost_when_a_matcher_is_killed(
             # stamped now, as rooms.create does: the ticket's age is its room's age
             batch = [make_room(app_id, n, rng) for n in range(len(docs), len(docs) + per_wave)]
             docs += batch
+            await workers.ready()
             adding = asyncio.create_task(insert(room_store, pools, batch))
-            # kill the victim while it holds claims, if it gets any within a few rounds
+            # Freeze the victim at random moments until it is caught holding claims, then kill
+            # it: its claims are orphaned mid-match, wherever it stood.
             claims: set[str] = set()
             until = time.monotonic() + 20 * UNIT
-            while not claims and time.monotonic() < until:
-                await asyncio.sleep(0.01)
+            while time.monotonic() < until:
+                await asyncio.sleep(rng.uniform(0.001, 0.02))
+                workers.procs[0].send_signal(signal.SIGSTOP)
                 claims = await owned_by(store, pool, workers.victim)
+                if claims:
+                    break
+                workers.procs[0].send_signal(signal.SIGCONT)
             leases = [await store.zscore(keys.pool_matches(pool), m) for m in claims]
             workers.kill_and_restart()
             kills += 1

@@ -13,7 +13,8 @@ a step replayed by a retry or by a process that took the record over is a no-op:
    If that player withdrew their ticket (left, or it timed out) after the target step, the
    withdrawal wins: the player leaves the target room with leaveReason PLAYER_LEFT, as if they
    had left it a moment after the match, and the others keep their game.
-3. the record is retired, with the waits of the matched tickets (waitEstimateSeconds).
+3. the record is retired, with the waits of the matched tickets (waitEstimateSeconds); a
+   round's records are retired together in one pipeline.
 
 A ticket whose room is missing is put back while it is younger than `CREATE_GRACE_MS` (its
 room may still be being written, DESIGN "add before the write") and dropped after that; a
@@ -30,16 +31,18 @@ from collections.abc import Sequence
 import msgspec
 
 from roomsvc import matching, rooms
-from roomsvc.errors import NotFound
+from roomsvc.errors import NotFound, RoomsvcError
 from roomsvc.matching import Group, Ticket
 from roomsvc.rooms import Participant, PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
-from roomsvc.store.matcher_store import CREATE_GRACE_MS, Claimed, PoolStore
+from roomsvc.store.match_batch import CONFLICT, BatchWriter, Write
+from roomsvc.store.matcher_store import CREATE_GRACE_MS, Claimed, PoolStore, Retirement
 from roomsvc.store.room_store import RoomStore, now_ms
 
 log = logging.getLogger("roomsvc.matcher")
 CONCURRENCY = 64  # matches applied at once by one process
 ESTIMATE_REFRESH_MS = 1_000
+ROUND_TICKETS = 512  # tickets one round claims at most (applied well within one lease)
 
 
 class _Closed(Exception):
@@ -82,6 +85,7 @@ class Matcher:
         self._estimated_at: dict[str, int] = {}
         self._gate = asyncio.Semaphore(CONCURRENCY)
         self._driving: dict[str, Claimed] = {}  # match id -> record this process is applying
+        self.batch = BatchWriter(room_store)
 
     # ---- rounds ---------------------------------------------------------------------------
 
@@ -105,11 +109,13 @@ class Matcher:
         if expired:
             await self.pools.drop(pool, expired)
             tickets = [t for t in tickets if not 0 < t.deadline_ms <= now]
-        groups = matching.run_once(tickets, now, self.fill_window_ms)
+        # A round claims only what it can apply well within a lease; the rest of the pool is
+        # left to the next round, or to another process meanwhile.
+        groups = matching.run_once(tickets, now, self.fill_window_ms, max_tickets=ROUND_TICKETS)
         claimed = await self.pools.claim(pool, groups, now)
         if not tickets:
             await self.pools.deactivate_if_empty(pool)
-        await asyncio.gather(*(self._drive_guarded(c) for c in claimed))
+        await self._drive_batch(claimed)
         if claimed or now - self._estimated_at.get(pool, 0) >= ESTIMATE_REFRESH_MS:
             await self._refresh_estimate(pool, now)
         return work + sum(len(c.group.members) for c in claimed)
@@ -126,7 +132,7 @@ class Matcher:
                     extra={"match_id": match_id, "claimed_ms_ago": now - claimed.claimed_ms},
                 )
                 taken.append(claimed)
-        await asyncio.gather(*(self._drive_guarded(c) for c in taken))
+        await self._drive_all(taken)
         return len(taken)
 
     async def recover_all(self) -> int:
@@ -143,49 +149,138 @@ class Matcher:
         for claimed in list(self._driving.values()):
             await self.pools.lapse(claimed)
 
-    async def _drive_guarded(self, claimed: Claimed) -> None:
+    async def _drive_batch(self, claimed: Sequence[Claimed]) -> None:
+        """A round's fresh claims, applied together: one read of all their rooms, one pipeline
+        of target steps, one of mover steps, one of retires (store/match_batch.py). A match
+        that meets anything but the plain case (a conflict, a replay, a withdrawn mover) is
+        finished by the per-match path below, which handles every case."""
+        if not claimed:
+            return
+        for c in claimed:
+            self._driving[c.match_id] = c
+        try:
+            retirements, slow = await self._apply_batch(claimed)
+        except Exception:
+            log.exception("batch apply failed; the records are finished after their lease")
+            return
+        finally:
+            for c in claimed:
+                self._driving.pop(c.match_id, None)
+        outcomes = await asyncio.gather(*(self._drive_guarded(c) for c in slow))
+        await self.pools.retire_many([*retirements, *(o for o in outcomes if o is not None)])
+
+    async def _apply_batch(
+        self, claimed: Sequence[Claimed]
+    ) -> tuple[list[Retirement], list[Claimed]]:
+        limits = self.limits
+        members = [(t.app_id, t.room_id) for c in claimed for t in c.group.members]
+        docs = await self.batch.load_many(members)
+        by_room = {room_id: doc for (_, room_id), doc in zip(members, docs, strict=True)}
+        now = now_ms()
+        done: list[Retirement] = []
+        slow: list[Claimed] = []
+        plans: list[tuple[Claimed, Write]] = []
+        for c in claimed:
+            target = c.group.target
+            target_doc = by_room[target.room_id]
+            if target_doc is None or _matched(target_doc, c.match_id) is not None:
+                slow.append(c)
+                continue
+            if not _open(target_doc, target, now, limits):
+                done.append(self._release(c, c.group.members, by_room))
+                continue
+            if not all(_open(by_room[t.room_id], t, now, limits) for t in c.group.movers):
+                slow.append(c)  # the per-match path shrinks or releases the group
+                continue
+            try:
+                newcomers = [msgspec.structs.replace(_seat_of(by_room[t.room_id]))
+                             for t in c.group.movers]  # fmt: skip
+                if any(target_doc.of_player(n.player_id) for n in newcomers):
+                    raise _Closed
+                new = rooms.add_automatched(
+                    target_doc, newcomers, match_id=c.match_id, now_ms=now, limits=limits
+                )
+            except (_Closed, RoomsvcError):
+                slow.append(c)
+                continue
+            plans.append((c, Write(target_doc, new, f"match:{c.match_id}")))
+        outcomes = await self.batch.write_many([w for _, w in plans])
+        merges: list[tuple[Claimed, Ticket, Write]] = []
+        finished: list[tuple[Claimed, set[str]]] = []
+        for (c, _), (outcome, current) in zip(plans, outcomes, strict=True):
+            if outcome == CONFLICT or current is None:
+                slow.append(c)
+                continue
+            matched = _matched(current, c.match_id) or set()
+            target_id = c.group.target.room_id
+            for t in c.group.movers:
+                mover_doc = by_room[t.room_id]
+                if t.players[0] in matched and mover_doc is not None:
+                    merge = rooms.merge_into(mover_doc, target_id, now_ms=now)
+                    merges.append((c, t, Write(mover_doc, merge, f"match:{c.match_id}")))
+            finished.append((c, matched))
+        merged = await self.batch.write_many([w for *_, w in merges])
+        again = [(c, t) for (c, t, _), (o, _) in zip(merges, merged, strict=True) if o == CONFLICT]
+        await asyncio.gather(*(self._apply_mover(c.match_id, c.group.target, t) for c, t in again))
+        now = now_ms()
+        for c, matched in finished:
+            movers = [t for t in c.group.movers if t.players[0] in matched]
+            waits = [now - t.since_ms for t in (c.group.target, *movers)]
+            done.append(Retirement(c, [], waits))  # every mover was open: all were matched
+        return done, slow
+
+    async def _drive_all(self, claimed: Sequence[Claimed]) -> None:
+        """Apply matches concurrently, then retire them together (one round trip)."""
+        if not claimed:
+            return
+        outcomes = await asyncio.gather(*(self._drive_guarded(c) for c in claimed))
+        await self.pools.retire_many([o for o in outcomes if o is not None])
+
+    async def _drive_guarded(self, claimed: Claimed) -> Retirement | None:
         if claimed.match_id in self._driving:
-            return  # this process already drives it (a takeover of its own slow record)
+            return None  # this process already drives it (a takeover of its own slow record)
         self._driving[claimed.match_id] = claimed
         try:
             async with self._gate:
-                await self.drive(claimed)
+                return await self.drive(claimed)
         except Exception:
             # The record keeps its lease; once it lapses, any process finishes it.
             log.exception("match apply failed", extra={"match_id": claimed.match_id})
+            return None
         finally:
             self._driving.pop(claimed.match_id, None)
 
     # ---- applying one match -----------------------------------------------------------------
 
-    async def drive(self, claimed: Claimed) -> None:
-        """Apply a claimed match from wherever it stands, then retire it."""
+    async def drive(self, claimed: Claimed) -> Retirement:
+        """Apply a claimed match from wherever it stands; what retiring it must do."""
         group = claimed.group
         target = group.target
-        app = target.app_id
-        docs = await self.rooms.load_many(app, [t.room_id for t in group.members])
+        # fresh reads that also warm the room cache the compare-and-set steps start from
+        docs = await asyncio.gather(
+            *(self.rooms.load(t.app_id, t.room_id, fresh=True) for t in group.members)
+        )
         by_room = {t.room_id: d for t, d in zip(group.members, docs, strict=True)}
         now = now_ms()
         target_doc = by_room[target.room_id]
         matched = _matched(target_doc, claimed.match_id)
         if matched is None:
             if not _open(target_doc, target, now, self.limits):
-                await self._release(claimed, group.members, by_room)
-                return
+                return self._release(claimed, group.members, by_room)
             live = tuple(t for t in group.movers if _open(by_room[t.room_id], t, now, self.limits))
             if len(live) < len(group.movers):
                 reduced = Group(target=target, movers=live)
                 if not live or not matching.is_valid(reduced):
-                    await self._release(claimed, group.members, by_room)
-                    return
+                    return self._release(claimed, group.members, by_room)
                 group = reduced
             newcomers = [_seat_of(by_room[t.room_id]) for t in group.movers]
             try:
                 target_doc = await self._apply_target(claimed.match_id, target, newcomers)
             except _Closed:
-                await self._release(claimed, claimed.group.members, by_room)
-                return
-            await self.pools.progress(claimed, 1, now_ms())
+                return self._release(claimed, claimed.group.members, by_room)
+            now = now_ms()
+            if now - claimed.claimed_ms > self.pools.lease_ms // 2:
+                await self.pools.progress(claimed, 1, now)  # slow: note it, renew the lease
             matched = _matched(target_doc, claimed.match_id) or set()
         movers = [t for t in claimed.group.movers if t.players[0] in matched]
         await asyncio.gather(*(self._apply_mover(claimed.match_id, target, t) for t in movers))
@@ -196,14 +291,14 @@ class Matcher:
             if t.players[0] not in matched and _keep(by_room[t.room_id], t, now, self.limits)
         ]
         waits = [now - t.since_ms for t in (target, *movers)]
-        await self.pools.retire(claimed, left_out, waits)
+        return Retirement(claimed, left_out, waits)
 
-    async def _release(
+    def _release(
         self, claimed: Claimed, members: Sequence[Ticket], by_room: dict[str, RoomDoc | None]
-    ) -> None:
+    ) -> Retirement:
         now = now_ms()
         back = [t for t in members if _keep(by_room[t.room_id], t, now, self.limits)]
-        await self.pools.retire(claimed, back, [])
+        return Retirement(claimed, back, [])
 
     async def _apply_target(
         self, match_id: str, target: Ticket, newcomers: list[Participant]

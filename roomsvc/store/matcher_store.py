@@ -10,7 +10,8 @@ step below is one script in one slot:
   the ticket opened, so every process agrees whatever its settings) are dropped instead;
 - claim (`match_claim.lua`): move each group's tickets out of the pool into a match record with
   a lease, only if all of them are still there; a ticket is thus in at most one record, ever;
-- the apply steps run against the rooms (store/match_apply.py); `progress` notes them;
+- the apply steps run against the rooms (store/match_apply.py); `progress` notes a slow one
+  and renews the lease;
 - retire (`match_retire.lua`): delete the record, putting back the tickets it releases, once;
 - takeover (`match_takeover.lua`): a record whose lease lapsed is re-leased by another process,
   which drives it on from where it stands.
@@ -77,6 +78,14 @@ class Claimed(msgspec.Struct):
     group: Group
     step: int = 0  # 1 once the target room has been applied
     claimed_ms: int = 0
+
+
+class Retirement(msgspec.Struct):
+    """How a record ends: the tickets it puts back in the pool, the waits it reports."""
+
+    claimed: Claimed
+    release: list[Ticket]
+    waits_ms: list[int]
 
 
 class PoolStore:
@@ -196,22 +205,33 @@ class PoolStore:
         self, claimed: Claimed, release: Sequence[Ticket], waits_ms: Sequence[int]
     ) -> bool:
         """Delete the record, putting `release` back in the pool; False if already retired."""
-        pool = claimed.pool
-        args: list[Any] = [claimed.match_id, len(release)]
-        for t in release:
-            args += [t.room_id, t.since_ms, _ticket_encode(t)]
-        args += [max(0, int(w)) for w in waits_ms]
-        done = await self._retire(
-            keys=[
-                keys.pool_tickets(pool),
-                keys.pool_ticket_data(pool),
-                keys.pool_matches(pool),
-                keys.pool_match(pool, claimed.match_id),
-                keys.pool_waits(pool),
-            ],
-            args=args,
-        )
-        return int(done) == 1
+        done = await self.retire_many([Retirement(claimed, list(release), list(waits_ms))])
+        return done == [True]
+
+    async def retire_many(self, retirements: Sequence[Retirement]) -> list[bool]:
+        """`retire` for many records in one pipeline (each still its own script)."""
+        if not retirements:
+            return []
+        async with self.store.pipeline(transaction=False) as pipe:
+            for r in retirements:
+                pool = r.claimed.pool
+                args: list[Any] = [r.claimed.match_id, len(r.release)]
+                for t in r.release:
+                    args += [t.room_id, t.since_ms, _ticket_encode(t)]
+                args += [max(0, int(w)) for w in r.waits_ms]
+                await self._retire(  # queued on the pipeline, sent by execute
+                    keys=[
+                        keys.pool_tickets(pool),
+                        keys.pool_ticket_data(pool),
+                        keys.pool_matches(pool),
+                        keys.pool_match(pool, r.claimed.match_id),
+                        keys.pool_waits(pool),
+                    ],
+                    args=args,
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return [int(done) == 1 for done in replies]
 
     # ---- pool bookkeeping -------------------------------------------------------------------
 
