@@ -26,6 +26,7 @@ Store: TypeAlias = "aioredis.Redis | RedisCluster"
 # Errors that mean "the store is not reachable now": a 503 with Retry-After, never a 500.
 UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
+POOL_WAIT_SECONDS = 10.0
 _COMMON: dict[str, Any] = {
     "socket_connect_timeout": 2.0,
     "socket_timeout": 5.0,
@@ -44,9 +45,13 @@ async def connect(url: str, *, max_connections: int = 256) -> Store:
     """A client for `url`, a `RedisCluster` when the server is a cluster node."""
     if "+cluster://" in url:
         return await _cluster(url.replace("+cluster://", "://", 1), max_connections)
-    client = aioredis.Redis.from_url(
-        url, max_connections=max_connections, retry=_retry(), **_COMMON
-    )
+    # A blocking pool: a burst beyond `max_connections` commands in flight waits for a free
+    # connection (up to POOL_WAIT_SECONDS) instead of failing a healthy store with a 503.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS,
+        retry=_retry(), **_COMMON,
+    )  # fmt: skip
+    client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
     if url.startswith("unix://"):
         return client
     try:
