@@ -493,7 +493,7 @@ class Run:
                     f"ops/s {self.stats.requests / max(elapsed, 1e-9):8.0f}  "
                     f"pushes {self.stats.pushes:8d}  errors {sum(self.stats.errors.values())}"
                     + ("  (draining)" if self.stopping else ""))  # fmt: skip
-            sys.stderr.write(line)
+            sys.stderr.write(line + "\x1b[K")  # erase what a longer line left
             sys.stderr.flush()
 
     async def run(self) -> None:
