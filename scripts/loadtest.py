@@ -114,6 +114,7 @@ class Client:
     def __init__(self, ws: ClientConnection, player: str, stats: Stats) -> None:
         self.ws, self.player, self.stats = ws, player, stats
         self.rooms: dict[str, dict[str, Any]] = {}
+        self.finished: set[str] = set()  # rooms of this player's earlier games
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
         self.changed = asyncio.Event()
@@ -261,7 +262,7 @@ class Run:
 
     def release(self, *clients: Client) -> None:
         for client in clients:
-            client.rooms.clear()
+            client.finished.update(client.rooms)  # versions kept: a late push is not news
             if client.closed or client.dropping:
                 task = asyncio.create_task(self.replace())
                 self.background.add(task)
@@ -400,7 +401,12 @@ class Run:
             for room_id, room in me.rooms.items():
                 part = me.me(room)
                 joined = part is not None and part.get("status") == "PARTICIPANT_JOINED"
-                if room_id != own and room.get("status") in LIVE and joined:
+                if (
+                    room_id != own
+                    and room.get("status") in LIVE
+                    and joined
+                    and (room_id not in me.finished)
+                ):
                     return room_id
             return None
 
