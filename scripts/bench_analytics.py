@@ -50,11 +50,11 @@ def wait_for(check: Any, timeout: float = 30.0) -> None:
     raise SystemExit("bench: a process did not start in time")
 
 
-def start_valkey(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_valkey(workdir: str, started: list[subprocess.Popen[bytes]]) -> str:
     port = free_port()
     argv = [str(server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", workdir]  # fmt: skip
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     url = f"redis://127.0.0.1:{port}/0"
 
     def answers() -> bool:
@@ -63,30 +63,30 @@ def start_valkey(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
         return bool(redis.Redis.from_url(url).ping())
 
     wait_for(answers)
-    return process, url
+    return url
 
 
-def start_server(redis_url: str, workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(redis_url: str, workdir: str, started: list[subprocess.Popen[bytes]]) -> str:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
     env.update(REDIS_URL=redis_url, ROOMSVC_JWT_SECRET=SECRET, ROOMSVC_LOG_LEVEL="WARNING")
     argv = [sys.executable, "-m", "roomsvc.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    started.append(subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL))  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200)
-    return process, base
+    return base
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` and its children so far (Linux /proc), for CPU per item."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of `pid` so far (Linux /proc), for CPU per item."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
-    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        return float("nan"), float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime
 
 
 def body(app_id: str, size: int) -> bytes:
@@ -171,7 +171,12 @@ async def run(args: argparse.Namespace, redis_url: str, base: str, pids: dict[st
         await store.delete(analytics_keys.stream(app_id))
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         requests, http_elapsed = await http_phase(base, raw, args.seconds, args.concurrency)
-        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        cpu = {
+            name: tuple(
+                now - then for now, then in zip(cpu_seconds(pid), before[name], strict=True)
+            )
+            for name, pid in pids.items()
+        }
         stored = int(await store.xlen(analytics_keys.stream(app_id)))
         if stored != requests * args.batch:
             raise SystemExit(f"bench: stream holds {stored}, expected {requests * args.batch}")
@@ -196,8 +201,9 @@ async def run(args: argparse.Namespace, redis_url: str, base: str, pids: dict[st
           f"{pipelines} pipelines)")  # fmt: skip
     script_rate = scripted / script_elapsed
     print(f"append script, no HTTP:     {script_rate:12,.0f} items/s ({scripted:,} items)")
-    print(f"CPU per item in the HTTP phase: server {cpu['server'] / stored * 1e6:.1f} us, "
-          f"store {cpu['store'] / stored * 1e6:.1f} us")  # fmt: skip
+    for name, (user, system) in cpu.items():
+        print(f"CPU per item in the HTTP phase, {name:6}: {(user + system) / stored * 1e6:5.1f} us "
+              f"(user {user / stored * 1e6:.1f}, system {system / stored * 1e6:.1f})")  # fmt: skip
     print(f"ratio HTTP / bare XADD:     {http_rate / bare_rate:12.2f}")
     print(f"ratio HTTP / append script: {http_rate / script_rate:12.2f}")
 
@@ -209,20 +215,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="roomsvc-bench-")
-    valkey, redis_url = start_valkey(workdir)
-    server: subprocess.Popen[bytes] | None = None
+    started: list[subprocess.Popen[bytes]] = []  # stopped in reverse order, whatever happens
     try:
-        server, base = start_server(redis_url, workdir)
-        asyncio.run(run(args, redis_url, base, {"server": server.pid, "store": valkey.pid}))
+        redis_url = start_valkey(workdir, started)
+        base = start_server(redis_url, workdir, started)
+        pids = {"server": started[1].pid, "store": started[0].pid}
+        asyncio.run(run(args, redis_url, base, pids))
     finally:
-        for process in (server, valkey):
-            if process is not None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        for process in reversed(started):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
