@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from roomsvc.auth import mint_token
 from roomsvc.store.embedded import free_port, server_binary
@@ -73,14 +74,22 @@ async def hold(base: str, app: str, first: int, count: int) -> None:
                     await ws.recv()  # welcome
                     sockets.append(ws)
                     return
-                except (TimeoutError, OSError):
-                    await asyncio.sleep(0.2)
+                except (TimeoutError, OSError, ConnectionClosed, InvalidStatus):
+                    await asyncio.sleep(0.5)  # e.g. 1013 while the server is busy: retry
 
     await asyncio.gather(*(open_one(n) for n in range(first, first + count)))
     print(f"ready {len(sockets)}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     for ws in sockets:
         await ws.close()
+
+
+def open_sockets(base: str) -> int:
+    """The server's own count: the roomsvc_websocket_connections gauge on /metrics."""
+    for line in httpx.get(f"{base}/metrics", timeout=30).text.splitlines():
+        if line.startswith("roomsvc_websocket_connections "):
+            return int(float(line.split()[1]))
+    raise SystemExit("bench: no roomsvc_websocket_connections on /metrics")
 
 
 async def warm_up(base: str, app: str, count: int) -> None:
@@ -144,12 +153,12 @@ def main() -> None:
                 [sys.executable, __file__, "--child", base, app, str(index * share), str(count)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             ))  # fmt: skip
-        held = 0
         for child in children:
-            line = child.stdout.readline() if child.stdout else ""
-            held += int(line.split()[1]) if line.startswith("ready") else 0
+            if child.stdout:
+                child.stdout.readline()  # "ready N" once its sockets are open (or it failed)
         opened_in = time.monotonic() - started
         time.sleep(2.0)
+        held = open_sockets(base)
         after = rss_kb(server.pid)
         serving = uvloop.run(still_serving(base, app))
         per_socket = (after - before) / max(1, held)
