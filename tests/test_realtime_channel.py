@@ -386,3 +386,19 @@ def test_fuzzed_frames_never_crash_and_get_documented_errors(
                     return
 
         exchange()
+
+
+async def test_jsonrpc_decline_and_dismiss_equal_rest(
+    rest: httpx.AsyncClient, rt_server: ServerProcess, app_id: str
+) -> None:
+    """rooms.decline answers the Room as REST does; rooms.dismiss answers null and hides it."""
+    declined = await create_room(rest, app_id, "ana", "bo", "cy")
+    dismissed = await create_room(rest, app_id, "ana", "bo")
+    bo = await open_feed(rt_server, "bo", app_id)
+    reply = await bo.call("rooms.decline", 1, roomId=declined["roomId"])
+    assert reply["result"] == await rest_get(rest, app_id, "bo", declined["roomId"])
+    gone = await bo.call("rooms.dismiss", 2, roomId=dismissed["roomId"])
+    assert gone["result"] is None and "error" not in gone
+    listed = (await bo.call("rooms.list", 3))["result"]
+    assert dismissed["roomId"] not in [room["roomId"] for room in listed.get("items", [])]
+    await bo.ws.close()

@@ -62,7 +62,7 @@ requests = st.fixed_dictionaries(
 frames = st.one_of(st.text(max_size=80), json_values.map(json.dumps), requests.map(json.dumps))
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(frames)
 def test_parser_accepts_or_names_a_documented_error(frame: str) -> None:
     """Every frame is a Call or an RpcError with a protocol code; nothing else escapes."""
