@@ -36,9 +36,10 @@ import redis
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from roomsvc.matching import Group, Ticket
 from roomsvc.realtime.presence import Presence
 from roomsvc.rooms import Limits
-from roomsvc.store.matcher_store import PoolStore
+from roomsvc.store.matcher_store import Claimed, PoolStore
 from roomsvc.store.room_store import RoomStore
 from roomsvc.store.scripts import LUA_DIR
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token
@@ -207,8 +208,16 @@ async def drive_every_feature(valkey: ValkeyProcess, server: ServerProcess) -> N
 
     store = aioredis.Redis.from_url(valkey.url)
     try:
+        # The takeover and progress steps run only when a claim outlives its process or its
+        # round: called here directly (on a record that does not exist, a no-op) so they are
+        # checked whatever the matcher's flow calls this time.
         pools = PoolStore(store, owner="key-slots")
-        await pools.takeover(f"{app}:any", "no-such-match", now)
+        pool = f"{app}:any"
+        await pools.takeover(pool, "no-such-match", now)
+        ticket = Ticket(room_id="r1", app_id=app, variant=None, since_ms=now,
+                        min_players=1, max_players=1)  # fmt: skip
+        claimed = Claimed(pool, "no-such-match", Group(target=ticket, movers=()), 0, now)
+        await pools.progress(claimed, 1, now)
         presence = Presence(RoomStore(store, Limits(), 60_000), grace_seconds=1)
         await presence.touch([(app, "gone")], now=0)
         await presence.sweep_once(now, lambda app, player: False)

@@ -167,3 +167,17 @@ async def test_pool_size_is_sampled(fresh: httpx.AsyncClient, app_id: str) -> No
     await fresh.post(
         f"{ROOMS}/{reply.json()['roomId']}/leave", json={}, headers=auth("lone", app_id)
     )
+
+
+async def test_store_errors_are_counted() -> None:
+    """With the store gone, requests answer 503 and /metrics still answers, counting them."""
+    own = ValkeyProcess().start()
+    server = ServerProcess(own.url).start()
+    try:
+        own.stop()
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            reply = await http.get(ROOMS, headers=auth("p", "app-outage"))
+            assert reply.status_code == 503
+            assert total(await scrape(http), "roomsvc_store_errors_total") >= 1
+    finally:
+        server.stop()
