@@ -32,6 +32,10 @@ sent -> the `roomStatus` of the version it produced on each other participant's 
 bound on commit -> socket); presence is the socket cut -> the push showing the player LEFT.
 A game is completed when a leave reply shows ROOM_DELETED. Every unexpected reply, state,
 close or timeout is an error; the exit code is 1 when there was any. Only 127.0.0.1 is used.
+With its own server it also reports the CPU time the server, the store and this client spent
+during the games (from /proc) and the store's commands per request (INFO commandstats): on a
+shared machine CPU per request is the figure that holds up. `--ramp S` spreads the first games
+over S seconds (default 0: every idle player starts at once, a burst the server must absorb).
 With `--json` the results go to stdout as JSON and the table to stderr.
 """
 
@@ -585,6 +589,10 @@ def table(r: dict[str, Any]) -> str:
               f"games completed: {r['games_total']} ({games}); tickets withdrawn at the end: "
               f"{r['tickets_withdrawn_at_end']}",
               f"errors: {r['errors_total']} {r['errors'] or ''}".rstrip()]  # fmt: skip
+    if h := r.get("server_push_histogram"):
+        lines.append(f"server's push histogram (commit -> frame written, since it started): "
+                     f"{h['count']:.0f} pushes, p50 <= {h['p50_le_ms']:g} ms, "
+                     f"p99 <= {h['p99_le_ms']:g} ms")  # fmt: skip
     if cpu := r["cpu_seconds"]:
         work = r["requests"] + r["pushes_received"]
         lines.append(f"CPU over the games: server {cpu['server']:.1f} s "
@@ -664,6 +672,27 @@ class OwnServer:
                 proc.kill()
                 proc.wait()
         self.log.close()
+
+
+def server_push_histogram(base: str) -> dict[str, float]:
+    """The server's own commit -> frame written histogram (`/metrics`, cumulative since it
+    started): upper bounds of the buckets holding p50 and p99, and the count."""
+    import httpx
+
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("roomsvc_push_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0.0
+    if not total:
+        return {}
+    at = {q: next(b for b, c in buckets if c >= q * total) for q in (0.5, 0.99)}
+    return {"count": total, "p50_le_ms": at[0.5] * 1000, "p99_le_ms": at[0.99] * 1000}
 
 
 def proc_cpu(pid: int) -> float:
@@ -757,18 +786,21 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args, ws_url, secret)
     if server is not None:
         run.cpu_probe = server.cpu_seconds
+    pushes: dict[str, float] = {}
     try:
         with contextlib.suppress(ImportError):
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         asyncio.run(run.run())
+        pushes = server_push_histogram(base)
     finally:
         if server is not None:
             server.stop()
     info = {"url": base, "own": server is not None, "pid": server.pid if server else None,
             "presence_grace_s": args.presence_grace}  # fmt: skip
     report = results(run, info)
+    report["server_push_histogram"] = pushes
     if args.json:
         print(table(report), file=sys.stderr)
         print(msgspec.json.encode(report).decode())
