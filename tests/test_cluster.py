@@ -20,9 +20,12 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from roomsvc.store import analytics_keys
+from roomsvc.store import analytics_keys, keys
+from roomsvc.store.connection import connect as store_connect
+from roomsvc.store.connection import run_scripts
+from roomsvc.store.scripts import register
 from tests.cluster import ValkeyCluster
-from tests.support import UNIT, ServerProcess, auth, token, wait_until
+from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token, wait_until
 
 ROOMS = "/games/v1/rooms"
 Json = dict[str, Any]
@@ -177,3 +180,21 @@ def test_keys_spread_over_every_master(
         with redis.Redis(port=port) as node:
             sizes.append(node.dbsize())
     assert all(size > 0 for size in sizes), sizes
+
+
+async def test_run_scripts_batches_on_both_kinds_of_store(
+    cluster: ValkeyCluster, valkey: ValkeyProcess
+) -> None:
+    """run_scripts: one pipeline on a plain server, routed concurrent calls on a cluster."""
+    for url in (cluster.url, valkey.url):
+        store = await store_connect(url)
+        try:
+            script = register(store, "match_progress")
+            calls = [
+                (script, [keys.pool_matches(f"a{n}:any"), keys.pool_match(f"a{n}:any", "m")],
+                 ["m", 1, 0])
+                for n in range(100)
+            ]  # fmt: skip
+            assert await run_scripts(store, calls) == [0] * 100  # no such records: no-ops
+        finally:
+            await store.aclose()
