@@ -74,6 +74,13 @@ class PeerTransport:
 
 
 class Connection:
+    # Slots: tens of thousands of these live in one process (SPEC §11: RSS per socket).
+    __slots__ = (
+        "_abort", "_burst", "_closing", "_rate", "_refilled", "_render", "_send_lock",
+        "_send_timeout", "_sender", "_tokens", "base_url", "closed", "id", "inflight",
+        "locale", "pending", "principal", "ready", "rooms_scope", "sent", "slots", "websocket",
+    )  # fmt: skip
+
     def __init__(
         self,
         websocket: WebSocket,
