@@ -51,6 +51,7 @@ class Ticket(msgspec.Struct, frozen=True, array_like=True):
     players: tuple[str, ...] = ()  # every player id of the room (creator and invitees)
     host: bool = False
     deadline_ms: int = 0  # when the ticket times out (0 = never); expired tickets never match
+    queued_ms: int = 0  # when it entered the pool (before its room was written)
 
     @property
     def seats(self) -> int:

@@ -16,8 +16,8 @@ a step replayed by a retry or by a process that took the record over is a no-op:
 3. the record is retired, with the waits of the matched tickets (waitEstimateSeconds); a
    round's records are retired together in one pipeline.
 
-A ticket whose room is missing is put back while it is younger than `CREATE_GRACE_MS` (its
-room may still be being written, DESIGN "add before the write") and dropped after that; a
+A ticket whose room is missing is put back until it has been queued for `CREATE_GRACE_MS`
+(its room may still be being written, DESIGN "add before the write") and dropped after that; a
 ticket whose room is closed is dropped.
 """
 
@@ -42,6 +42,7 @@ from roomsvc.store.room_store import RoomStore, now_ms
 log = logging.getLogger("roomsvc.matcher")
 CONCURRENCY = 64  # matches applied at once by one process
 ESTIMATE_REFRESH_MS = 1_000
+CONTENDED_S = 0.003
 ROUND_TICKETS = 512  # tickets one round claims at most (applied well within one lease)
 
 
@@ -64,8 +65,8 @@ def _open(doc: RoomDoc | None, ticket: Ticket, now: int, limits: rooms.Limits) -
 
 def _keep(doc: RoomDoc | None, ticket: Ticket, now: int, limits: rooms.Limits) -> bool:
     """Whether a ticket released from a match goes back to the pool."""
-    if doc is None:
-        return now - ticket.since_ms < CREATE_GRACE_MS
+    if doc is None:  # its room may still be being written (enqueued before, DESIGN)
+        return now - (ticket.queued_ms or ticket.since_ms) < CREATE_GRACE_MS
     return _open(doc, ticket, now, limits)
 
 
@@ -86,11 +87,13 @@ class Matcher:
         self._gate = asyncio.Semaphore(CONCURRENCY)
         self._driving: dict[str, Claimed] = {}  # match id -> record this process is applying
         self.batch = BatchWriter(room_store)
+        self.contended = False  # a pool was busy with another process in the last round
 
     # ---- rounds ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
         """One round over every active pool; returns how many tickets were matched or freed."""
+        self.contended = False
         work = 0
         for pool in await self.pools.pools():
             try:
@@ -104,7 +107,8 @@ class Matcher:
         now = now_ms()
         tickets = await self.pools.window(pool)
         if tickets is None:
-            return work  # another process is claiming from this pool right now
+            self.contended = True  # another process is claiming from this pool right now
+            return work
         expired = [t for t in tickets if 0 < t.deadline_ms <= now]
         if expired:
             await self.pools.drop(pool, expired)
@@ -226,7 +230,14 @@ class Matcher:
         for c, matched in finished:
             movers = [t for t in c.group.movers if t.players[0] in matched]
             waits = [now - t.since_ms for t in (c.group.target, *movers)]
-            done.append(Retirement(c, [], waits))  # every mover was open: all were matched
+            # All movers were open, but a process that took this record over after its lease
+            # lapsed may have applied a smaller group: the movers it left out go back.
+            back = [
+                t
+                for t in c.group.movers
+                if t.players[0] not in matched and _keep(by_room[t.room_id], t, now, limits)
+            ]
+            done.append(Retirement(c, back, waits))
         return done, slow
 
     async def _drive_all(self, claimed: Sequence[Claimed]) -> None:
@@ -400,7 +411,12 @@ async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
     try:
         while True:
             work = await matcher.run_once()
-            await asyncio.sleep(0 if work else idle_s)
+            if work:
+                await asyncio.sleep(0)
+            elif matcher.contended:
+                await asyncio.sleep(CONTENDED_S)  # another process claims: our turn comes soon
+            else:
+                await asyncio.sleep(idle_s)
     finally:
         recovering.cancel()
         await asyncio.shield(matcher.release_claims())

@@ -4,7 +4,7 @@ step below is one script in one slot:
 
 - enqueue: a room with criteria adds its ticket *before* its room is written (DESIGN: add to an
   index before, verify on read), so a crash in between leaves at worst a ticket whose room never
-  appeared, which the matcher drops once it is older than `CREATE_GRACE_MS`;
+  appeared, which the matcher drops once it has been queued for `CREATE_GRACE_MS`;
 - window (`match_window.lua`): under a short per-pool lock, read the oldest tickets for the
   pure policy (roomsvc/matching.py); tickets past their own deadline (fixed in the room when
   the ticket opened, so every process agrees whatever its settings) are dropped instead;
@@ -23,6 +23,7 @@ enqueue), so a pool with tickets is never missing from it for long.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -45,7 +46,7 @@ _ticket_decode = msgspec.msgpack.Decoder(Ticket).decode
 _group_decode = msgspec.msgpack.Decoder(Group).decode
 
 
-def ticket_of(doc: RoomDoc) -> Ticket | None:
+def ticket_of(doc: RoomDoc, queued_ms: int = 0) -> Ticket | None:
     """The pool ticket of a room with criteria (SPEC §5), or None."""
     if doc.criteria is None:
         return None
@@ -63,6 +64,7 @@ def ticket_of(doc: RoomDoc) -> Ticket | None:
         players=players,
         host=not rooms.is_seeker(doc),
         deadline_ms=doc.ticket_deadline_ms,
+        queued_ms=queued_ms,
     )
 
 
@@ -103,7 +105,7 @@ class PoolStore:
 
     async def enqueue(self, doc: RoomDoc) -> None:
         """Put the room's ticket in its pool (before the room is written: see module doc)."""
-        ticket = ticket_of(doc)
+        ticket = ticket_of(doc, queued_ms=int(time.time() * 1000))
         if ticket is None or not doc.ticket_open:
             return
         pool = pool_of(ticket)
