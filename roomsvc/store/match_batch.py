@@ -3,8 +3,9 @@
 A round of the matcher writes hundreds of rooms that no request is touching (seekers waiting
 in a pool). `RoomStore.mutate` costs a few round trips of client CPU per room; here the same
 writes go out pipelined: one read of every room, then every write as the same `room_cas.lua`
-call `RoomStore` makes (same keys, arguments, request id, TTL and publish), with the per-player
-index adds before the writes and the removals after them (DESIGN "Rooms"). Each write is still
+call `RoomStore` makes (same keys, arguments, request id, TTL and publish; `run_scripts`: one
+pipeline, or calls routed to their slots on a cluster), with the per-player index adds before
+the writes and the removals after them (DESIGN "Rooms"). Each write is still
 its own atomic script keyed by its request id, so nothing about idempotency changes; a write
 that meets a newer version reports a conflict and the caller falls back to `RoomStore.mutate`.
 """
@@ -19,6 +20,7 @@ import msgspec
 from roomsvc.metrics import ROOM_TRANSITIONS
 from roomsvc.rooms import RoomDoc, RoomState, room_status
 from roomsvc.store import keys
+from roomsvc.store.connection import run_scripts
 from roomsvc.store.room_store import LIVE_ROOM_TTL_MS, RoomStore
 from roomsvc.store.scripts import register
 
@@ -61,20 +63,19 @@ class BatchWriter:
                 for doc, key in adds:
                     pipe.zadd(key, {doc.room_id: doc.updated_ms})
                 await pipe.execute()
-        async with self.store.pipeline(transaction=False) as pipe:
-            for w in writes:
-                doc = w.new
-                deleted = room_status(doc) is RoomState.DELETED
-                ttl = self.rooms.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
-                channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
-                await self._cas(  # queued on the pipeline, sent by execute
-                    keys=[keys.room(doc.app_id, doc.room_id),
-                          keys.room_applied(doc.app_id, doc.room_id)],
-                    args=[w.old.version, doc.version, _encode(doc), w.request_id, ttl,
-                          f"{doc.room_id} {doc.version}", *channels],
-                    client=pipe,
-                )  # fmt: skip
-            replies = await pipe.execute()
+        calls = []
+        for w in writes:
+            doc = w.new
+            deleted = room_status(doc) is RoomState.DELETED
+            ttl = self.rooms.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
+            channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
+            calls.append((
+                self._cas,
+                [keys.room(doc.app_id, doc.room_id), keys.room_applied(doc.app_id, doc.room_id)],
+                [w.old.version, doc.version, _encode(doc), w.request_id, ttl,
+                 f"{doc.room_id} {doc.version}", *channels],
+            ))  # fmt: skip
+        replies = await run_scripts(self.store, calls)
         outcomes: list[tuple[int, RoomDoc | None]] = []
         removes: list[tuple[RoomDoc, str]] = []
         for w, (_, remove), reply in zip(writes, diffs, replies, strict=True):

@@ -34,6 +34,7 @@ from roomsvc import rooms
 from roomsvc.matching import Group, Ticket
 from roomsvc.rooms import PStatus, RoomDoc
 from roomsvc.store import keys
+from roomsvc.store.connection import run_scripts
 from roomsvc.store.scripts import register
 
 LEASE_MS = 5_000  # a match record is finished by another process this long after a crash
@@ -212,28 +213,22 @@ class PoolStore:
 
     async def retire_many(self, retirements: Sequence[Retirement]) -> list[bool]:
         """`retire` for many records in one pipeline (each still its own script)."""
-        if not retirements:
-            return []
-        async with self.store.pipeline(transaction=False) as pipe:
-            for r in retirements:
-                pool = r.claimed.pool
-                args: list[Any] = [r.claimed.match_id, len(r.release)]
-                for t in r.release:
-                    args += [t.room_id, t.since_ms, _ticket_encode(t)]
-                args += [max(0, int(w)) for w in r.waits_ms]
-                await self._retire(  # queued on the pipeline, sent by execute
-                    keys=[
-                        keys.pool_tickets(pool),
-                        keys.pool_ticket_data(pool),
-                        keys.pool_matches(pool),
-                        keys.pool_match(pool, r.claimed.match_id),
-                        keys.pool_waits(pool),
-                    ],
-                    args=args,
-                    client=pipe,
-                )
-            replies = await pipe.execute()
-        return [int(done) == 1 for done in replies]
+        calls = []
+        for r in retirements:
+            pool = r.claimed.pool
+            args: list[Any] = [r.claimed.match_id, len(r.release)]
+            for t in r.release:
+                args += [t.room_id, t.since_ms, _ticket_encode(t)]
+            args += [max(0, int(w)) for w in r.waits_ms]
+            record_keys = [
+                keys.pool_tickets(pool),
+                keys.pool_ticket_data(pool),
+                keys.pool_matches(pool),
+                keys.pool_match(pool, r.claimed.match_id),
+                keys.pool_waits(pool),
+            ]
+            calls.append((self._retire, record_keys, args))
+        return [int(done) == 1 for done in await run_scripts(self.store, calls)]
 
     # ---- pool bookkeeping -------------------------------------------------------------------
 
