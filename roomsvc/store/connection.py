@@ -66,12 +66,34 @@ async def connect(url: str, *, max_connections: int = 256) -> Store:
     return client
 
 
+class _WaitingCluster(RedisCluster):
+    """A cluster client whose commands past `max_connections` in flight wait for one to end
+    (up to POOL_WAIT_SECONDS), as the plain client's blocking pool does: redis-py's cluster
+    nodes have no blocking pool and fail the excess with MaxConnectionsError, a 503 on a
+    healthy store. Bounding the whole client bounds every node's pool."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(int(kwargs.get("max_connections", 100)))
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(POOL_WAIT_SECONDS):
+                await self._in_flight.acquire()
+        except TimeoutError:
+            raise RedisConnectionError("no free store connection") from None
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._in_flight.release()
+
+
 async def _cluster(url: str, max_connections: int) -> RedisCluster:
     # RedisCluster takes no `retry_on_timeout` (timeouts are retried by its own redirection
     # loop) and wants the asyncio Retry class.
     options = {k: v for k, v in _COMMON.items() if k != "retry_on_timeout"}
     retry = AsyncRetry(ExponentialBackoff(cap=0.2, base=0.01), retries=2)
-    cluster = RedisCluster.from_url(url, max_connections=max_connections, retry=retry, **options)
+    cluster = _WaitingCluster.from_url(url, max_connections=max_connections, retry=retry, **options)
     # Learn the slot map now: left to the first commands, a burst of them races the lazy
     # initialization, which closes connections other tasks are still opening (seen as
     # ConnectionError / AttributeError on a fresh client under 50 concurrent calls).
