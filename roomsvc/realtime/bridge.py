@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from roomsvc.realtime.presence import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import PREFIX
 
@@ -108,6 +109,7 @@ class Bridge:
         """Forever: connect, subscribe, resync, relay; on any failure start over."""
         backoff = 0.05
         while True:
+            raise_if_cancelled()
             client = _client(self.url)
             pubsub = client.pubsub()
             try:
@@ -138,6 +140,7 @@ class Bridge:
         heard = loop.time()
         pinged: float | None = None
         while True:
+            raise_if_cancelled()
             message = await pubsub.get_message(timeout=HEALTH_INTERVAL_S)
             if message is None:
                 # A busy loop may time the read out before it reads what already arrived:

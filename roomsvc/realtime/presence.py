@@ -102,6 +102,7 @@ class Presence:
                 try:
                     released += await self.release(app, player)
                 except Exception:
+                    raise_if_cancelled()
                     log.exception("presence release failed; retried after the lease",
                                   extra={"player_id": player})  # fmt: skip
                     continue
@@ -135,9 +136,18 @@ class Presence:
         return released
 
 
+def raise_if_cancelled() -> None:
+    """Honour a cancellation that a store call turned into another error (an asyncio timeout
+    expiring together with the cancel does that on 3.11): otherwise shutdown waits forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
 async def run(presence: Presence, hub: Any) -> None:
     """The presence duty: refresh this process's players, then sweep; forever."""
     while True:
+        raise_if_cancelled()
         now = now_ms()
         try:
             await presence.touch(hub.present_players(), now)
