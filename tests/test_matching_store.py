@@ -1,0 +1,151 @@
+"""Claim, apply, retire against a real store (SPEC §5; store/match_apply.py): what a match does
+when a room changed between its claim and its steps, and that replaying a match changes
+nothing. A private valkey keeps every other process's matcher away from these pools."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from roomsvc import matching, rooms
+from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc, RoomState
+from roomsvc.rooms_service import new_room_id
+from roomsvc.store import keys
+from roomsvc.store.match_apply import Matcher
+from roomsvc.store.matcher_store import Claimed, PoolStore
+from roomsvc.store.room_store import RoomStore, now_ms
+from tests.support import ValkeyProcess, new_app_id
+
+LIMITS = Limits()
+
+
+@pytest.fixture(scope="module")
+def private_valkey() -> Iterator[ValkeyProcess]:
+    server = ValkeyProcess().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def parts(private_valkey: ValkeyProcess) -> AsyncIterator[tuple[RoomStore, PoolStore]]:
+    store = aioredis.Redis.from_url(private_valkey.url)
+    yield RoomStore(store, LIMITS, 3_600_000), PoolStore(store, lease_ms=60_000)
+    await store.aclose()
+
+
+async def open_room(
+    rs: RoomStore, pools: PoolStore, app: str, player: str, low: int, high: int,
+    invited: tuple[str, ...] = (),
+) -> RoomDoc:  # fmt: skip
+    doc = rooms.create(
+        room_id=new_room_id(), app_id=app, player_id=player, name=None, avatar=None,
+        invited=list(invited), criteria=Criteria(low, high), variant=None, capabilities=[],
+        xmpp_address=None, ids=(f"{player}_{n}" for n in itertools.count()), now_ms=now_ms(),
+        limits=LIMITS,
+    )  # fmt: skip
+    await pools.enqueue(doc)
+    await rs.create(doc, f"create:{doc.room_id}")
+    return doc
+
+
+async def claim_all(pools: PoolStore, app: str) -> list[Claimed]:
+    pool = keys.pool_id(app, None)
+    tickets = await pools.window(pool)
+    assert tickets is not None
+    return await pools.claim(pool, matching.run_once(tickets, now_ms()), now_ms())
+
+
+async def leave(rs: RoomStore, doc: RoomDoc, player: str) -> None:
+    await rs.mutate(
+        doc.app_id,
+        doc.room_id,
+        lambda d: rooms.leave(d, player, reason=None, now_ms=now_ms(), limits=LIMITS),
+        request_id=f"leave:{player}",
+    )
+
+
+async def test_a_host_gone_before_any_step_releases_the_seekers(
+    parts: tuple[RoomStore, PoolStore],
+) -> None:
+    """The host left after the claim: nothing is applied, the seeker goes back with its age."""
+    rs, pools = parts
+    app = new_app_id()
+    host = await open_room(rs, pools, app, "alice", 1, 1, invited=("bob",))
+    seeker = await open_room(rs, pools, app, "carol", 2, 2)  # meets alice and bob
+    (claimed,) = await claim_all(pools, app)
+    assert claimed.group.target.room_id == host.room_id
+    await leave(rs, host, "alice")
+
+    matcher = Matcher(rs, pools=pools)
+    retirement = await matcher.drive(claimed)
+    assert [t.room_id for t in retirement.release] == [seeker.room_id]
+    assert await pools.retire_many([retirement]) == [True]
+
+    pool = keys.pool_id(app, None)
+    waiting = await rs.store.zrange(keys.pool_tickets(pool), 0, -1, withscores=True)
+    assert waiting == [(seeker.room_id.encode(), float(seeker.ticket_since_ms))]
+    assert not await rs.store.exists(keys.pool_match(pool, claimed.match_id))
+    untouched = await rs.load(app, seeker.room_id, fresh=True)
+    assert untouched is not None and untouched.version == 1
+    assert rooms.room_status(untouched) is RoomState.AUTO_MATCHING
+
+
+async def test_a_mover_who_withdrew_after_the_target_step_leaves_the_target_room(
+    parts: tuple[RoomStore, PoolStore],
+) -> None:
+    """The withdrawal wins: the player leaves the room it was moved into (PLAYER_LEFT)."""
+    rs, pools = parts
+    app = new_app_id()
+    dan = await open_room(rs, pools, app, "dan", 1, 1)
+    eve = await open_room(rs, pools, app, "eve", 1, 1)
+    (claimed,) = await claim_all(pools, app)
+    assert claimed.group.target.room_id == dan.room_id
+    # the target step, as a matcher that died right after it would have left it
+    seat = eve.participant(eve.creator)
+    assert seat is not None
+    await rs.mutate(
+        app,
+        dan.room_id,
+        lambda d: rooms.add_automatched(
+            d, [seat], match_id=claimed.match_id, now_ms=now_ms(), limits=LIMITS
+        ),
+        request_id=f"match:{claimed.match_id}",
+    )
+    await leave(rs, eve, "eve")  # before her room was merged
+
+    retirement = await Matcher(rs, pools=pools).drive(claimed)
+    assert retirement.release == []
+    await pools.retire_many([retirement])
+    room = await rs.load(app, dan.room_id, fresh=True)
+    assert room is not None
+    moved = room.of_player("eve")
+    assert moved is not None and moved.status is PStatus.LEFT
+    assert moved.leave_reason == "PLAYER_LEFT"
+    tomb = await rs.load(app, eve.room_id, fresh=True)
+    assert tomb is not None and tomb.merged_into is None
+
+
+async def test_replaying_a_match_changes_nothing(parts: tuple[RoomStore, PoolStore]) -> None:
+    """Driving an applied match again (a takeover after a lost lease) is a no-op."""
+    rs, pools = parts
+    app = new_app_id()
+    first = await open_room(rs, pools, app, "fay", 1, 2)
+    second = await open_room(rs, pools, app, "gus", 1, 2)
+    third = await open_room(rs, pools, app, "hal", 1, 2)
+    (claimed,) = await claim_all(pools, app)
+    matcher = Matcher(rs, pools=pools)
+    await matcher.drive(claimed)
+    ids = [first.room_id, second.room_id, third.room_id]
+    before = [d.version if d else 0 for d in await rs.load_many(app, ids)]
+    again = await Matcher(rs, pools=pools).drive(claimed)
+    after = [d.version if d else 0 for d in await rs.load_many(app, ids)]
+    assert before == after and again.release == []
+    target = await rs.load(app, first.room_id, fresh=True)
+    assert target is not None and target.auto_matched == 2
+    assert [p.player_id for p in target.participants] == ["fay", "gus", "hal"]
+    for room_id in ids[1:]:
+        tomb = await rs.load(app, room_id, fresh=True)
+        assert tomb is not None and tomb.merged_into == first.room_id
