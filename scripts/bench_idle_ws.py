@@ -176,10 +176,14 @@ def main() -> None:
                 child.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 child.kill()
-        server.terminate()
-        server.wait(timeout=60)
-        valkey.terminate()
-        valkey.wait(timeout=30)
+        for process, grace in ((server, 60), (valkey, 30)):
+            process.terminate()
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                print(f"bench_idle_ws: pid {process.pid} ignored SIGTERM for {grace}s; killed")
+                process.kill()
+                process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -255,10 +255,14 @@ def main() -> None:
 
         uvloop.run(run(args, base, redis_url, server.pid))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        valkey.terminate()
-        valkey.wait(timeout=30)
+        for process, grace in ((server, 60), (valkey, 30)):
+            process.terminate()
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                print(f"bench_push: pid {process.pid} ignored SIGTERM for {grace}s; killed")
+                process.kill()
+                process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
