@@ -83,7 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     try:
-        return _run_uvicorn(args)
+        return _run_uvicorn(args, settings)
     finally:
         if store is not None:
             store.stop()
@@ -95,7 +95,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _run_uvicorn(args: argparse.Namespace) -> int:
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     # uvicorn drains, then re-raises the SIGTERM it caught with the handler it found: make
@@ -113,6 +113,12 @@ def _run_uvicorn(args: argparse.Namespace) -> int:
         workers=args.workers,
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        # SPEC §6: frames over 64 KiB are refused by the protocol (close 1009) before they
+        # are buffered; a ping every ROOMSVC_WS_PING_SECONDS, and a peer silent for as long
+        # again is closed.
+        ws_max_size=65_536,
+        ws_ping_interval=settings.ws_ping_seconds,
+        ws_ping_timeout=settings.ws_ping_seconds,
         loop="uvloop",
         http="httptools",
         log_config=None,

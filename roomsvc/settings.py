@@ -109,6 +109,7 @@ class Settings:
     ws_max_connections_per_player: int = 8
     ws_rate_per_second: int = 20
     ws_send_timeout_seconds: int = 10
+    ws_ping_seconds: int = 20
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -159,6 +160,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER": ("ws_max_connections_per_player", _int_in(1, 1000)),
     "ROOMSVC_WS_RATE_PER_SECOND": ("ws_rate_per_second", _int_in(1, 1_000_000)),
     "ROOMSVC_WS_SEND_TIMEOUT_SECONDS": ("ws_send_timeout_seconds", _int_in(1, 600)),
+    "ROOMSVC_WS_PING_SECONDS": ("ws_ping_seconds", _int_in(1, 3600)),
 }
 
 KNOWN_VARIABLES = tuple(_VARIABLES)

@@ -1,0 +1,71 @@
+"""Liveness on the realtime channel (SPEC §6: ping every 20 s and close a silent peer), with
+ROOMSVC_WS_PING_SECONDS=1 so the test need not wait 40 s."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.support import UNIT, ServerProcess, ValkeyProcess, new_app_id, token
+
+
+@pytest.fixture(scope="module")
+def pinging_server(valkey: ValkeyProcess) -> Iterator[ServerProcess]:
+    server = ServerProcess(valkey.url, env={"ROOMSVC_WS_PING_SECONDS": "1"}).start()
+    yield server
+    server.stop()
+
+
+def _handshake(server: ServerProcess, player: str, app: str) -> socket.socket:
+    """A raw WebSocket handshake: this peer will never answer a ping."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=100 * UNIT)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /games/v1/realtime?access_token={token(player, app)} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    sock.sendall(request.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head[:80]
+    return sock
+
+
+def test_a_silent_peer_is_pinged_then_closed(pinging_server: ServerProcess) -> None:
+    """The server pings; a peer that never answers is disconnected after the ping timeout."""
+    sock = _handshake(pinging_server, "mute", new_app_id())
+    received = b""
+    deadline = time.monotonic() + 200 * UNIT
+    with sock:
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break  # the server closed the TCP connection
+            received += chunk
+        else:
+            raise AssertionError("a silent peer was never disconnected")
+    assert b"\x89" in received  # a ping frame (FIN + opcode 0x9) reached the peer
+
+
+async def test_a_live_peer_answering_pings_stays_connected(pinging_server: ServerProcess) -> None:
+    """A client that answers pings (every real client library does) outlives several of them."""
+    url = pinging_server.base_url.replace("http://", "ws://") + "/games/v1/realtime"
+    headers = {"Authorization": f"Bearer {token('chatty', new_app_id())}"}
+    async with connect(url, additional_headers=headers, compression=None,
+                       ping_interval=None) as ws:  # fmt: skip
+        await ws.recv()  # welcome
+        started = time.monotonic()
+        while time.monotonic() - started < 30 * UNIT:  # three server pings at 1 s
+            await ws.ping()
+            await asyncio.sleep(5 * UNIT)
+        pong = await ws.ping()
+        await pong  # still open: the pong came back
