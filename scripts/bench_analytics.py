@@ -38,7 +38,7 @@ from roomsvc.store.embedded import free_port, server_binary
 SECRET = "bench-secret-" + "x" * 24
 
 
-def wait_for(check: Any, timeout: float = 30.0) -> None:
+def wait_for(check: Any, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
