@@ -4,6 +4,7 @@ by two `serve` commands by accident."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -239,3 +240,32 @@ def test_with_redis_url_no_store_is_started(server: ServerProcess) -> None:
     assert not any("valkey-server" in cmdline(pid) for pid in children(server.process.pid))
     assert not (server.cwd / ".roomsvc").exists()
     assert ready(server)
+
+
+async def test_the_quickstart_store_carries_realtime_pushes(workdir: Path) -> None:
+    """On the embedded store (a unix socket) a room change reaches the invitee's WebSocket."""
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from tests.support import auth, token
+
+    server = ServerProcess(None, cwd=workdir).start()
+    try:
+        url = server.base_url.replace("http://", "ws://") + "/games/v1/realtime"
+        headers = {"Authorization": f"Bearer {token('bob', 'demo')}"}
+        async with connect(url, additional_headers=headers, compression=None) as bob:
+            welcome = json.loads(await bob.recv())
+            assert welcome["method"] == "welcome"
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                created = await http.post("/games/v1/rooms/create", headers=auth("alice", "demo"),
+                                          json={"invitedPlayerIds": ["bob"]})  # fmt: skip
+            room_id = created.json()["roomId"]
+            while True:
+                message = json.loads(await asyncio.wait_for(bob.recv(), 100 * UNIT))
+                if message.get("method") == "roomStatus":
+                    break
+            assert message["params"]["roomId"] == room_id
+            assert message["params"]["status"] == "ROOM_INVITING"
+    finally:
+        assert server.stop() == 0

@@ -39,12 +39,14 @@ _RESYNC = b"resync"
 def _client(url: str) -> Any:
     # A node of a cluster serves plain SUBSCRIBE: PUBLISH reaches subscribers on every node.
     url = url.replace("+cluster://", "://", 1)
+    # TCP keepalive helps find a half-open link; a unix socket (the embedded store) has none.
+    keepalive = {} if url.startswith("unix://") else {"socket_keepalive": True}
     return aioredis.Redis.from_url(
         url,
         socket_connect_timeout=2.0,
-        socket_keepalive=True,
         health_check_interval=0,
         retry=Retry(NoBackoff(), 0),
+        **keepalive,
     )
 
 
