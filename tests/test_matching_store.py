@@ -4,6 +4,7 @@ nothing. A private valkey keeps every other process's matcher away from these po
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,7 +15,7 @@ from roomsvc import matching, rooms
 from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc, RoomState
 from roomsvc.rooms_service import new_room_id
 from roomsvc.store import keys
-from roomsvc.store.match_apply import Matcher
+from roomsvc.store.match_apply import Matcher, run_forever
 from roomsvc.store.matcher_store import Claimed, PoolStore
 from roomsvc.store.room_store import RoomStore, now_ms
 from tests.support import ValkeyProcess, new_app_id
@@ -149,3 +150,23 @@ async def test_replaying_a_match_changes_nothing(parts: tuple[RoomStore, PoolSto
     for room_id in ids[1:]:
         tomb = await rs.load(app, room_id, fresh=True)
         assert tomb is not None and tomb.merged_into == first.room_id
+
+
+async def test_shutdown_hands_over_the_claims_in_flight(
+    parts: tuple[RoomStore, PoolStore],
+) -> None:
+    """A matcher stopped mid-apply (SIGTERM) ends its leases at once (SPEC §12 item 11)."""
+    rs, pools = parts
+    app = new_app_id()
+    await open_room(rs, pools, app, "ida", 1, 1)
+    await open_room(rs, pools, app, "jon", 1, 1)
+    (claimed,) = await claim_all(pools, app)
+    matcher = Matcher(rs, pools=pools)
+    matcher._driving[claimed.match_id] = claimed  # as if this process were applying it
+    running = asyncio.create_task(run_forever(matcher))
+    await asyncio.sleep(0.05)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    pool = keys.pool_id(app, None)
+    assert await rs.store.zscore(keys.pool_matches(pool), claimed.match_id) == 0
+    assert await pools.lapsed(pool, now_ms()) == [claimed.match_id]

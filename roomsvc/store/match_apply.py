@@ -166,10 +166,10 @@ class Matcher:
             retirements, slow = await self._apply_batch(claimed)
         except Exception:
             log.exception("batch apply failed; the records are finished after their lease")
-            return
-        finally:
-            for c in claimed:
-                self._driving.pop(c.match_id, None)
+            retirements, slow = [], []
+        # (on cancellation the claims stay listed, for release_claims to hand them over)
+        for c in claimed:
+            self._driving.pop(c.match_id, None)
         outcomes = await asyncio.gather(*(self._drive_guarded(c) for c in slow))
         await self.pools.retire_many([*retirements, *(o for o in outcomes if o is not None)])
 
@@ -253,13 +253,14 @@ class Matcher:
         self._driving[claimed.match_id] = claimed
         try:
             async with self._gate:
-                return await self.drive(claimed)
+                outcome = await self.drive(claimed)
         except Exception:
             # The record keeps its lease; once it lapses, any process finishes it.
             log.exception("match apply failed", extra={"match_id": claimed.match_id})
-            return None
-        finally:
-            self._driving.pop(claimed.match_id, None)
+            outcome = None
+        # (on cancellation the claim stays listed, for release_claims to hand it over)
+        self._driving.pop(claimed.match_id, None)
+        return outcome
 
     # ---- applying one match -----------------------------------------------------------------
 
