@@ -18,10 +18,9 @@ from typing import Any
 import msgspec
 
 from roomsvc.metrics import ROOM_TRANSITIONS
-from roomsvc.rooms import RoomDoc, RoomState, room_status
-from roomsvc.store import keys
+from roomsvc.rooms import RoomDoc, room_status
 from roomsvc.store.connection import run_scripts
-from roomsvc.store.room_store import LIVE_ROOM_TTL_MS, RoomStore
+from roomsvc.store.room_store import RoomStore
 from roomsvc.store.scripts import register
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -44,37 +43,22 @@ class BatchWriter:
 
     async def load_many(self, rooms: Sequence[tuple[str, str]]) -> list[RoomDoc | None]:
         """(app, roomId) pairs -> their current documents, in one pipeline."""
-        if not rooms:
-            return []
-        async with self.store.pipeline(transaction=False) as pipe:
-            for app, room_id in rooms:
-                pipe.hget(keys.room(app, room_id), "d")
-            raws = await pipe.execute()
-        return [None if raw is None else _decode(raw) for raw in raws]
+        return await self.rooms.load_each(rooms)
 
     async def write_many(self, writes: Sequence[Write]) -> list[tuple[int, RoomDoc | None]]:
         """Each write's outcome: (APPLIED, new) | (REPLAYED, current) | (CONFLICT, current)."""
         if not writes:
             return []
-        diffs = [self.rooms._index_diff(w.old, w.new) for w in writes]
+        diffs = [self.rooms.index_changes(w.old, w.new) for w in writes]
         adds = [(w.new, key) for w, (add, _) in zip(writes, diffs, strict=True) for key in add]
         if adds:
             async with self.store.pipeline(transaction=False) as pipe:
                 for doc, key in adds:
                     pipe.zadd(key, {doc.room_id: doc.updated_ms})
                 await pipe.execute()
-        calls = []
-        for w in writes:
-            doc = w.new
-            deleted = room_status(doc) is RoomState.DELETED
-            ttl = self.rooms.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
-            channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
-            calls.append((
-                self._cas,
-                [keys.room(doc.app_id, doc.room_id), keys.room_applied(doc.app_id, doc.room_id)],
-                [w.old.version, doc.version, _encode(doc), w.request_id, ttl,
-                 f"{doc.room_id} {doc.version}", *channels],
-            ))  # fmt: skip
+        calls = [
+            (self._cas, *self.rooms.cas_call(w.new, w.old.version, w.request_id)) for w in writes
+        ]
         replies = await run_scripts(self.store, calls)
         outcomes: list[tuple[int, RoomDoc | None]] = []
         removes: list[tuple[RoomDoc, str]] = []

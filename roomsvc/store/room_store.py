@@ -19,7 +19,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import msgspec
@@ -75,11 +75,15 @@ class RoomStore:
         self._remember(key, doc)
         return doc
 
-    async def load_many(self, app: str, room_ids: list[str]) -> list[RoomDoc | None]:
-        if not room_ids:
+    async def load_many(self, app: str, room_ids: Sequence[str]) -> list[RoomDoc | None]:
+        return await self.load_each([(app, room_id) for room_id in room_ids])
+
+    async def load_each(self, rooms: Sequence[tuple[str, str]]) -> list[RoomDoc | None]:
+        """(app, roomId) pairs -> their current documents, in one pipeline."""
+        if not rooms:
             return []
         async with self.store.pipeline(transaction=False) as pipe:
-            for room_id in room_ids:
+            for app, room_id in rooms:
                 pipe.hget(keys.room(app, room_id), "d")
             raws = await pipe.execute()
         return [None if raw is None else _decode(raw) for raw in raws]
@@ -104,7 +108,7 @@ class RoomStore:
 
     async def create(self, doc: RoomDoc, request_id: str) -> Applied:
         """Write a new room (version 1); a replay of the same request returns the room."""
-        await self._index_add(doc, self._index_diff(None, doc)[0])
+        await self._index_add(doc, self.index_changes(None, doc)[0])
         await self.store.zadd(
             keys.timer_shard_of(doc.app_id, doc.room_id),
             {f"{doc.app_id}/{doc.room_id}": next_deadline(doc, self.limits) or 0},
@@ -151,7 +155,7 @@ class RoomStore:
                         return Applied(doc, False)
                     doc, confirmed = await self.load(app, room_id, fresh=True), True
                     continue
-                adds, removes = self._index_diff(doc, new)
+                adds, removes = self.index_changes(doc, new)
                 await self._index_add(new, adds)
                 outcome, current = await self._write(
                     new, expected=doc.version, request_id=request_id
@@ -195,18 +199,24 @@ class RoomStore:
         self._remember(keys.room(app, room_id), doc)
         return doc
 
+    def cas_call(self, doc: RoomDoc, expected: int, request_id: str) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of `room_cas.lua` writing `doc` over version `expected`: the one
+        place that decides TTLs and who is told (also used by the matcher's batches)."""
+        deleted = room_status(doc) is RoomState.DELETED
+        ttl = self.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
+        channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
+        return (
+            [keys.room(doc.app_id, doc.room_id), keys.room_applied(doc.app_id, doc.room_id)],
+            [expected, doc.version, _encode(doc), request_id, ttl,
+             f"{doc.room_id} {doc.version}", *channels],
+        )  # fmt: skip
+
     async def _write(
         self, doc: RoomDoc, *, expected: int, request_id: str
     ) -> tuple[int, RoomDoc | None]:
         key = keys.room(doc.app_id, doc.room_id)
-        deleted = room_status(doc) is RoomState.DELETED
-        ttl = self.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
-        channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
-        reply = await self._cas(
-            keys=[key, keys.room_applied(doc.app_id, doc.room_id)],
-            args=[expected, doc.version, _encode(doc), request_id, ttl,
-                  f"{doc.room_id} {doc.version}", *channels],
-        )  # fmt: skip
+        cas_keys, cas_args = self.cas_call(doc, expected, request_id)
+        reply = await self._cas(keys=cas_keys, args=cas_args)
         outcome = int(reply[0])
         if outcome == 1:
             self._remember(key, doc)
@@ -229,7 +239,7 @@ class RoomStore:
         return joined, invited
 
     @classmethod
-    def _index_diff(cls, old: RoomDoc | None, new: RoomDoc) -> tuple[list[str], list[str]]:
+    def index_changes(cls, old: RoomDoc | None, new: RoomDoc) -> tuple[list[str], list[str]]:
         """The index keys to add the room to (before its write) and remove it from (after)."""
         old_joined, old_invited = cls._memberships(old)
         new_joined, new_invited = cls._memberships(new)
