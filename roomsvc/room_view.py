@@ -28,8 +28,7 @@ class ViewContext:
 
     locale: str = "en"
     base_url: str = ""
-    wait_estimate_seconds: int | None = None
-    # (applicationId, variant) -> the pool's estimate; wins over wait_estimate_seconds (SPEC §5)
+    # (applicationId, variant) -> the pool's recent waits, in seconds (SPEC §5)
     wait_estimate: Callable[[str, int | None], int | None] | None = None
 
 
@@ -109,9 +108,7 @@ def _auto_status(
 ) -> wire.RoomAutoMatchStatus | None:
     if status is not RoomState.AUTO_MATCHING and not room.ticket_open:
         return None
-    seconds = ctx.wait_estimate_seconds
-    if ctx.wait_estimate is not None:
-        seconds = ctx.wait_estimate(room.app_id, room.variant)
+    seconds = ctx.wait_estimate(room.app_id, room.variant) if ctx.wait_estimate else None
     return wire.RoomAutoMatchStatus(wait_estimate_seconds=seconds)
 
 
