@@ -29,6 +29,7 @@ import enum
 from collections.abc import Container, Sequence
 from typing import NamedTuple, NoReturn
 
+from roomsvc import paging
 from roomsvc.errors import N_, InvalidArgument
 
 MINUTE_MS = 60_000
@@ -162,20 +163,7 @@ def plan_record(
 
 def page_size(raw: int | str | None) -> int:
     """`maxResults` as an int; absent means the largest page."""
-    if raw is None or raw == "":
-        return MAX_PAGE_SIZE
-    try:
-        value = int(raw) if not isinstance(raw, bool | float) else 0
-    except (TypeError, ValueError):
-        value = 0
-    if not 1 <= value <= MAX_PAGE_SIZE:
-        raise InvalidArgument(
-            N_("Invalid value for field {field}: must be a whole number from {low} to {high}."),
-            field="maxResults",
-            low=1,
-            high=MAX_PAGE_SIZE,
-        )
-    return value
+    return paging.page_size(raw, high=MAX_PAGE_SIZE, default=MAX_PAGE_SIZE)
 
 
 def encode_page_token(list_name: str, position: str) -> str:

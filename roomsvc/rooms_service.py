@@ -14,12 +14,14 @@ import msgspec
 from roomsvc import rooms, wire
 from roomsvc.auth import Principal
 from roomsvc.errors import N_, InvalidArgument, NotFound
+from roomsvc.paging import page_size
 from roomsvc.room_view import ViewContext, render_room, render_status
 from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc
 from roomsvc.store import keys
 from roomsvc.store.matcher_store import PoolStore
 from roomsvc.store.room_store import RoomStore, now_ms
 
+LIST_MAX_RESULTS, LIST_DEFAULT_RESULTS = 500, 100  # rooms.list (SPEC §3)
 CREATE_REQUEST_TTL_S = 86_400  # requestId makes create idempotent per player for 24 h
 
 
@@ -195,11 +197,13 @@ class RoomsService:
     async def list_invitations(
         self,
         principal: Principal,
-        max_results: int,
+        max_results: int | str | None,
         page_token: str | None,
         ctx: ViewContext,
     ) -> wire.RoomList:
-        """The caller's pending invitations, oldest first, verified against each room."""
+        """The caller's pending invitations, oldest first, verified against each room;
+        `maxResults` 1..500 (default 100) whatever the transport sent (SPEC §3)."""
+        max_results = page_size(max_results, high=LIST_MAX_RESULTS, default=LIST_DEFAULT_RESULTS)
         inbox = keys.player_invitations(principal.app_id, principal.player_id)
         cursor = decode_page_token(page_token)
         items: list[wire.Room] = []

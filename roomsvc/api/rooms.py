@@ -9,13 +9,11 @@ from starlette.routing import Route
 from roomsvc import wire
 from roomsvc.api_spec import LANGUAGE, PAGE_TOKEN, api_method, max_results
 from roomsvc.auth import SCOPE_GAMES
-from roomsvc.errors import N_, InvalidArgument
 from roomsvc.room_view import ANON_AVATARS, ViewContext
-from roomsvc.rooms_service import RoomsService
+from roomsvc.rooms_service import LIST_MAX_RESULTS, RoomsService
 from roomsvc.store.room_timers import timers_duty
 from roomsvc.web import authenticate, locale_of, read_body, respond
 
-LIST_MAX_RESULTS = (1, 500)
 SCOPES = (SCOPE_GAMES,)
 
 
@@ -29,21 +27,6 @@ def view_context(request: Request) -> ViewContext:
         base_url=str(request.base_url).rstrip("/"),
         wait_estimate=getattr(request.app.state, "wait_estimate", None),
     )
-
-
-def max_results_param(request: Request, low: int, high: int, default: int) -> int:
-    raw = request.query_params.get("maxResults")
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise InvalidArgument(
-            N_("{field} must be between {low} and {high}."), field="maxResults", low=low, high=high
-        )
-    return value
 
 
 @api_method(
@@ -153,13 +136,15 @@ async def report_status(request: Request) -> Response:
     description="Returns invitations to join rooms.",
     scopes=SCOPES,
     response=wire.RoomList,
-    query=(LANGUAGE, max_results(*LIST_MAX_RESULTS), PAGE_TOKEN),
+    query=(LANGUAGE, max_results(1, LIST_MAX_RESULTS), PAGE_TOKEN),
 )
 async def list_rooms(request: Request) -> Response:
     principal = authenticate(request, SCOPE_GAMES)
-    limit = max_results_param(request, *LIST_MAX_RESULTS, default=100)
     rooms = await _service(request).list_invitations(
-        principal, limit, request.query_params.get("pageToken"), view_context(request)
+        principal,
+        request.query_params.get("maxResults"),
+        request.query_params.get("pageToken"),
+        view_context(request),
     )
     return respond(request, rooms)
 

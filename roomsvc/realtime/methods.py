@@ -21,7 +21,6 @@ from roomsvc.room_view import ViewContext
 from roomsvc.web import decode_json
 
 T = TypeVar("T")
-ROOMS_LIST_MAX_RESULTS = (1, 500, 100)  # as REST rooms.list (low, high, default)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,21 +46,6 @@ def room_id_of(params: Params) -> str:
     if not params.room_id:
         raise InvalidArgument(N_("{field} is required."), field="roomId")
     return params.room_id
-
-
-def max_results_of(params: Params, low: int, high: int, default: int) -> int:
-    raw = params.max_results
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise InvalidArgument(
-            N_("{field} must be between {low} and {high}."), field="maxResults", low=low, high=high
-        )
-    return value
 
 
 def _rooms(state: Any, caller: Caller) -> Any:
@@ -106,8 +90,9 @@ async def _report_status(state: Any, c: Caller, params: Params) -> Any:
 
 
 async def _list(state: Any, c: Caller, params: Params) -> Any:
-    limit = max_results_of(params, *ROOMS_LIST_MAX_RESULTS)
-    return await _rooms(state, c).list_invitations(c.principal, limit, params.page_token, c.ctx)
+    return await _rooms(state, c).list_invitations(
+        c.principal, params.max_results, params.page_token, c.ctx
+    )
 
 
 async def _events_record(state: Any, c: Caller, params: Params) -> Any:
