@@ -184,6 +184,7 @@ async def run(args: argparse.Namespace, redis_url: str, base: str, pids: dict[st
         # Warm up both paths (script load, connections) outside the measured windows.
         await http_phase(base, raw, 0.5, args.concurrency)
         await store.delete(analytics_keys.stream(app_id))
+        pids = {**pids, "client": os.getpid()}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         requests, http_elapsed = await http_phase(base, raw, args.seconds, args.concurrency)
         cpu = {
