@@ -1,0 +1,210 @@
+"""What each kind of game does, from the first request to the last (SPEC §3-§6):
+
+- invite: the host creates a room inviting the others; each learns of it from the push, joins;
+- auto: one player creates a room with autoMatchingCriteria and waits for the push showing the
+  room it was matched into;
+- drop: an invitation game in which one invitee cuts its socket during play; the others wait
+  for the push showing it LEFT (presence, SPEC §6).
+
+Then every participant reports its peers connected, waits for ROOM_ACTIVE, plays (a short
+random sleep, sometimes an events.record) and leaves. Every unexpected reply, state, close or
+timeout raises `Failure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from typing import Any
+
+from loadgen.client import LIVE, Client, version_of
+from loadgen.players import Players
+from loadgen.stats import Failure, Stats
+
+
+class Games:
+    def __init__(self, args: argparse.Namespace, stats: Stats, rng: random.Random,
+                 players: Players) -> None:  # fmt: skip
+        self.args, self.stats, self.rng, self.players = args, stats, rng, players
+        self.presence_timeout = 3 * args.presence_grace + 10
+
+    async def game(self, kind: str, players: list[Client]) -> None:
+        """Play one game, count what failed, and give the players back."""
+        try:
+            if kind == "auto":
+                await self.auto_game(players[0])
+            else:
+                await self.invite_game(players, kind)
+        except Failure as failure:
+            self.stats.error(failure)
+        except Exception as exc:  # a bug here must still end the run with a report
+            self.stats.error(Failure("client exception", repr(exc)))
+        finally:
+            self.players.release(*players)
+
+    # ---- one participant's game ----------------------------------------------------------------
+
+    async def play_room(self, me: Client, room_id: str, kind: str,
+                        dropper: asyncio.Future[tuple[float, str]] | None,
+                        i_drop: bool) -> None:  # fmt: skip
+        """From a joined room to the end: report, wait ACTIVE, play, then leave (or drop)."""
+        t = self.args.timeout
+
+        def connecting() -> dict[str, Any] | None:
+            room = me.rooms.get(room_id) or {}
+            if room.get("status") == "ROOM_DELETED":
+                raise Failure("room ended early", f"{room_id} for {me.player}")
+            parts = room.get("participants") or ()
+            if room.get("status") in LIVE and all(
+                p.get("status") != "PARTICIPANT_INVITED" for p in parts
+            ):
+                return room
+            return None
+
+        room = await me.wait(f"{room_id} CONNECTING", connecting, t)
+        mine = me.me(room)
+        if mine is None or mine.get("status") != "PARTICIPANT_JOINED":
+            seen = {k: (mine or {}).get(k) for k in ("status", "leaveReason")}
+            raise Failure("not joined", f"{me.player} in {room_id} ({kind}): {seen}, room "
+                          f"{room.get('status')} v{version_of(room)}")  # fmt: skip
+        peers = [p["id"] for p in room["participants"]
+                 if p["id"] != mine["id"] and p.get("status") == "PARTICIPANT_JOINED"]  # fmt: skip
+        updates = [{"participantId": pid, "status": "CONNECTION_ESTABLISHED"} for pid in peers]
+        status = await me.call("reportStatus", "rooms.reportStatus", t, roomId=room_id,
+                               body={"updates": updates})  # fmt: skip
+        if status.get("status") != "ROOM_ACTIVE":
+
+            def active() -> bool:
+                room = me.rooms.get(room_id) or {}
+                # coalesced pushes may skip ACTIVE when a peer already finished and left
+                return room.get("status") == "ROOM_ACTIVE" or any(
+                    p.get("status") == "PARTICIPANT_LEFT" for p in room.get("participants") or ()
+                )
+
+            await me.wait(f"{room_id} ACTIVE", active, t)
+        await asyncio.sleep(self.rng.uniform(self.args.play_min, self.args.play_max))
+        if self.rng.random() < self.args.record_share:
+            await self.record(me)
+        if i_drop and dropper is not None:
+            dropper.set_result((time.perf_counter(), mine["id"]))
+            me.drop()
+            return
+        if dropper is not None:
+            try:
+                dropped_at, gone = await asyncio.wait_for(asyncio.shield(dropper), t)
+            except TimeoutError:
+                raise Failure("timeout", f"{me.player} waiting for the drop") from None
+
+            def presence_left() -> bool:
+                room = me.rooms.get(room_id) or {}
+                return any(p["id"] == gone and p.get("status") == "PARTICIPANT_LEFT"
+                           for p in room.get("participants") or ())  # fmt: skip
+
+            await me.wait(f"presence leave in {room_id}", presence_left, self.presence_timeout)
+            self.stats.lat["presence"].append(time.perf_counter() - dropped_at)
+        left = await me.call("leave", "rooms.leave", t, roomId=room_id,
+                             body={"reason": "PLAYER_LEFT"})  # fmt: skip
+        if left.get("status") == "ROOM_DELETED":
+            self.stats.games[kind] += 1
+
+    async def record(self, me: Client) -> None:
+        end = int(time.time() * 1000)
+        period = {"periodStartMillis": str(end - 60_000), "periodEndMillis": str(end)}
+        body = {"requestId": str(self.rng.getrandbits(62)), "currentTimeMillis": str(end),
+                "timePeriods": [{"timePeriod": period, "updates": [
+                    {"definitionId": self.args.event, "updateCount": "1"}]}]}  # fmt: skip
+        reply = await me.call("record", "events.record", self.args.timeout, body=body)
+        failures = (reply.get("batchFailures") or []) + (reply.get("eventFailures") or [])
+        if failures:
+            raise Failure("events.record failure", str(failures[0])[:200])
+
+    # ---- games ---------------------------------------------------------------------------------
+
+    async def invite_game(self, players: list[Client], kind: str) -> None:
+        host, *guests = players
+        t = self.args.timeout
+        body = {"invitedPlayerIds": [g.player for g in guests],
+                "requestId": str(self.rng.getrandbits(62))}  # fmt: skip
+        room = await host.call("create", "rooms.create", t, body=body)
+        room_id = room["roomId"]
+        dropper = asyncio.get_running_loop().create_future() if kind == "drop" else None
+        drops = self.rng.choice(guests) if dropper is not None else None
+
+        async def guest(me: Client) -> None:
+            await me.wait(f"invitation {room_id}", lambda: room_id in me.rooms, t)
+            await me.call("join", "rooms.join", t, roomId=room_id, body={})
+            await self.play_room(me, room_id, kind, dropper, me is drops)
+
+        await gather_all(self.play_room(host, room_id, kind, dropper, False),
+                         *(guest(g) for g in guests))  # fmt: skip
+
+    async def auto_game(self, me: Client) -> None:
+        t = self.args.timeout
+        most = self.rng.randint(1, 3)
+        criteria = {"minAutoMatchingPlayers": 1, "maxAutoMatchingPlayers": most}
+        room = await me.call("create", "rooms.create", t, body={"autoMatchingCriteria": criteria})
+        own, opened = room["roomId"], time.perf_counter()
+
+        def matched() -> str | None:
+            if (me.rooms.get(own) or {}).get("status") in LIVE:
+                return own
+            for room_id, room in me.rooms.items():
+                part = me.me(room)
+                joined = part is not None and part.get("status") == "PARTICIPANT_JOINED"
+                if (
+                    room_id != own
+                    and room.get("status") in LIVE
+                    and joined
+                    and (room_id not in me.finished)
+                ):
+                    return room_id
+            return None
+
+        while True:
+            try:
+                target = await me.wait(f"match for {own}", matched, min(t, 2.0))
+                break
+            except Failure as failure:
+                if failure.kind != "timeout" or me.closed:
+                    raise
+                if time.perf_counter() - opened > t:
+                    raise Failure("not matched", await self.explain(me, own)) from None
+                if self.players.stopping and await self.withdraw(me, own):
+                    return
+        self.stats.lat["matched"].append(time.perf_counter() - opened)
+        await self.play_room(me, target, "auto", None, False)
+
+    async def explain(self, me: Client, own: str) -> str:
+        """What the store says of a ticket no push showed as matched."""
+        pushed = {k: version_of(v) for k, v in me.rooms.items()}
+        room = await me.call(None, "rooms.get", self.args.timeout, roomId=own)
+        text = f"{own} after {self.args.timeout:.0f}s: {room.get('status')} v{version_of(room)}"
+        if merged := room.get("mergedIntoRoomId"):
+            into = await me.call(None, "rooms.get", self.args.timeout, roomId=merged)
+            text += f", merged into {merged}: {into.get('status')} v{version_of(into)}"
+            text += f", last pushed v{pushed.get(merged, 'none')}"
+        return text
+
+    async def withdraw(self, me: Client, own: str) -> bool:
+        """The run is over and no match came: leave the room (True), unless it was merged into
+        another one meanwhile (False: the push shows where, and that game is played out)."""
+        try:
+            await me.call(None, "rooms.leave", self.args.timeout, roomId=own, body={})
+        except Failure as failure:
+            if failure.kind.endswith("error 409"):
+                return False  # merged meanwhile: the push shows where, play it out
+            raise
+        # Left either way: the ticket alone (the room ended), or, when a match had just filled
+        # the room, the game too: the others keep it (SPEC §4).
+        self.stats.withdrawn += 1
+        return True
+
+
+async def gather_all(*aws: Any) -> None:
+    """Like gather, but every participant finishes (or fails) before the first error is raised."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
