@@ -16,9 +16,10 @@ for everybody.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -107,27 +108,6 @@ async def record(
     )
 
 
-async def list_by_player(
-    store: Store,
-    settings: Settings,
-    config: Config,
-    principal: Principal,
-    locale: str,
-    max_results: int | str | None = None,
-    page_token: str | None = None,
-) -> wire.PlayerEventListResponse:
-    """events.listByPlayer: the caller's counters, by definition id, a page at a time."""
-    principal.require_scope(*SCOPES)
-    size = page_size(max_results)
-    after = decode_page_token(_PLAYER_EVENTS, page_token)
-    counters = await events_store.counters(store, principal.app_id, principal.player_id)
-    ids = sorted(d for d in counters if after is None or d > after)
-    page = ids[:size]
-    token = encode_page_token(_PLAYER_EVENTS, page[-1]) if len(ids) > size else None
-    items = [_player_event(principal, locale, d, counters[d]) for d in page]
-    return wire.PlayerEventListResponse(items, token)
-
-
 def _definition(event: EventDefinitionConfig, locale: str) -> wire.EventDefinition:
     return wire.EventDefinition(
         id=event.id,
@@ -139,66 +119,81 @@ def _definition(event: EventDefinitionConfig, locale: str) -> wire.EventDefiniti
     )
 
 
-async def list_definitions(
-    store: Store,
-    settings: Settings,
-    config: Config,
-    principal: Principal,
-    locale: str,
-    max_results: int | str | None = None,
-    page_token: str | None = None,
-) -> wire.EventDefinitionListResponse:
-    """events.listDefinitions: the app's definitions in config order, localized."""
-    principal.require_scope(*SCOPES)
-    size = page_size(max_results)
-    start = decode_index_token(_DEFINITIONS, page_token)
+Cursor = TypeVar("Cursor")
+Item = TypeVar("Item")
+Page = TypeVar("Page", bound=msgspec.Struct)
+# What a list holds past a page token: (position its own page token would carry, item), in order.
+Positioned = list[tuple[str, Item]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _List(Generic[Cursor, Item, Page]):
+    """One list method (SPEC §3 paging): `maxResults` items past `pageToken`, and a token for
+    the next page only when more follow. Tokens name their list, so one list's token is a 400
+    on the other."""
+
+    name: str
+    decode: Callable[[str, str | None], Cursor]  # the token -> where the page starts
+    items: Callable[[Store, Config, Principal, Cursor], Awaitable[Positioned[Item]]]
+    render: Callable[[Principal, str, Item], Any]
+    page: Callable[[list[Any], str | None], Page]
+
+    async def __call__(
+        self,
+        store: Store,
+        settings: Settings,
+        config: Config,
+        principal: Principal,
+        locale: str,
+        max_results: int | str | None = None,
+        page_token: str | None = None,
+    ) -> Page:
+        principal.require_scope(*SCOPES)
+        size = page_size(max_results)
+        after = self.decode(self.name, page_token)
+        found = await self.items(store, config, principal, after)
+        shown = found[:size]
+        token = encode_page_token(self.name, shown[-1][0]) if len(found) > size else None
+        return self.page([self.render(principal, locale, item) for _, item in shown], token)
+
+
+async def _counters_after(
+    store: Store, config: Config, principal: Principal, after: str | None
+) -> Positioned[tuple[str, int]]:
+    """The caller's counters, by definition id, past the id `after`."""
+    counters = await events_store.counters(store, principal.app_id, principal.player_id)
+    ids = sorted(d for d in counters if after is None or d > after)
+    return [(d, (d, counters[d])) for d in ids]
+
+
+async def _definitions_from(
+    store: Store, config: Config, principal: Principal, start: int
+) -> Positioned[EventDefinitionConfig]:
+    """The app's definitions in config order from index `start`; a HIDDEN one only once the
+    caller's counter for it is not zero."""
     definitions = _definitions(config, principal.app_id)
     hidden = [d.id for d in definitions[start:] if d.visibility == "HIDDEN"]
     seen = await events_store.counters_of(store, principal.app_id, principal.player_id, hidden)
-    visible = [
-        (index, d)
+    return [
+        (str(index + 1), d)
         for index, d in enumerate(definitions)
         if index >= start and (d.visibility != "HIDDEN" or seen.get(d.id, 0) > 0)
     ]
-    page = visible[:size]
-    token = None
-    if len(visible) > size:
-        token = encode_page_token(_DEFINITIONS, str(page[-1][0] + 1))
-    return wire.EventDefinitionListResponse([_definition(d, locale) for _, d in page], token)
 
 
-# JSON-RPC (SPEC §6): the socket layer negotiates `locale` (params.language, else the
-# connection's) and calls METHODS[name](store, settings, config, principal, locale, params)
-# with params {"body", "language", "maxResults", "pageToken"}; the result encodes as on REST.
-RpcMethod = Callable[
-    [Store, Settings, Config, Principal, str, Mapping[str, Any]], Awaitable[msgspec.Struct]
-]
-
-
-async def _rpc_record(
-    store: Store, s: Settings, c: Config, p: Principal, locale: str, params: Mapping[str, Any]
-) -> msgspec.Struct:
-    return await record(store, s, c, p, locale, params.get("body"))
-
-
-async def _rpc_list_by_player(
-    store: Store, s: Settings, c: Config, p: Principal, locale: str, params: Mapping[str, Any]
-) -> msgspec.Struct:
-    return await list_by_player(
-        store, s, c, p, locale, params.get("maxResults"), params.get("pageToken")
-    )
-
-
-async def _rpc_list_definitions(
-    store: Store, s: Settings, c: Config, p: Principal, locale: str, params: Mapping[str, Any]
-) -> msgspec.Struct:
-    return await list_definitions(
-        store, s, c, p, locale, params.get("maxResults"), params.get("pageToken")
-    )
-
-
-METHODS: dict[str, RpcMethod] = {
-    "events.record": _rpc_record,
-    "events.listByPlayer": _rpc_list_by_player,
-    "events.listDefinitions": _rpc_list_definitions,
-}
+# events.listByPlayer: the caller's counters, by definition id, a page at a time.
+list_by_player = _List(
+    _PLAYER_EVENTS,
+    decode_page_token,
+    _counters_after,
+    lambda principal, locale, item: _player_event(principal, locale, *item),
+    wire.PlayerEventListResponse,
+)
+# events.listDefinitions: the app's definitions in config order, localized.
+list_definitions = _List(
+    _DEFINITIONS,
+    decode_index_token,
+    _definitions_from,
+    lambda principal, locale, event: _definition(event, locale),
+    wire.EventDefinitionListResponse,
+)

@@ -14,7 +14,7 @@ from redis.cluster import key_slot
 from roomsvc.auth import SCOPE_GAMES, Principal
 from roomsvc.config import load_config
 from roomsvc.events import DAY_MS, Period, PeriodUpdates, Update
-from roomsvc.events_service import METHODS, now_ms
+from roomsvc.events_service import list_by_player, list_definitions, now_ms, record
 from roomsvc.settings import Settings
 from roomsvc.store import events_keys, events_store
 from roomsvc.store.events_store import PERIOD_KEEP_MS, REQUEST_ID_TTL_MS, RecordStatus
@@ -124,8 +124,8 @@ async def test_concurrent_scripts_apply_one_request_once(store: aioredis.Redis) 
     assert await events_store.counters(store, app, player) == {"ev": 3}
 
 
-async def test_rpc_methods_share_the_rest_service(store: aioredis.Redis) -> None:
-    """The JSON-RPC table takes {"body", "maxResults", "pageToken"} params, answers REST shapes."""
+async def test_service_functions_answer_in_the_callers_language(store: aioredis.Redis) -> None:
+    """The functions REST and JSON-RPC share: a dict body, maxResults as int or string."""
     config = load_config()
     settings = Settings()
     principal = Principal("pl-" + uuid.uuid4().hex[:8], "demo", frozenset({SCOPE_GAMES}))
@@ -140,10 +140,10 @@ async def test_rpc_methods_share_the_rest_service(store: aioredis.Redis) -> None
         ],
     }
     args = (store, settings, config, principal, "es")
-    recorded = msgspec.to_builtins(await METHODS["events.record"](*args, {"body": body}))
+    recorded = msgspec.to_builtins(await record(*args, body))
     assert recorded["playerEvents"][0]["formattedNumEvents"] == "1.234.567"
-    listed = msgspec.to_builtins(await METHODS["events.listByPlayer"](*args, {"maxResults": 1}))
+    listed = msgspec.to_builtins(await list_by_player(*args, 1))
     assert [i["numEvents"] for i in listed["items"]] == ["1234567"]
-    definitions = await METHODS["events.listDefinitions"](*args, {"maxResults": "1"})
+    definitions = await list_definitions(*args, "1")
     page = msgspec.to_builtins(definitions)
     assert page["items"][0]["displayName"] == "Bajas" and "nextPageToken" in page
