@@ -4,7 +4,15 @@
   reader's queue coalesces), so memory per connection is bounded by the rooms it follows; a
   queue that still outgrows `MAX_PENDING_ROOMS` closes the connection (1008).
 - `sent` remembers the newest version of each room this connection has shown (welcome, push or
-  reply), and nothing older or equal is pushed again: versions only ever increase.
+  reply), and nothing older or equal is pushed again: versions only ever increase. A version is
+  recorded under the send lock, in the same critical section as the frame that shows it, so a
+  push rendered before a reply cannot overtake that reply's record and go out after it.
+- A rooms call holds back the pushes of the room it names (of every room, for rooms.create and
+  rooms.list, whose rooms are known only from the result) until its reply is out: a push of a
+  change committed after the call's own would otherwise precede a reply showing an older
+  version. Rooms calls of one connection run one at a time, in arrival order, so their replies
+  too show each room's versions in order (SPEC §6 "On one connection the versions of a room
+  only ever increase").
 - Pushes are sent by a sender task created only while there is something to send, so an idle
   connection costs one coroutine (SPEC §11: idle sockets per process).
 - Every send has a deadline: a peer that stops reading blocks the ASGI send once the socket
@@ -19,7 +27,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -76,8 +84,8 @@ class PeerTransport:
 class Connection:
     # Slots: tens of thousands of these live in one process (SPEC §11: RSS per socket).
     __slots__ = (
-        "_abort", "_burst", "_closing", "_rate", "_refilled", "_render", "_send_lock",
-        "_send_timeout", "_sender", "_tokens", "base_url", "closed", "id", "inflight",
+        "_abort", "_burst", "_closing", "_hold", "_rate", "_refilled", "_render", "_room_calls",
+        "_send_lock", "_send_timeout", "_sender", "_tokens", "base_url", "closed", "id", "inflight",
         "locale", "pending", "principal", "ready", "rooms_scope", "sent", "slots", "websocket",
     )  # fmt: skip
 
@@ -102,7 +110,11 @@ class Connection:
         self.ready = False  # set once the welcome is out: no push may precede it
         self.closed = False
         self.pending: dict[str, int] = {}
+        # roomId -> newest version shown; negative when that view took the player out of the
+        # room (a reply to leave or decline): nothing newer is pushed then.
         self.sent: dict[str, int] = {}
+        self._hold: str | None = None  # the room whose pushes wait for a reply; "" = every room
+        self._room_calls: asyncio.Lock | None = None  # made on the first rooms call
         self.inflight: set[asyncio.Task[None]] = set()  # requests being served
         self._closing: set[asyncio.Task[None]] = set()
         self.slots = asyncio.Semaphore(MAX_INFLIGHT)
@@ -118,9 +130,18 @@ class Connection:
 
     # ---- pushes --------------------------------------------------------------------------------
 
+    def shown_version(self, room_id: str) -> int:
+        return abs(self.sent.get(room_id, 0))
+
     def offer(self, room_id: str, version: int) -> None:
         """Queue `version` of a room (sync, never blocks: the hub calls it for everyone)."""
-        if self.closed or version <= self.sent.get(room_id, 0):
+        shown = self.sent.get(room_id, 0)
+        if shown < 0 and version > -shown:
+            # A reply showed the player out of this room, which has changed since: the player
+            # is not told of it any more, and the entry is forgotten (bounded memory).
+            del self.sent[room_id]
+            return
+        if self.closed or version <= abs(shown):
             return
         if version > self.pending.get(room_id, 0):
             self.pending[room_id] = version
@@ -133,17 +154,46 @@ class Connection:
         if self.ready and self.pending and self._sender is None and not self.closed:
             self._sender = asyncio.create_task(self._drain())
 
-    def shown(self, room_id: str, version: int) -> None:
-        if version > self.sent.get(room_id, 0):
-            self.sent[room_id] = version
+    def shown(self, room_id: str, version: int, *, final: bool = False) -> None:
+        """Record that `version` of a room was shown; call it under the send lock, with the
+        send that shows it (or before any push can go out, as the welcome does)."""
+        if version > self.shown_version(room_id):
+            self.sent[room_id] = -version if final else version
+
+    def _held(self, room_id: str) -> bool:
+        return self._hold is not None and (self._hold == "" or self._hold == room_id)
+
+    def _next_pending(self) -> str | None:
+        if self._hold == "":
+            return None
+        for room_id in self.pending:
+            if room_id != self._hold:
+                return room_id
+        return None
+
+    @contextlib.asynccontextmanager
+    async def room_call(self, room_id: str) -> AsyncIterator[None]:
+        """Serve a rooms call: after the calls before it, holding back pushes of `room_id`
+        ("" = every room) until the caller has sent its reply (with `reply`)."""
+        if self._room_calls is None:
+            self._room_calls = asyncio.Lock()
+        async with self._room_calls:
+            self._hold = room_id
+            try:
+                yield
+            finally:
+                self._hold = None
+                self.kick()
 
     async def _drain(self) -> None:
         token = logs.bind(conn_id=self.id)
         try:
-            while self.pending and not self.closed:
-                room_id = next(iter(self.pending))
+            while not self.closed:
+                room_id = self._next_pending()
+                if room_id is None:
+                    break
                 version = self.pending.pop(room_id)
-                if version <= self.sent.get(room_id, 0):
+                if version <= self.shown_version(room_id):
                     continue
                 try:
                     outcome = await self._render(self, room_id, version)
@@ -154,13 +204,8 @@ class Connection:
                 if outcome is None:
                     continue
                 text, shown, committed_ms, final = outcome
-                if shown <= self.sent.get(room_id, 0):
-                    continue
-                self.sent[room_id] = shown
-                await self.send(text)
-                PUSH_LATENCY.observe(max(0.0, time.time() - committed_ms / 1000))
-                if final:  # the player is out of the room for good: stop tracking it
-                    self.sent.pop(room_id, None)
+                if await self._push(room_id, text, shown, final):
+                    PUSH_LATENCY.observe(max(0.0, time.time() - committed_ms / 1000))
         except ConnectionGone:
             pass
         except Exception:
@@ -171,21 +216,48 @@ class Connection:
 
     # ---- sending -------------------------------------------------------------------------------
 
+    async def _push(self, room_id: str, text: str, version: int, final: bool) -> bool:
+        """Send a rendered push unless a reply or push showed this version or a newer one, or
+        a call on the room is in flight (then it waits in the queue for the reply)."""
+        async with self._send_lock:
+            if self._held(room_id):
+                self.pending[room_id] = max(version, self.pending.get(room_id, 0))
+                return False
+            if version <= self.shown_version(room_id):
+                return False
+            if final:  # the player is out of the room for good: stop tracking it
+                self.sent.pop(room_id, None)
+            else:
+                self.sent[room_id] = version
+            await self._write(text)
+            return True
+
+    async def reply(self, text: str, shown: list[tuple[str, int, bool]]) -> None:
+        """Send a reply showing rooms as (roomId, version, final), recording them as shown."""
+        async with self._send_lock:
+            for room_id, version, final in shown:
+                self.shown(room_id, version, final=final)
+            await self._write(text)
+
     async def send(self, text: str) -> None:
         async with self._send_lock:
-            if self.closed:
-                raise ConnectionGone()
-            try:
-                async with asyncio.timeout(self._send_timeout):
-                    await self.websocket.send_text(text)
-            except TimeoutError:
-                self.closed = True
-                log.warning("realtime peer stopped reading; cut", extra={"conn_id": self.id})
-                self._abort()
-                raise ConnectionGone() from None
-            except (WebSocketDisconnect, OSError, RuntimeError):
-                self.closed = True
-                raise ConnectionGone() from None
+            await self._write(text)
+
+    async def _write(self, text: str) -> None:
+        """Send one frame; the caller holds the send lock."""
+        if self.closed:
+            raise ConnectionGone()
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await self.websocket.send_text(text)
+        except TimeoutError:
+            self.closed = True
+            log.warning("realtime peer stopped reading; cut", extra={"conn_id": self.id})
+            self._abort()
+            raise ConnectionGone() from None
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            self.closed = True
+            raise ConnectionGone() from None
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:

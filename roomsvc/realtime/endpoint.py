@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
@@ -23,7 +24,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from roomsvc import i18n, logs
+from roomsvc import i18n, logs, wire
 from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal, bearer_token
 from roomsvc.errors import N_, PermissionDenied, RateLimited, RoomsvcError
 from roomsvc.realtime import protocol
@@ -39,6 +40,7 @@ from roomsvc.realtime.connection import (
 )
 from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.methods import METHODS, Caller
+from roomsvc.rooms import RoomState
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.web import as_roomsvc_error, error_body
 
@@ -213,17 +215,53 @@ def _finished(conn: Connection, task: asyncio.Task[None]) -> None:
     conn.slots.release()
 
 
+# Rooms calls whose rooms are known only from the result: they hold back every room's pushes.
+_ANY_ROOM = frozenset({"rooms.create", "rooms.list"})
+# A successful reply to these shows the player out of the room (SPEC §6: pushes then stop).
+_LEAVING = frozenset({"rooms.leave", "rooms.decline"})
+
+
+def _rooms_shown(method: str, value: Any) -> list[tuple[str, int, bool]]:
+    """(roomId, version, final) of each room a result shows (Room, RoomStatus or RoomList)."""
+    items = value.items if isinstance(value, wire.RoomList) else (value,)
+    shown = []
+    for room in items:
+        if isinstance(room, wire.Room):
+            version = room.room_status_version
+        elif isinstance(room, wire.RoomStatus):
+            version = room.status_version
+        else:
+            continue
+        if room.room_id and version is not None:
+            final = method in _LEAVING or room.status == RoomState.DELETED
+            shown.append((room.room_id, version, final))
+    return shown
+
+
 async def _serve(hub: Hub, conn: Connection, call: protocol.Call) -> None:
+    if not call.method.startswith("rooms.") or call.method not in METHODS:
+        await _answer(hub, conn, call)
+        return
+    # SPEC §6: replies and pushes show a room's versions in order (connection.py).
+    hold = "" if call.method in _ANY_ROOM else call.params.room_id or ""
+    async with conn.room_call(hold):
+        await _answer(hub, conn, call)
+
+
+async def _answer(hub: Hub, conn: Connection, call: protocol.Call) -> None:
     token = logs.bind(rpc_method=call.method[:64])
     language = call.params.language
     locale = i18n.negotiate(language) if language else conn.locale
+    shown: list[tuple[str, int, bool]] = []
     try:
         method = METHODS.get(call.method)
         if method is None:
             raise protocol.RpcError(protocol.METHOD_NOT_FOUND, N_("Unknown method {method}."),
                                     "methodNotFound", call.id, method=call.method[:64])  # fmt: skip
         caller = Caller(conn.principal, locale, hub.view_context(conn, locale))
-        reply = protocol.result(call.id, await method(hub.state, caller, call.params))
+        value = await method(hub.state, caller, call.params)
+        reply = protocol.result(call.id, value)
+        shown = _rooms_shown(call.method, value)
     except protocol.RpcError as error:
         error.request_id = call.id
         reply = protocol.rpc_error(error, locale)
@@ -233,4 +271,4 @@ async def _serve(hub: Hub, conn: Connection, call: protocol.Call) -> None:
         logs.unbind(token)
     if not call.notification:
         with contextlib.suppress(ConnectionGone):
-            await conn.send(reply)
+            await conn.reply(reply, shown)

@@ -153,7 +153,7 @@ class Hub:
         if doc is None:
             return None
         still_in = involved(doc, player)
-        if not still_in and room_id not in conn.sent:
+        if not still_in and conn.sent.get(room_id, 0) <= 0:  # never shown, or shown leaving
             return None
         text = self.views.frame(doc, player, conn.locale, conn.base_url)
         return text, doc.version, doc.updated_ms, not still_in
@@ -250,9 +250,15 @@ class Hub:
         """SIGTERM (SPEC §6, §12 item 11): let in-flight calls finish, then close with 1012."""
         self.draining = True
         conns = self.connections()
-        calls = [task for conn in conns for task in conn.inflight]
-        if calls:
-            await asyncio.wait(calls, timeout=calls_timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + calls_timeout
+        # Again until none is left: a request read before the drain began may still be waiting
+        # for a free slot, and starts only when an earlier call of its connection finishes.
+        while calls := [task for conn in conns for task in conn.inflight]:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(calls, timeout=remaining)
         await asyncio.gather(
             *(conn.close(CLOSE_RESTART, "server restarting; reconnect") for conn in conns),
             return_exceptions=True,
