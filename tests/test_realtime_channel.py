@@ -402,3 +402,20 @@ async def test_jsonrpc_decline_and_dismiss_equal_rest(
     listed = (await bo.call("rooms.list", 3))["result"]
     assert dismissed["roomId"] not in [room["roomId"] for room in listed.get("items", [])]
     await bo.ws.close()
+
+
+async def test_socket_closes_with_1008_when_its_token_expires(
+    rt_server: ServerProcess, app_id: str
+) -> None:
+    """A socket lives as long as the token that opened it: at its `exp` (plus the verifier's
+    leeway) the server closes it with 1008 and a reason naming the expired token."""
+    url = f"{rt_server.base_url.replace('http://', 'ws://')}/games/v1/realtime"
+    short = {"Authorization": f"Bearer {token('ana', app_id, ttl=1)}"}
+    ws = await connect(url, additional_headers=short, compression=None)
+    feed = Feed(ws)
+    await feed.until(lambda m: m.get("method") == "welcome")
+    assert (await feed.call("rooms.list", "before"))["result"]["kind"] == "games#roomList"
+    closed = await feed.wait_closed(within=300 * UNIT)
+    assert closed.code == 1008
+    rcvd = ws.protocol.close_rcvd
+    assert rcvd is not None and "token expired" in rcvd.reason

@@ -5,6 +5,11 @@ hijacking, SPEC §12 item 9) and a missing, invalid or expired token (401), with
 error body. Tokens may come in the query string (browsers cannot set headers), so they are
 stripped from the ASGI scope before the server can log the path (SPEC §2).
 
+A socket lives no longer than the token that opened it: when its `exp` passes (with the
+verifier's clock-skew leeway, as for REST) the socket closes with 1008 and a reason saying the
+token expired. The protocol has no way to hand the server a new token, so a client reconnects
+with a fresh one; the welcome snapshot is the whole recovery (SPEC §6; README, decisions).
+
 Each text frame is one JSON-RPC request served by the same service functions as REST
 (methods.py), at most `MAX_INFLIGHT` at a time per connection; replies go out as each call
 finishes. Limits: a frame over 64 KiB closes with 1009; requests beyond the rate get a
@@ -16,15 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import jwt
 import msgspec
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from roomsvc import i18n, logs, wire
+from roomsvc.auth import _LEEWAY as TOKEN_LEEWAY_S
 from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal, bearer_token
 from roomsvc.errors import N_, PermissionDenied, RateLimited, RoomsvcError
 from roomsvc.realtime import protocol
@@ -47,6 +55,7 @@ from roomsvc.web import as_roomsvc_error, error_body
 log = logging.getLogger("roomsvc.realtime")
 MAX_FRAME_BYTES = 64 * 1024
 _TOKEN_PARAMS = ("access_token", "oauth_token")
+TOKEN_EXPIRED = "access token expired; reconnect with a fresh token"
 
 
 def hub_of(app: object) -> Hub:
@@ -83,6 +92,12 @@ def _http_base_url(websocket: WebSocket) -> str:
     if base.startswith("ws://"):
         return "http://" + base[5:]
     return base
+
+
+def _expires_in(token: str) -> float:
+    """Seconds until a verified token stops being accepted (its `exp` plus the leeway)."""
+    claims = jwt.decode(token, options={"verify_signature": False})  # verified already
+    return float(claims["exp"]) + TOKEN_LEEWAY_S - time.time()
 
 
 def _too_big(text: str) -> bool:
@@ -145,6 +160,9 @@ class RealtimeEndpoint:
             rate_per_second=float(settings.ws_rate_per_second),
         )
         token_ctx = logs.bind(conn_id=conn.id, player_id=principal.player_id)
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, _expires_in(token)), conn.close_soon, CLOSE_POLICY, TOKEN_EXPIRED
+        )
         try:
             async with hub.admission:
                 await hub.register(conn)
@@ -161,6 +179,7 @@ class RealtimeEndpoint:
             log.exception("realtime connection failed")
             await conn.close(1011, "internal error")
         finally:
+            expiry.cancel()
             hub.unregister(conn)
             logs.unbind(token_ctx)
 
