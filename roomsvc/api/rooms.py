@@ -1,169 +1,89 @@
-"""REST routes of the rooms resource (SPEC §3): decode, call one service function, encode."""
+"""REST routes of the rooms resource (SPEC §3): each method declared once with `api_route`,
+its handler one call of the rooms service."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from roomsvc import wire
-from roomsvc.api_spec import LANGUAGE, PAGE_TOKEN, api_method, max_results
+from roomsvc.api.routing import Call, api_route
+from roomsvc.api_spec import LANGUAGE, PAGE_TOKEN, max_results
 from roomsvc.auth import SCOPE_GAMES
 from roomsvc.room_view import ANON_AVATARS, ViewContext
 from roomsvc.rooms_service import LIST_MAX_RESULTS, RoomsService
 from roomsvc.store.room_timers import timers_duty
-from roomsvc.web import authenticate, locale_of, read_body, respond
 
 SCOPES = (SCOPE_GAMES,)
 
 
-def _service(request: Request) -> RoomsService:
-    return request.app.state.rooms
+def _rooms(call: Call[Any]) -> RoomsService:
+    return call.state.rooms
 
 
-def view_context(request: Request) -> ViewContext:
+def _ctx(call: Call[Any]) -> ViewContext:
+    """How rooms are rendered for this caller: language, links, the pool's wait estimate."""
     return ViewContext(
-        locale=locale_of(request),
-        base_url=str(request.base_url).rstrip("/"),
-        wait_estimate=getattr(request.app.state, "wait_estimate", None),
+        locale=call.locale,
+        base_url=str(call.request.base_url).rstrip("/"),
+        wait_estimate=getattr(call.state, "wait_estimate", None),
     )
 
 
-@api_method(
-    id="games.rooms.create",
-    description="Create a room.",
-    scopes=SCOPES,
-    request=wire.RoomCreateRequest,
-    response=wire.Room,
-)
-async def create(request: Request) -> Response:
-    principal = authenticate(request, SCOPE_GAMES)
-    body = await read_body(request, wire.RoomCreateRequest)
-    return respond(request, await _service(request).create(principal, body, view_context(request)))
+@api_route("POST", "/games/v1/rooms/create", "games.rooms.create", "Create a room.",
+           scopes=SCOPES, request=wire.RoomCreateRequest, response=wire.Room)  # fmt: skip
+async def create(call: Call[wire.RoomCreateRequest]) -> wire.Room:
+    return await _rooms(call).create(call.principal, call.body, _ctx(call))
 
 
-@api_method(
-    id="games.rooms.get",
-    description="Get the data for a room.",
-    scopes=SCOPES,
-    response=wire.Room,
-)
-async def get(request: Request) -> Response:
-    principal = authenticate(request, SCOPE_GAMES)
-    room_id = request.path_params["roomId"]
-    return respond(request, await _service(request).get(principal, room_id, view_context(request)))
+@api_route("GET", "/games/v1/rooms", "games.rooms.list", "Returns invitations to join rooms.",
+           scopes=SCOPES, response=wire.RoomList,
+           query=(LANGUAGE, max_results(1, LIST_MAX_RESULTS), PAGE_TOKEN))  # fmt: skip
+async def list_rooms(call: Call[None]) -> wire.RoomList:
+    page = call.query("maxResults"), call.query("pageToken")
+    return await _rooms(call).list_invitations(call.principal, *page, _ctx(call))
 
 
-@api_method(
-    id="games.rooms.join",
-    description="Join a room.",
-    scopes=SCOPES,
-    request=wire.RoomJoinRequest,
-    response=wire.Room,
-)
-async def join(request: Request) -> Response:
-    principal = authenticate(request, SCOPE_GAMES)
-    body = await read_body(request, wire.RoomJoinRequest)
-    room = await _service(request).join(
-        principal, request.path_params["roomId"], body, view_context(request)
-    )
-    return respond(request, room)
+@api_route("GET", "/games/v1/rooms/{roomId}", "games.rooms.get", "Get the data for a room.",
+           scopes=SCOPES, response=wire.Room)  # fmt: skip
+async def get(call: Call[None]) -> wire.Room:
+    return await _rooms(call).get(call.principal, call.path("roomId"), _ctx(call))
 
 
-@api_method(
-    id="games.rooms.leave",
-    description="Leave a room.",
-    scopes=SCOPES,
-    request=wire.RoomLeaveRequest,
-    response=wire.Room,
-)
-async def leave(request: Request) -> Response:
-    principal = authenticate(request, SCOPE_GAMES)
-    body = await read_body(request, wire.RoomLeaveRequest)
-    room = await _service(request).leave(
-        principal, request.path_params["roomId"], body, view_context(request)
-    )
-    return respond(request, room)
+@api_route("POST", "/games/v1/rooms/{roomId}/join", "games.rooms.join", "Join a room.",
+           scopes=SCOPES, request=wire.RoomJoinRequest, response=wire.Room)  # fmt: skip
+async def join(call: Call[wire.RoomJoinRequest]) -> wire.Room:
+    return await _rooms(call).join(call.principal, call.path("roomId"), call.body, _ctx(call))
 
 
-@api_method(
-    id="games.rooms.decline",
-    description="Decline an invitation to join a room.",
-    scopes=SCOPES,
-    response=wire.Room,
-)
-async def decline(request: Request) -> Response:
-    principal = authenticate(request, SCOPE_GAMES)
-    await read_body(request, wire.NoBody)
-    room = await _service(request).decline(
-        principal, request.path_params["roomId"], view_context(request)
-    )
-    return respond(request, room)
+@api_route("POST", "/games/v1/rooms/{roomId}/leave", "games.rooms.leave", "Leave a room.",
+           scopes=SCOPES, request=wire.RoomLeaveRequest, response=wire.Room)  # fmt: skip
+async def leave(call: Call[wire.RoomLeaveRequest]) -> wire.Room:
+    return await _rooms(call).leave(call.principal, call.path("roomId"), call.body, _ctx(call))
 
 
-@api_method(
-    id="games.rooms.dismiss",
-    description="Dismiss an invitation to join a room.",
-    scopes=SCOPES,
-    query=(),
-    empty_status=204,
-)
-async def dismiss(request: Request) -> Response:
-    principal = authenticate(request, SCOPE_GAMES)
-    await read_body(request, wire.NoBody)
-    await _service(request).dismiss(principal, request.path_params["roomId"])
-    return Response(status_code=204)
+@api_route("POST", "/games/v1/rooms/{roomId}/decline", "games.rooms.decline",
+           "Decline an invitation to join a room.", scopes=SCOPES, response=wire.Room)  # fmt: skip
+async def decline(call: Call[wire.NoBody]) -> wire.Room:
+    return await _rooms(call).decline(call.principal, call.path("roomId"), _ctx(call))
 
 
-@api_method(
-    id="games.rooms.reportStatus",
-    description="Report the status of peers in a room.",
-    scopes=SCOPES,
-    request=wire.RoomP2PStatuses,
-    response=wire.RoomStatus,
-)
-async def report_status(request: Request) -> Response:
-    principal = authenticate(request, SCOPE_GAMES)
-    body = await read_body(request, wire.RoomP2PStatuses)
-    status = await _service(request).report_status(
-        principal, request.path_params["roomId"], body, view_context(request)
-    )
-    return respond(request, status)
+@api_route("POST", "/games/v1/rooms/{roomId}/dismiss", "games.rooms.dismiss",
+           "Dismiss an invitation to join a room.", scopes=SCOPES, query=(),
+           empty_status=204)  # fmt: skip
+async def dismiss(call: Call[wire.NoBody]) -> None:
+    await _rooms(call).dismiss(call.principal, call.path("roomId"))
 
 
-@api_method(
-    id="games.rooms.list",
-    description="Returns invitations to join rooms.",
-    scopes=SCOPES,
-    response=wire.RoomList,
-    query=(LANGUAGE, max_results(1, LIST_MAX_RESULTS), PAGE_TOKEN),
-)
-async def list_rooms(request: Request) -> Response:
-    principal = authenticate(request, SCOPE_GAMES)
-    rooms = await _service(request).list_invitations(
-        principal,
-        request.query_params.get("maxResults"),
-        request.query_params.get("pageToken"),
-        view_context(request),
-    )
-    return respond(request, rooms)
-
-
-routes = [
-    Route("/games/v1/rooms/create", create, methods=["POST"], name="rooms.create"),
-    Route("/games/v1/rooms", list_rooms, methods=["GET"], name="rooms.list"),
-    Route("/games/v1/rooms/{roomId}", get, methods=["GET"], name="rooms.get"),
-    Route("/games/v1/rooms/{roomId}/join", join, methods=["POST"], name="rooms.join"),
-    Route("/games/v1/rooms/{roomId}/leave", leave, methods=["POST"], name="rooms.leave"),
-    Route("/games/v1/rooms/{roomId}/decline", decline, methods=["POST"], name="rooms.decline"),
-    Route("/games/v1/rooms/{roomId}/dismiss", dismiss, methods=["POST"], name="rooms.dismiss"),
-    Route(
-        "/games/v1/rooms/{roomId}/reportstatus",
-        report_status,
-        methods=["POST"],
-        name="rooms.reportStatus",
-    ),
-]
+@api_route("POST", "/games/v1/rooms/{roomId}/reportstatus", "games.rooms.reportStatus",
+           "Report the status of peers in a room.", scopes=SCOPES,
+           request=wire.RoomP2PStatuses, response=wire.RoomStatus)  # fmt: skip
+async def report_status(call: Call[wire.RoomP2PStatuses]) -> wire.RoomStatus:
+    room_id = call.path("roomId")
+    return await _rooms(call).report_status(call.principal, room_id, call.body, _ctx(call))
 
 
 async def anonymous_avatar(request: Request) -> Response:
@@ -179,5 +99,15 @@ async def anonymous_avatar(request: Request) -> Response:
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
-routes.append(Route("/games/v1/avatars/anonymous/{n:int}.svg", anonymous_avatar, methods=["GET"]))
+routes = [
+    create,
+    list_rooms,
+    get,
+    join,
+    leave,
+    decline,
+    dismiss,
+    report_status,
+    Route("/games/v1/avatars/anonymous/{n:int}.svg", anonymous_avatar, methods=["GET"]),
+]
 duties = [timers_duty]
