@@ -28,7 +28,8 @@ from roomsvc.errors import N_, Conflict, NotFound, RoomsvcError
 from roomsvc.metrics import ROOM_TRANSITIONS
 from roomsvc.rooms import Limits, PStatus, RoomDoc, RoomState, next_deadline, room_status
 from roomsvc.store import keys
-from roomsvc.store.scripts import register
+from roomsvc.store.batching import CommandBatcher
+from roomsvc.store.scripts import source
 
 log = logging.getLogger("roomsvc.rooms")
 _encode = msgspec.msgpack.Encoder().encode
@@ -55,7 +56,10 @@ class RoomStore:
         self.store = store
         self.limits = limits
         self.tombstone_ms = tombstone_ms
-        self._cas = register(store, "room_cas")
+        # Every command of the mutation path shares round trips with its neighbours'
+        # (store/batching.py): the process, not the store, is the ceiling (SPEC §11).
+        self.commands = CommandBatcher(store)
+        self._cas = self.commands.script(source("room_cas"))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -67,7 +71,7 @@ class RoomStore:
         if not fresh and key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        raw = await self.store.hget(key, "d")
+        raw = await self.commands.execute("HGET", key, "d")
         if raw is None:
             self._cache.pop(key, None)
             return None
@@ -108,11 +112,13 @@ class RoomStore:
 
     async def create(self, doc: RoomDoc, request_id: str) -> Applied:
         """Write a new room (version 1); a replay of the same request returns the room."""
-        await self._index_add(doc, self.index_changes(None, doc)[0])
-        await self.store.zadd(
+        timer = self.commands.execute(
+            "ZADD",
             keys.timer_shard_of(doc.app_id, doc.room_id),
-            {f"{doc.app_id}/{doc.room_id}": next_deadline(doc, self.limits) or 0},
+            next_deadline(doc, self.limits) or 0,
+            f"{doc.app_id}/{doc.room_id}",
         )
+        await asyncio.gather(self._index_add(doc, self.index_changes(None, doc)[0]), timer)
         outcome, current = await self._write(doc, expected=0, request_id=request_id)
         if outcome == 1:
             ROOM_TRANSITIONS.labels(room_status(doc).value).inc()
@@ -251,21 +257,11 @@ class RoomStore:
         return adds, removes
 
     async def _index_add(self, new: RoomDoc, index_keys: list[str]) -> None:
-        if len(index_keys) <= 1:
-            for key in index_keys:  # the common case: one round trip, no pipeline object
-                await self.store.zadd(key, {new.room_id: new.updated_ms})
-            return
-        async with self.store.pipeline(transaction=False) as pipe:
-            for key in index_keys:
-                pipe.zadd(key, {new.room_id: new.updated_ms})
-            await pipe.execute()
+        await asyncio.gather(
+            *(self.commands.execute("ZADD", key, new.updated_ms, new.room_id) for key in index_keys)
+        )
 
     async def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
-        if len(index_keys) <= 1:
-            for key in index_keys:
-                await self.store.zrem(key, new.room_id)
-            return
-        async with self.store.pipeline(transaction=False) as pipe:
-            for key in index_keys:
-                pipe.zrem(key, new.room_id)
-            await pipe.execute()
+        await asyncio.gather(
+            *(self.commands.execute("ZREM", key, new.room_id) for key in index_keys)
+        )
