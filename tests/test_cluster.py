@@ -25,6 +25,7 @@ from roomsvc.store.connection import connect as store_connect
 from roomsvc.store.connection import run_scripts
 from roomsvc.store.scripts import register
 from tests.cluster import ValkeyCluster
+from tests.pool_burst import failures_past_the_pool
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token, wait_until
 
 ROOMS = "/games/v1/rooms"
@@ -202,13 +203,4 @@ async def test_run_scripts_batches_on_both_kinds_of_store(
 
 async def test_a_burst_past_the_pool_on_one_node_waits(cluster: ValkeyCluster) -> None:
     """300 commands in flight on one slot: those past the pool of 256 wait, none fails."""
-    store = await store_connect(cluster.url)
-    try:
-        hold = max(1, round(10 * UNIT))  # each BLPOP holds its connection this many seconds
-        replies = await asyncio.gather(
-            *(store.blpop([f"{{burst}}:{n}"], timeout=hold) for n in range(300)),
-            return_exceptions=True,
-        )
-    finally:
-        await store.aclose()
-    assert [type(r).__name__ for r in replies if isinstance(r, BaseException)] == []
+    assert await failures_past_the_pool(cluster.url, "{burst}") == []

@@ -6,7 +6,6 @@ never a timing.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import os
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from roomsvc.store.connection import connect
+from tests.pool_burst import IN_FLIGHT, failures_past_the_pool
 from tests.support import JWT_SECRET, ROOT, UNIT, ServerProcess, ValkeyProcess
 
 SCRIPT = ROOT / "scripts" / "loadtest.py"
@@ -101,14 +100,5 @@ def test_refuses_a_bad_mix_and_remote_hosts(capsys: pytest.CaptureFixture[str]) 
 async def test_commands_beyond_the_pool_wait_for_a_connection(valkey: ValkeyProcess) -> None:
     """300 commands in flight on the app's store client: those past its pool of 256 wait for a
     connection instead of failing (a 503 on a healthy store; found by the load test)."""
-    store = await connect(valkey.url)
-    try:
-        hold = max(1, round(10 * UNIT))  # each BLPOP holds its connection this many seconds
-        replies = await asyncio.gather(
-            *(store.blpop([f"loadtest:pool:{n}"], timeout=hold) for n in range(300)),
-            return_exceptions=True,
-        )
-    finally:
-        await store.aclose()
-    failed = [type(r).__name__ for r in replies if isinstance(r, BaseException)]
-    assert failed == [], f"{len(failed)} of 300 failed: {sorted(set(failed))}"
+    failed = await failures_past_the_pool(valkey.url, "loadtest:pool")
+    assert failed == [], f"{len(failed)} of {IN_FLIGHT} failed: {sorted(set(failed))}"

@@ -73,16 +73,16 @@ def server_push_histogram(base: str) -> dict[str, float]:
     """The server's own commit -> frame written histogram (`/metrics`, cumulative since it
     started): upper bounds of the buckets holding p50 and p99, and the count."""
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
     try:
         text = httpx.get(f"{base}/metrics", timeout=10).text
     except httpx.HTTPError:
         return {}
-    buckets = []
-    for line in text.splitlines():
-        if line.startswith("roomsvc_push_seconds_bucket"):
-            bound = line.split('le="')[1].split('"')[0]
-            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    buckets = [(float(sample.labels["le"]), sample.value)
+               for family in text_string_to_metric_families(text)
+               if family.name == "roomsvc_push_seconds"
+               for sample in family.samples if sample.name.endswith("_bucket")]  # fmt: skip
     total = buckets[-1][1] if buckets else 0.0
     if not total:
         return {}
