@@ -1,0 +1,384 @@
+"""Presence release time (SPEC §6): a dropped socket -> the push showing its player LEFT, against
+the number of connected players.
+
+    .venv/bin/python scripts/bench_presence.py [--players 100,1000] [--room-size 4] [--grace 1]
+                                               [--spread 5] [--load 150]
+
+For each `--players` count N: starts a throwaway valkey-server from the wheel and one
+`roomsvc serve` process with ROOMSVC_PRESENCE_GRACE_SECONDS=`--grace`, creates N/`--room-size`
+rooms over REST (a host inviting the others, who join), and opens one realtime socket per
+player. Half of the rooms are load: a child process holds their sockets and commits `--load`
+room changes per second to them through the store layer (`RoomStore.mutate` of a peer report:
+pushes to every socket, the busy server a real game sees). In the other half, held by this
+process, the last player of every room cuts its socket without a close frame (as a lost
+network would), at random instants over `--spread` seconds; each remaining participant
+timestamps the first `roomStatus` showing the dropped player LEFT (this process's clock, and
+this process only receives those rooms' pushes, so its timestamps are prompt). Prints, per N,
+the latency of every such push (p50/p99/max), the same net of the grace period, how many never
+came within `3 * grace + 10` seconds, and, measured before the drops, the server's CPU and the
+store's commands per second per connected player (heartbeats, sweeps, the load's writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import httpx
+import msgspec
+import redis
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from roomsvc import rooms
+from roomsvc.auth import mint_token
+from roomsvc.rooms import Limits
+from roomsvc.store.embedded import free_port, server_binary
+from roomsvc.store.room_store import RoomStore, now_ms
+
+SECRET = "bench-secret-" + "x" * 24
+_decode = msgspec.json.Decoder().decode
+
+
+def wait_for(check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            pass
+        time.sleep(0.05)
+    raise SystemExit("bench_presence: a process did not start in time")
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def command_calls(port: int) -> int:
+    """Every command the store ran so far (INFO commandstats; a script's inner calls count)."""
+    stats = redis.Redis(port=port).info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+class Servers:
+    """A throwaway valkey-server and one `roomsvc serve` on free loopback ports."""
+
+    def __init__(self, grace: int) -> None:
+        self.dir = tempfile.mkdtemp(prefix="roomsvc-bench-presence-")
+        self.store_port = free_port()
+        argv = [str(server_binary()), "--port", str(self.store_port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.dir]  # fmt: skip
+        self.valkey = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: redis.Redis(port=self.store_port).ping())
+        self.redis_url = f"redis://127.0.0.1:{self.store_port}/0"
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
+        env.update(REDIS_URL=self.redis_url, ROOMSVC_JWT_SECRET=SECRET,
+                   ROOMSVC_LOG_LEVEL="WARNING", ROOMSVC_PRESENCE_GRACE_SECONDS=str(grace),
+                   ROOMSVC_DATA_DIR=os.path.join(self.dir, "data"))  # fmt: skip
+        argv = [sys.executable, "-m", "roomsvc.cli", "serve", "--host", "127.0.0.1",
+                "--port", str(port)]  # fmt: skip
+        self.server = subprocess.Popen(argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL)
+        self.base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.get(f"{self.base}/healthz").status_code == 200)
+
+    def stop(self) -> None:
+        for process, grace in ((self.server, 60), (self.valkey, 30)):
+            process.terminate()
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Watcher:
+    """One remaining participant's socket: when each dropped player first showed LEFT."""
+
+    def __init__(self, ws: ClientConnection, left_at: dict[tuple[str, str], list[float]],
+                 gone: dict[str, str]) -> None:  # fmt: skip
+        self.ws, self.left_at, self.gone = ws, left_at, gone
+        self.seen: set[str] = set()
+        self.task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.on_frame(raw, time.perf_counter())
+        except ConnectionClosed:  # cut at the end of the run
+            pass
+
+    def on_frame(self, raw: str | bytes, at: float) -> None:
+        message = _decode(raw)
+        if message.get("method") == "roomStatus":
+            room = message["params"]
+            room_id = room["roomId"]
+            player = self.gone.get(room_id)
+            if player is None or room_id in self.seen:
+                return
+            for p in room.get("participants") or ():
+                if (p.get("player") or {}).get("playerId") == player and (
+                    p.get("status") == "PARTICIPANT_LEFT"
+                ):
+                    self.seen.add(room_id)
+                    self.left_at.setdefault((room_id, player), []).append(at)
+
+
+async def setup_rooms(base: str, app: str, players: int, size: int) -> list[list[str]]:
+    made: list[list[str]] = []
+    async with httpx.AsyncClient(base_url=base, timeout=60,
+                                 limits=httpx.Limits(max_connections=64)) as http:  # fmt: skip
+
+        async def post(path: str, player: str, body: dict[str, Any]) -> dict[str, Any]:
+            headers = {"Authorization": f"Bearer {mint_token(SECRET, player, app)}"}
+            for _ in range(20):
+                try:
+                    reply = await http.post(path, json=body, headers=headers)
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+                    continue
+                if reply.status_code == 200:
+                    return dict(reply.json())
+                await asyncio.sleep(0.1)
+            raise SystemExit(f"bench_presence: {path} failed: {reply.status_code} {reply.text}")
+
+        gate = asyncio.Semaphore(32)
+
+        async def one(n: int) -> None:
+            names = [f"p{n}x{k}" for k in range(size)]
+            async with gate:
+                room = await post("/games/v1/rooms/create", names[0],
+                                  {"invitedPlayerIds": names[1:]})  # fmt: skip
+                for name in names[1:]:
+                    await post(f"/games/v1/rooms/{room['roomId']}/join", name, {})
+            made.append([room["roomId"], *names])
+
+        await asyncio.gather(*(one(n) for n in range(players // size)))
+    return made
+
+
+async def one_size(args: argparse.Namespace, players: int) -> dict[str, Any]:
+    servers = Servers(args.grace)
+    try:
+        return await measure(args, players, servers)
+    finally:
+        servers.stop()
+
+
+async def open_socket(ws_base: str, app: str, player: str) -> ClientConnection:
+    ws = await connect(ws_base + mint_token(SECRET, player, app), compression=None,
+                       max_queue=None, open_timeout=60)  # fmt: skip
+    await ws.recv()  # welcome: registered, presence deadline written
+    return ws
+
+
+def load_child(base: str, redis_url: str, app: str, made: list[list[str]], rate: float,
+               ready: Any, stop: Any) -> None:  # fmt: skip
+    """Another process: holds the sockets of the load rooms and commits `rate` changes/s."""
+    import uvloop
+
+    uvloop.run(load_rooms(base, redis_url, app, made, rate, ready, stop))
+
+
+async def load_rooms(base: str, redis_url: str, app: str, made: list[list[str]], rate: float,
+                     ready: Any, stop: Any) -> None:  # fmt: skip
+    ws_base = base.replace("http://", "ws://") + "/games/v1/realtime?access_token="
+    gate = asyncio.Semaphore(64)
+
+    async def open_one(player: str) -> ClientConnection:
+        async with gate:
+            return await open_socket(ws_base, app, player)
+
+    sockets = await asyncio.gather(*(open_one(p) for _, *names in made for p in names))
+    drains = [asyncio.create_task(drain(ws)) for ws in sockets]
+    store = aioredis.Redis.from_url(redis_url, max_connections=64)
+    limits = Limits()
+    room_store = RoomStore(store, limits, 3_600_000)
+    ids: dict[str, list[tuple[str, str]]] = {}
+    for room_id, *_ in made:
+        doc = await room_store.load(app, room_id, fresh=True)
+        if doc is not None:
+            ids[room_id] = [(p.player_id, p.id) for p in doc.participants]
+    ready.set()
+    in_flight = asyncio.Semaphore(32)
+
+    async def change(room_id: str, status: str) -> None:
+        (me, _), (_, peer) = ids[room_id][0], ids[room_id][1]
+
+        def apply(doc: rooms.RoomDoc) -> rooms.RoomDoc | None:
+            return rooms.report_status(doc, me, [(peer, status)], now_ms=now_ms(), limits=limits)
+
+        async with in_flight:
+            with contextlib.suppress(Exception):  # a room that no longer allows it: skipped
+                await room_store.mutate(app, room_id, apply, request_id=uuid.uuid4().hex)
+
+    tasks: set[asyncio.Task[None]] = set()
+    room_ids, n, start = list(ids), 0, time.perf_counter()
+    while not stop.is_set() and rate > 0 and room_ids:
+        delay = start + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        status = "CONNECTION_FAILED" if (n // len(room_ids)) % 2 else "CONNECTION_ESTABLISHED"
+        task = asyncio.create_task(change(room_ids[n % len(room_ids)], status))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        n += 1
+    while not stop.is_set():  # noqa: ASYNC110 (a process's event, not the loop's)
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*tasks)
+    for ws in sockets:
+        if ws.transport is not None:
+            ws.transport.abort()
+    await asyncio.gather(*drains)
+    await store.aclose()
+
+
+async def measure(args: argparse.Namespace, players: int, servers: Servers) -> dict[str, Any]:
+    app = "bench-" + uuid.uuid4().hex[:8]
+    made = await setup_rooms(servers.base, app, players, args.room_size)
+    # Half of the players (at least one room) sit in rooms that lose a player, held by this
+    # process, which timestamps their pushes; the others are the load, held by a child.
+    dropping = made[: max(1, len(made) // 2)]
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=load_child, args=(servers.base, servers.redis_url, app,
+                        made[len(dropping) :], args.load, ready, stop))  # fmt: skip
+    child.start()
+    ws_base = servers.base.replace("http://", "ws://") + "/games/v1/realtime?access_token="
+    gone: dict[str, str] = {}  # room -> the player who drops, filled at the drop
+    left_at: dict[tuple[str, str], list[float]] = {}
+    sockets: dict[str, ClientConnection] = {}
+    watchers: list[Watcher] = []
+    drains: set[asyncio.Task[None]] = set()
+    gate = asyncio.Semaphore(64)
+
+    async def open_one(player: str, watch: bool) -> None:
+        async with gate:
+            ws = sockets[player] = await open_socket(ws_base, app, player)
+        if watch:
+            watchers.append(Watcher(ws, left_at, gone))
+        else:
+            drains.add(asyncio.create_task(drain(ws)))
+
+    try:
+        await asyncio.gather(*(open_one(p, p != names[-1])
+                               for _, *names in dropping for p in names))  # fmt: skip
+        while not ready.is_set():  # polled: a process's event, not the loop's
+            if not child.is_alive():
+                raise SystemExit("bench_presence: the load process failed")
+            await asyncio.sleep(0.1)
+        return await drops(args, players, servers, dropping, sockets, gone, left_at)
+    finally:
+        stop.set()
+        child.join(timeout=60)
+        for ws in sockets.values():
+            if ws.transport is not None:
+                ws.transport.abort()
+
+
+async def drops(args: argparse.Namespace, players: int, servers: Servers,
+                dropping: list[list[str]], sockets: dict[str, ClientConnection],
+                gone: dict[str, str],
+                left_at: dict[tuple[str, str], list[float]]) -> dict[str, Any]:  # fmt: skip
+    # Heartbeats (and the load) alone: every player connected.
+    pid = servers.server.pid
+    await asyncio.sleep(2 * args.grace + 1)
+    cpu0, cmds0, t0 = cpu_seconds(pid), command_calls(servers.store_port), time.perf_counter()
+    await asyncio.sleep(args.settle)
+    settled_s = time.perf_counter() - t0
+    settled_cpu = (cpu_seconds(pid) - cpu0) / settled_s
+    settled_cmds = (command_calls(servers.store_port) - cmds0) / settled_s
+
+    rng = random.Random(args.seed)
+    dropped_at: dict[tuple[str, str], float] = {}
+
+    async def drop(room_id: str, player: str) -> None:
+        await asyncio.sleep(rng.uniform(0, args.spread))
+        gone[room_id] = player
+        dropped_at[(room_id, player)] = time.perf_counter()
+        transport = sockets[player].transport
+        if transport is not None:
+            transport.abort()
+
+    cpu1 = cpu_seconds(pid)
+    began = time.perf_counter()
+    await asyncio.gather(*(drop(room_id, names[-1]) for room_id, *names in dropping))
+    watchers_of = args.room_size - 1
+    bound = time.perf_counter() + 3 * args.grace + 10
+    while time.perf_counter() < bound:  # polled: arrivals are counted, not signalled
+        if sum(map(len, left_at.values())) >= len(dropped_at) * watchers_of:
+            break
+        await asyncio.sleep(0.1)
+    busy_cpu = (cpu_seconds(pid) - cpu1) / (time.perf_counter() - began)
+    latencies = [at - dropped_at[key] for key, ats in left_at.items() for at in ats]
+    missing = len(dropped_at) * watchers_of - len(latencies)
+    return {"players": players, "drops": len(dropped_at), "pushes": len(latencies),
+            "missing": missing, "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99), "max": max(latencies, default=float("nan")),
+            "settled_cpu": settled_cpu, "settled_cmds": settled_cmds,
+            "busy_cpu": busy_cpu}  # fmt: skip
+
+
+async def drain(ws: ClientConnection) -> None:
+    try:
+        async for _ in ws:
+            pass
+    except Exception:  # cut by the drop
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--players", default="100,1000", help="comma-separated counts")
+    parser.add_argument("--room-size", type=int, default=4)
+    parser.add_argument("--grace", type=int, default=1, help="ROOMSVC_PRESENCE_GRACE_SECONDS")
+    parser.add_argument("--spread", type=float, default=5.0, help="seconds the drops span")
+    parser.add_argument("--load", type=float, default=150.0, help="room changes/s meanwhile")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds measured before the drops (heartbeats and load)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if args.room_size < 2:
+        parser.error("--room-size >= 2: somebody must see the drop")
+    print("bench_presence:", " ".join(sys.argv), f"(load average {os.getloadavg()[0]:.2f})")
+    import uvloop
+
+    for players in (int(n) for n in args.players.split(",")):
+        r = uvloop.run(one_size(args, players))
+        print(f"bench_presence: {r['players']} players, {r['drops']} drops over {args.spread:g}s "
+              f"with {args.load:g} changes/s: drop -> LEFT push p50 {r['p50']:.2f}s, "
+              f"p99 {r['p99']:.2f}s, max {r['max']:.2f}s (grace {args.grace}s; p50 "
+              f"{r['p50'] - args.grace:+.2f}s, p99 {r['p99'] - args.grace:+.2f}s past it); "
+              f"{r['missing']} of {r['pushes'] + r['missing']} pushes missing")  # fmt: skip
+        print(f"bench_presence: {r['players']} players connected, before the drops: server "
+              f"CPU {100 * r['settled_cpu']:.1f}% of a core, store {r['settled_cmds']:.0f} "
+              f"commands/s ({r['settled_cmds'] / r['players']:.3f} per player per second); "
+              f"during the drops: server CPU {100 * r['busy_cpu']:.0f}%")  # fmt: skip
+    print(f"bench_presence: load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
