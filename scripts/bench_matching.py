@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import msgspec  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from roomsvc import rooms  # noqa: E402
@@ -45,9 +46,15 @@ from roomsvc.store import keys  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
 from roomsvc.store.matcher_store import PoolStore  # noqa: E402
 from roomsvc.store.room_store import RoomStore, now_ms  # noqa: E402
+from roomsvc.store.scripts import source  # noqa: E402
 
 TARGET_RATE, TARGET_P99_MS = 5000, 250.0
 LIMITS = Limits(automatch_timeout_ms=3_600_000)
+decode_room = msgspec.msgpack.Decoder(RoomDoc).decode
+
+
+def room_cas_source() -> str:
+    return source("room_cas")
 
 
 def start_valkey() -> tuple[subprocess.Popen[bytes], str]:
@@ -128,6 +135,40 @@ async def bare_round_trips(url: str, n: int = 20_000) -> float:
     return rate
 
 
+async def bare_room_writes(url: str, n: int = 10_240, batch: int = 512) -> float:
+    """The limit a matching process cannot beat: rooms per second that one process reads and
+    compare-and-sets, pipelined `batch` at a time, with no matching at all (the same
+    `room_cas.lua` call, document and publish as a match step). Every matched ticket needs
+    at least this for its own room, so it is also a ceiling in tickets/s for one process."""
+    store = aioredis.Redis.from_url(url, max_connections=8)
+    room_store = RoomStore(store, LIMITS, 3_600_000)
+    cas = store.register_script(room_cas_source())
+    app = "calib-" + uuid.uuid4().hex[:8]
+    docs = [seeker(app, k, 1) for k in range(n)]
+    async with store.pipeline(transaction=False) as pipe:
+        for doc in docs:
+            k, a = room_store.cas_call(doc, 0, f"create:{doc.room_id}")
+            await cas(keys=k, args=a, client=pipe)
+        await pipe.execute()
+    started = time.perf_counter()
+    for start in range(0, n, batch):
+        chunk = docs[start : start + batch]
+        async with store.pipeline(transaction=False) as pipe:
+            for doc in chunk:
+                pipe.hget(keys.room(app, doc.room_id), "d")
+            raws = await pipe.execute()
+        async with store.pipeline(transaction=False) as pipe:
+            for raw in raws:
+                old = decode_room(raw)
+                new = msgspec.structs.replace(old, version=old.version + 1, updated_ms=now_ms())
+                k, a = room_store.cas_call(new, old.version, f"calib:{old.room_id}")
+                await cas(keys=k, args=a, client=pipe)
+            await pipe.execute()
+    rate = n / (time.perf_counter() - started)
+    await store.aclose()
+    return rate
+
+
 async def waiting(store: aioredis.Redis, pool: str) -> tuple[int, int]:
     async with store.pipeline(transaction=False) as pipe:
         pipe.zcard(keys.pool_tickets(pool))
@@ -136,7 +177,18 @@ async def waiting(store: aioredis.Redis, pool: str) -> tuple[int, int]:
     return int(tickets), int(matches)
 
 
-async def throughput(url: str, processes: int, tickets: int, group: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a live process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def store_cpu(store: aioredis.Redis) -> float:
+    info = await store.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def throughput(url: str, processes: int, tickets: int, group: int, limit: float) -> float:
     store = aioredis.Redis.from_url(url, max_connections=256)
     room_store = RoomStore(store, LIMITS, 3_600_000)
     pools = PoolStore(store)
@@ -144,8 +196,11 @@ async def throughput(url: str, processes: int, tickets: int, group: int) -> floa
     pool = keys.pool_id(app, None)
     await asyncio.gather(*(create(room_store, pools, app, n, group - 1) for n in range(tickets)))
     leftover = tickets % group
-    started = time.perf_counter()
+    launched = time.perf_counter()
     procs = start_matchers(url, processes)
+    # from the moment every matcher is ready: interpreter start-up is not matching
+    started = time.perf_counter()
+    store_cpu_before = await store_cpu(store)
 
     async def done() -> bool:
         return await waiting(store, pool) == (leftover, 0)
@@ -153,13 +208,20 @@ async def throughput(url: str, processes: int, tickets: int, group: int) -> floa
     try:
         await poll_until(done, 0.01)
         elapsed = time.perf_counter() - started
+        matcher_cpu = sum(cpu_seconds(proc.pid) for proc in procs)
+        valkey_cpu = await store_cpu(store) - store_cpu_before
     finally:
         stop(procs)
         await store.aclose()
-    rate = (tickets - leftover) / elapsed
-    print(f"  {processes} process(es), groups of {group}: {tickets - leftover} tickets matched "
+    matched = tickets - leftover
+    rate = matched / elapsed
+    print(f"  {processes} process(es), groups of {group}: {matched} tickets matched "
           f"in {elapsed:.2f}s = {rate:,.0f} tickets/s "
-          f"({rate / TARGET_RATE:.0%} of the {TARGET_RATE:,}/s target)")  # fmt: skip
+          f"({rate / TARGET_RATE:.0%} of the {TARGET_RATE:,}/s target, "
+          f"{rate / limit:.0%} of the {limit:,.0f}/s bare limit); start-up "
+          f"{started - launched:.2f}s not counted")  # fmt: skip
+    print(f"    CPU per ticket: matchers {matcher_cpu / matched * 1e6:.0f} us (incl. start-up), "
+          f"store {valkey_cpu / matched * 1e6:.0f} us")  # fmt: skip
     return rate
 
 
@@ -215,7 +277,10 @@ async def main() -> None:
     parser.add_argument("--group", type=int, default=2, help="room size in phase 1")
     parser.add_argument("--rate", type=int, default=1_000, help="arrivals/s in phase 2")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--processes", default="1,2", help="matcher process counts to run")
+    parser.add_argument("--phases", default="throughput,latency")
     args = parser.parse_args()
+    counts = [int(n) for n in args.processes.split(",")]
     valkey = None
     url = os.environ.get("REDIS_URL")
     if url is None:
@@ -223,12 +288,19 @@ async def main() -> None:
         await asyncio.sleep(0.3)
     try:
         print(f"calibration: {await bare_round_trips(url):,.0f} bare HGET round trips/s")
-        print(f"throughput ({args.tickets:,} waiting seekers):")
-        for processes in (1, 2):
-            await throughput(url, processes, args.tickets, args.group)
-        print("time to match:")
-        for processes in (1, 2):
-            await latency(url, processes, args.rate, args.seconds)
+        limit = await bare_room_writes(url)
+        print(
+            f"limit: {limit:,.0f} rooms/s read and written (pipelined room_cas) by one "
+            "process that does nothing else = tickets/s one matcher process cannot beat"
+        )
+        if "throughput" in args.phases:
+            print(f"throughput ({args.tickets:,} waiting seekers):")
+            for processes in counts:
+                await throughput(url, processes, args.tickets, args.group, limit)
+        if "latency" in args.phases:
+            print("time to match:")
+            for processes in counts:
+                await latency(url, processes, args.rate, args.seconds)
     finally:
         if valkey is not None:
             valkey.terminate()
