@@ -290,7 +290,7 @@ async def measure(args: argparse.Namespace, players: int, servers: Servers) -> d
             if not child.is_alive():
                 raise SystemExit("bench_presence: the load process failed")
             await asyncio.sleep(0.1)
-        return await drops(args, players, servers, dropping, sockets, gone, left_at)
+        return await drops(args, app, players, servers, dropping, sockets, gone, left_at)
     finally:
         stop.set()
         child.join(timeout=60)
@@ -299,7 +299,7 @@ async def measure(args: argparse.Namespace, players: int, servers: Servers) -> d
                 ws.transport.abort()
 
 
-async def drops(args: argparse.Namespace, players: int, servers: Servers,
+async def drops(args: argparse.Namespace, app: str, players: int, servers: Servers,
                 dropping: list[list[str]], sockets: dict[str, ClientConnection],
                 gone: dict[str, str],
                 left_at: dict[tuple[str, str], list[float]]) -> dict[str, Any]:  # fmt: skip
@@ -334,9 +334,22 @@ async def drops(args: argparse.Namespace, players: int, servers: Servers,
         await asyncio.sleep(0.1)
     busy_cpu = (cpu_seconds(pid) - cpu1) / (time.perf_counter() - began)
     latencies = [at - dropped_at[key] for key, ats in left_at.items() for at in ats]
+    # The server's commit time of each release (the room's updated_ms: nothing else changes
+    # these rooms), on the wall clock this process shares with it: drop -> commit is the
+    # sweep's part, commit -> push the delivery's.
+    offset = time.time() - time.perf_counter()
+    store = aioredis.Redis.from_url(servers.redis_url)
+    room_store = RoomStore(store, Limits(), 3_600_000)
+    to_commit: list[float] = []
+    for (room_id, player), at in dropped_at.items():
+        doc = await room_store.load(app, room_id, fresh=True)
+        if doc is not None and (p := doc.of_player(player)) and p.status is rooms.PStatus.LEFT:
+            to_commit.append(doc.updated_ms / 1000 - (at + offset))
+    await store.aclose()
     missing = len(dropped_at) * watchers_of - len(latencies)
     return {"players": players, "drops": len(dropped_at), "pushes": len(latencies),
             "missing": missing, "p50": percentile(latencies, 0.5),
+            "commit_p50": percentile(to_commit, 0.5), "commit_p99": percentile(to_commit, 0.99),
             "p99": percentile(latencies, 0.99), "max": max(latencies, default=float("nan")),
             "settled_cpu": settled_cpu, "settled_cmds": settled_cmds,
             "busy_cpu": busy_cpu}  # fmt: skip
@@ -373,6 +386,10 @@ def main() -> None:
               f"p99 {r['p99']:.2f}s, max {r['max']:.2f}s (grace {args.grace}s; p50 "
               f"{r['p50'] - args.grace:+.2f}s, p99 {r['p99'] - args.grace:+.2f}s past it); "
               f"{r['missing']} of {r['pushes'] + r['missing']} pushes missing")  # fmt: skip
+        print(
+            f"bench_presence: {r['players']} players: drop -> release committed p50 "
+            f"{r['commit_p50']:.2f}s, p99 {r['commit_p99']:.2f}s (the rest is the push)"
+        )
         print(f"bench_presence: {r['players']} players connected, before the drops: server "
               f"CPU {100 * r['settled_cpu']:.1f}% of a core, store {r['settled_cmds']:.0f} "
               f"commands/s ({r['settled_cmds'] / r['players']:.3f} per player per second); "

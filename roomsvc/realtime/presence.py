@@ -7,13 +7,24 @@ sharded sorted set (realtime_keys.py), pushed forward every `interval` by every 
 holds one of its connections (one pipelined ZADD per shard). Nothing is written when a
 connection closes: the deadline simply stops moving, so a clean close and a `kill -9` behave
 alike. The deadline is `now + grace + interval`, so the seat is released between `grace` and
-`grace + 2 * interval` after the last connection went away, never earlier.
+`grace + interval` after the last connection went away (plus one sweep), never earlier.
 
-Every process sweeps every shard with the claim/lease pattern of DESIGN (the same
-`timers_claim.lua` as the room timers): claim due members (their score moves one lease ahead),
-apply `rooms.presence_failure` to each JOINED room with compare-and-set, then retire the member
-unless a reconnect refreshed it meanwhile (`presence_retire.lua`). The transition only applies
-to a JOINED participant, so a claim replayed after a crash releases nothing twice.
+Every process sweeps every shard with the claim/lease pattern of DESIGN: claim due members
+(their score moves one lease ahead, `presence_claim.lua`), apply `rooms.presence_failure` to
+each JOINED room with compare-and-set, then retire the members unless a reconnect refreshed
+them meanwhile (`presence_retire.lua`). The transition only applies to a JOINED participant,
+so a claim replayed after a crash, or taken by two processes, releases nothing twice.
+
+What keeps the release time independent of the number of players (a busy event loop makes
+every sequential await cost a whole lap of it):
+- refreshing and sweeping are two loops, so a long sweep never delays a refresh (a late
+  refresh would let another process release a connected player);
+- one sweep is a fixed number of round trips whatever it finds: every shard claimed in one
+  pipeline, the rooms of every lapsed player read in one, the seats released concurrently
+  (at most RELEASES_AT_ONCE store calls in flight, well inside the connection pool), every
+  claim retired in one pipeline;
+- the sweeper sleeps until the earliest deadline the claim saw (at most `interval`), so a
+  lapsed deadline is swept when it lapses rather than up to a polling period later.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from roomsvc import rooms
 from roomsvc.errors import NotFound
 from roomsvc.rooms import PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
-from roomsvc.store.connection import UNAVAILABLE_ERRORS
+from roomsvc.store.connection import UNAVAILABLE_ERRORS, run_scripts
 from roomsvc.store.realtime_keys import (
     PRESENCE_SHARDS,
     presence_member,
@@ -41,11 +52,13 @@ from roomsvc.store.scripts import register
 log = logging.getLogger("roomsvc.presence")
 LEASE_MS = 10_000
 BATCH = 200
+RELEASES_AT_ONCE = 32
 _ZADD_CHUNK = 1000
+_MIN_PAUSE_S = 0.005
 
 
 def refresh_interval_s(grace_seconds: int) -> float:
-    """How often deadlines move and shards are swept: well inside the grace period."""
+    """How often deadlines move (and the longest a sweeper sleeps): well inside the grace."""
     return min(5.0, max(0.2, grace_seconds / 4))
 
 
@@ -64,8 +77,12 @@ class Presence:
         self.store = room_store.store
         self.interval_s = refresh_interval_s(grace_seconds)
         self.grace_ms = grace_seconds * 1000
-        self._claim = register(self.store, "timers_claim")
+        self._claim = register(self.store, "presence_claim")
         self._retire = register(self.store, "presence_retire")
+        # The earliest deadline the last sweep saw in any shard (ms), None when all are empty,
+        # and whether a shard had more lapsed members than one claim takes.
+        self.next_due: int | None = None
+        self.backlog = False
 
     def deadline(self, now: int) -> int:
         return now + self.grace_ms + int(self.interval_s * 1000)
@@ -88,33 +105,72 @@ class Presence:
 
     async def sweep_once(self, now: int, is_local: Callable[[str, str], bool]) -> int:
         """Claim every lapsed deadline and release its seats; returns the seats released."""
+        shards = [presence_shard(n) for n in range(PRESENCE_SHARDS)]
+        replies = await run_scripts(
+            self.store, [(self._claim, [shard], [now, LEASE_MS, BATCH]) for shard in shards]
+        )
+        earliest = [int(r[0]) for r in replies if int(r[0]) >= 0]
+        self.next_due = min(earliest) if earliest else None
+        self.backlog = any(len(r) > BATCH for r in replies)
+        local: list[tuple[str, str]] = []
+        lapsed: list[tuple[str, str, str]] = []  # (shard, app, player)
+        for shard, reply in zip(shards, replies, strict=True):
+            for raw in reply[1:]:
+                app, _, player = raw.decode().partition(":")
+                if is_local(app, player):
+                    local.append((app, player))
+                else:
+                    lapsed.append((shard, app, player))
+        if local:  # connected here: our refresh was merely late
+            await self.touch(local, now)
+        if not lapsed:
+            return 0
+        room_ids = await self._rooms_of([(app, player) for _, app, player in lapsed])
+        gate = asyncio.Semaphore(RELEASES_AT_ONCE)
+        outcomes = await asyncio.gather(
+            *(self._release(app, player, ids, gate)
+              for (_, app, player), ids in zip(lapsed, room_ids, strict=True)),
+            return_exceptions=True,
+        )  # fmt: skip
         released = 0
-        for n in range(PRESENCE_SHARDS):
-            shard = presence_shard(n)
-            due: list[Any] = await self._claim(keys=[shard], args=[now, LEASE_MS, BATCH])
-            lease_until = now + LEASE_MS
-            for raw in due:
-                member = raw.decode()
-                app, _, player = member.partition(":")
-                if is_local(app, player):  # connected here: our refresh was merely late
-                    await self.store.zadd(shard, {member: self.deadline(now)})
-                    continue
-                try:
-                    released += await self.release(app, player)
-                except Exception:
-                    raise_if_cancelled()
-                    log.exception("presence release failed; retried after the lease",
-                                  extra={"player_id": player})  # fmt: skip
-                    continue
-                await self._retire(keys=[shard], args=[member, lease_until])
+        retire: dict[str, list[str | int]] = {}
+        lease_until = now + LEASE_MS
+        for (shard, app, player), outcome in zip(lapsed, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise_if_cancelled()
+                log.error("presence release failed; retried after the lease",
+                          exc_info=outcome, extra={"player_id": player})  # fmt: skip
+                continue
+            released += outcome
+            retire.setdefault(shard, []).extend((presence_member(app, player), lease_until))
+        await run_scripts(self.store, [(self._retire, [s], args) for s, args in retire.items()])
         return released
+
+    def pause_s(self, now: int) -> float:
+        """How long the sweeper sleeps after a sweep at `now`: until the earliest deadline it
+        saw, at most one interval (another process may have written an earlier one)."""
+        if self.backlog:
+            return 0.0
+        if self.next_due is None:
+            return self.interval_s
+        return min(self.interval_s, max(_MIN_PAUSE_S, (self.next_due - now + 1) / 1000))
+
+    async def _rooms_of(self, players: list[tuple[str, str]]) -> list[list[str]]:
+        """The rooms each (app, player) is in, by its index (a hint: verified on write)."""
+        async with self.store.pipeline(transaction=False) as pipe:
+            for app, player in players:
+                pipe.zrange(keys.player_rooms(app, player), 0, -1)
+            replies = await pipe.execute()
+        return [[m.decode() for m in reply] for reply in replies]
 
     async def release(self, app: str, player: str) -> int:
         """PRESENCE_FAILURE in every room where the player is still JOINED."""
-        room_ids = [
-            m.decode() for m in await self.store.zrange(keys.player_rooms(app, player), 0, -1)
-        ]
-        docs = await self.rooms.load_many(app, room_ids)
+        (room_ids,) = await self._rooms_of([(app, player)])
+        return await self._release(app, player, room_ids, asyncio.Semaphore(RELEASES_AT_ONCE))
+
+    async def _release(
+        self, app: str, player: str, room_ids: list[str], gate: asyncio.Semaphore
+    ) -> int:
         limits = self.rooms.limits
 
         def change(doc: RoomDoc) -> RoomDoc | None:
@@ -122,18 +178,17 @@ class Presence:
                 return None  # left meanwhile, or released by an earlier claim: nothing twice
             return rooms.presence_failure(doc, player, now_ms=now_ms(), limits=limits)
 
-        released = 0
-        for room_id, doc in zip(room_ids, docs, strict=True):
-            if doc is None or not _joined(doc, player):
-                continue
-            try:
-                applied = await self.rooms.mutate(
-                    app, room_id, change, request_id=f"presence:{uuid.uuid4().hex}"
-                )
-            except NotFound:
-                continue
-            released += int(applied.changed)
-        return released
+        async def one(room_id: str) -> int:
+            async with gate:
+                try:
+                    applied = await self.rooms.mutate(
+                        app, room_id, change, request_id=f"presence:{uuid.uuid4().hex}"
+                    )
+                except NotFound:
+                    return 0
+            return int(applied.changed)
+
+        return sum(await asyncio.gather(*(one(room_id) for room_id in room_ids)))
 
 
 def raise_if_cancelled() -> None:
@@ -145,13 +200,32 @@ def raise_if_cancelled() -> None:
 
 
 async def run(presence: Presence, hub: Any) -> None:
-    """The presence duty: refresh this process's players, then sweep; forever."""
+    """The presence duty: refresh this process's players, and sweep; forever, side by side."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(refresh_forever(presence, hub))
+        group.create_task(sweep_forever(presence, hub))
+
+
+async def refresh_forever(presence: Presence, hub: Any) -> None:
+    loop = asyncio.get_running_loop()
     while True:
         raise_if_cancelled()
-        now = now_ms()
+        started = loop.time()
         try:
-            await presence.touch(hub.present_players(), now)
-            await presence.sweep_once(now, hub.is_local)
+            await presence.touch(hub.present_players(), now_ms())
         except UNAVAILABLE_ERRORS:
             log.warning("presence: store unavailable; retrying")
-        await asyncio.sleep(presence.interval_s)
+        # At a fixed rate: a slow round trip eats into the pause, not into the grace.
+        await asyncio.sleep(max(0.0, presence.interval_s - (loop.time() - started)))
+
+
+async def sweep_forever(presence: Presence, hub: Any) -> None:
+    while True:
+        raise_if_cancelled()
+        try:
+            await presence.sweep_once(now_ms(), hub.is_local)
+            pause = presence.pause_s(now_ms())
+        except UNAVAILABLE_ERRORS:
+            log.warning("presence: store unavailable; retrying")
+            pause = presence.interval_s
+        await asyncio.sleep(pause)

@@ -1,0 +1,245 @@
+"""Presence deadlines and the sweep (SPEC §6) on a real valkey, time passed as an argument,
+beside test_realtime_units.py (a lapsed seat released once, a reconnect after its claim kept):
+claims retired together keep a reconnect's deadline; two processes sweeping the same lapsed
+players release every seat exactly once; a sweep reports the earliest deadline it saw (the
+sweeper sleeps until then); a shard with more lapsed players than one claim takes is swept
+again at once; a slow sweep never delays a refresh. Across real processes (kill -9, reconnect
+within the grace): test_realtime_processes.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from roomsvc import wire
+from roomsvc.auth import SCOPE_GAMES, Principal
+from roomsvc.realtime import presence as presence_module
+from roomsvc.realtime.presence import BATCH, LEASE_MS, Presence
+from roomsvc.room_view import ViewContext
+from roomsvc.rooms import Limits, PStatus
+from roomsvc.rooms_service import RoomsService
+from roomsvc.store import keys
+from roomsvc.store.realtime_keys import (
+    PRESENCE_SHARDS,
+    presence_member,
+    presence_shard,
+    presence_shard_of,
+)
+from roomsvc.store.room_store import RoomStore, now_ms
+from tests.support import ValkeyProcess, new_app_id
+
+
+@pytest.fixture
+def own_valkey() -> Iterator[ValkeyProcess]:
+    # Its own store per test: a sweep with `now` in the future claims every lapsed deadline in
+    # the store, other tests' players included.
+    store = ValkeyProcess().start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+async def redis_client(own_valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(own_valkey.url)
+    yield client
+    await client.aclose()
+
+
+def stores(client: aioredis.Redis) -> tuple[RoomStore, RoomsService]:
+    limits = Limits()
+    room_store = RoomStore(client, limits, 3_600_000)
+    return room_store, RoomsService(room_store, limits)
+
+
+async def joined_room(service: RoomsService, app: str, creator: str, guest: str) -> str:
+    ctx = ViewContext()
+    room = await service.create(
+        Principal(creator, app, frozenset({SCOPE_GAMES})),
+        wire.RoomCreateRequest(invited_player_ids=[guest]),
+        ctx,
+    )
+    assert room.room_id is not None
+    await service.join(
+        Principal(guest, app, frozenset({SCOPE_GAMES})), room.room_id, wire.RoomJoinRequest(), ctx
+    )
+    return room.room_id
+
+
+async def test_one_retire_keeps_the_deadline_of_a_reconnect(redis_client: aioredis.Redis) -> None:
+    """Claims retired together: a player that reconnected after its claim keeps its fresh
+    deadline, one nobody refreshed meanwhile is removed."""
+    room_store, _ = stores(redis_client)
+    presence = Presence(room_store, grace_seconds=20)
+    app = new_app_id()
+    t0 = 20_000_000_000_000
+    await presence.touch([(app, "zed"), (app, "amy")], t0)
+    now = presence.deadline(t0) + 1
+    lease = now + LEASE_MS
+    claimed: list[bytes] = []
+    for shard in {presence_shard_of(presence_member(app, p)) for p in ("zed", "amy")}:
+        claimed += (await presence._claim(keys=[shard], args=[now, LEASE_MS, 10]))[1:]
+    assert sorted(claimed) == sorted(presence_member(app, p).encode() for p in ("amy", "zed"))
+    await presence.touch([(app, "zed")], now + 1)  # zed reconnected meanwhile
+    by_shard: dict[str, list[str | int]] = {}
+    for player in ("zed", "amy"):
+        member = presence_member(app, player)
+        by_shard.setdefault(presence_shard_of(member), []).extend((member, lease))
+    removed = [await presence._retire(keys=[s], args=a) for s, a in by_shard.items()]
+    assert sum(removed) == 1
+    amy = presence_member(app, "amy")
+    assert await redis_client.zscore(presence_shard_of(amy), amy) is None
+    zed = presence_member(app, "zed")
+    assert await redis_client.zscore(presence_shard_of(zed), zed) == presence.deadline(now + 1)
+
+
+async def test_two_processes_sweeping_release_every_seat_once(
+    redis_client: aioredis.Redis, own_valkey: ValkeyProcess
+) -> None:
+    """Two processes (two clients, two room stores) sweep the same lapsed players at the same
+    instant: every seat is released exactly once, and every claim is retired."""
+    room_store, service = stores(redis_client)
+    app = new_app_id()
+    guests = [f"g{n}" for n in range(40)]
+    rooms = {g: await joined_room(service, app, f"host{g}", g) for g in guests}
+    versions = {g: (await room_store.load(app, r, fresh=True)).version for g, r in rooms.items()}  # type: ignore[union-attr]
+    other_client = aioredis.Redis.from_url(own_valkey.url)
+    try:
+        first = Presence(room_store, grace_seconds=1)
+        second = Presence(RoomStore(other_client, Limits(), 3_600_000), grace_seconds=1)
+        t0 = 30_000_000_000_000
+        await first.touch([(app, g) for g in guests], t0)
+        now = first.deadline(t0) + 1
+        released = await asyncio.gather(
+            first.sweep_once(now, lambda a, p: False), second.sweep_once(now, lambda a, p: False)
+        )
+        assert sum(released) == len(guests)
+        for guest, room_id in rooms.items():
+            doc = await room_store.load(app, room_id, fresh=True)
+            assert doc is not None and doc.version == versions[guest] + 1
+            p = doc.of_player(guest)
+            assert p is not None and p.status is PStatus.LEFT
+            assert p.leave_reason == "PRESENCE_FAILURE"
+            host = doc.of_player(f"host{guest}")
+            assert host is not None and host.status is PStatus.JOINED
+        for n in range(PRESENCE_SHARDS):
+            assert await redis_client.zcard(presence_shard(n)) == 0  # every claim retired
+        # Later sweeps, by either process, find nothing left to do.
+        assert await first.sweep_once(now + 2 * LEASE_MS, lambda a, p: False) == 0
+        assert await second.sweep_once(now + 2 * LEASE_MS, lambda a, p: False) == 0
+    finally:
+        await other_client.aclose()
+
+
+async def test_a_sweep_reports_the_earliest_deadline(redis_client: aioredis.Redis) -> None:
+    """The sweep learns the earliest deadline left in any shard: the sweeper sleeps until it
+    (at most one interval), so a lapsed seat is swept when it lapses."""
+    room_store, _ = stores(redis_client)
+    presence = Presence(room_store, grace_seconds=20)
+    app = new_app_id()
+    t0 = 40_000_000_000_000
+    await presence.sweep_once(t0, lambda a, p: False)
+    assert presence.next_due is None and presence.pause_s(t0) == presence.interval_s
+    await presence.touch([(app, "early")], t0)
+    await presence.touch([(app, "late")], t0 + 3000)
+    await presence.sweep_once(t0 + 10, lambda a, p: False)
+    assert presence.next_due == presence.deadline(t0)
+    assert presence.pause_s(presence.deadline(t0) - 100) == pytest.approx(0.101)
+    assert presence.pause_s(t0 + 10) == presence.interval_s  # never longer than an interval
+    assert presence.pause_s(presence.deadline(t0) + 50) > 0  # overdue: soon, but no spin
+
+
+async def test_more_lapsed_than_one_claim_takes_are_swept_again_at_once(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A shard with more lapsed members than a claim's batch: the sweep says so (no pause),
+    and the next sweep takes the rest."""
+    room_store, _ = stores(redis_client)
+    presence = Presence(room_store, grace_seconds=1)
+    app = new_app_id()
+    shard = presence_shard(0)
+    players = []
+    n = 0
+    while len(players) < BATCH + 5:  # players (in no room) whose members fall in shard 0
+        if presence_shard_of(presence_member(app, f"p{n}")) == shard:
+            players.append((app, f"p{n}"))
+        n += 1
+    t0 = 50_000_000_000_000
+    await presence.touch(players, t0)
+    now = presence.deadline(t0) + 1
+    assert await presence.sweep_once(now, lambda a, p: False) == 0  # no seats: none released
+    assert presence.backlog and presence.pause_s(now) == 0.0
+    assert await redis_client.zcard(shard) == 5
+    await presence.sweep_once(now, lambda a, p: False)
+    assert not presence.backlog and await redis_client.zcard(shard) == 0
+
+
+class OneConnectedPlayer:
+    """The two things presence asks of a process's hub: who is connected here."""
+
+    def __init__(self, app: str, player: str) -> None:
+        self.player = (app, player)
+
+    def present_players(self) -> set[tuple[str, str]]:
+        return {self.player}
+
+    def is_local(self, app: str, player: str) -> bool:
+        return (app, player) == self.player
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(400):
+        if await check():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_slow_release_never_delays_a_refresh(redis_client: aioredis.Redis) -> None:
+    """While a sweep waits on a room (another change to it in flight here), the connected
+    player's deadline still moves: a late refresh would let another process release it."""
+    room_store, service = stores(redis_client)
+    app = new_app_id()
+    room_id = await joined_room(service, app, "olga", "ray")
+    presence = Presence(room_store, grace_seconds=1)
+    await presence.touch([(app, "ray")], now_ms() - 60_000)  # lapsed long ago
+    ray, zed = presence_member(app, "ray"), presence_member(app, "zed")
+
+    async def score(member: str) -> float | None:
+        return await redis_client.zscore(presence_shard_of(member), member)
+
+    async with room_store._lock(keys.room(app, room_id)):  # the room is busy meanwhile
+        duty = asyncio.create_task(presence_module.run(presence, OneConnectedPlayer(app, "zed")))
+        try:
+            await eventually(lambda: claimed(score(ray)), "ray's deadline claimed")
+            first = await score(zed)
+            assert first is not None
+
+            async def moved() -> bool:
+                return (await score(zed) or 0) > first
+
+            await eventually(moved, "zed's deadline refreshed during the sweep")
+            doc = await room_store.load(app, room_id, fresh=True)
+            assert doc is not None and doc.of_player("ray").status is PStatus.JOINED  # type: ignore[union-attr]
+        except BaseException:
+            duty.cancel()
+            raise
+    try:
+
+        async def released() -> bool:
+            doc = await room_store.load(app, room_id, fresh=True)
+            return doc is not None and doc.of_player("ray").status is PStatus.LEFT  # type: ignore[union-attr]
+
+        await eventually(released, "ray released once the room was free")
+    finally:
+        duty.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await duty
+
+
+async def claimed(score: Awaitable[float | None]) -> bool:
+    value = await score
+    return value is not None and value > now_ms()
