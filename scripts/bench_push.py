@@ -13,16 +13,18 @@ sent. Each socket timestamps each `roomStatus` it receives; the clock is this pr
 the two are comparable. Prints, per delivery and per change (until its LAST participant has
 it), p50/p99/max, and the deliveries/s achieved. A push is one frame on one socket: the default
 rate of 250 changes/s to rooms of 4 makes 1,000 pushes/s.
+
+Then, in the same run, the limit SPEC §11 quotes beside the figure: the bare fan-out of a
+uvicorn server with the same WebSocket settings sending a frame of the same size to as many
+sockets, with nothing else to do (wsbench_support.py). Both are reported as server CPU per
+delivery and as the deliveries/s one core would sustain, with their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,57 +34,24 @@ import httpx
 import msgspec
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
+from wsbench_support import (
+    SECRET,
+    cpu_seconds,
+    cpu_split,
+    measure_bare_fanout,
+    start_bare_fanout,
+    start_server,
+    start_valkey,
+    stop,
+)
 
 from roomsvc import rooms
 from roomsvc.auth import mint_token
 from roomsvc.rooms import Limits
-from roomsvc.store.embedded import free_port, server_binary
 from roomsvc.store.room_store import RoomStore, now_ms
 
-SECRET = "bench-secret-" + "x" * 24
 _decode = msgspec.json.Decoder().decode
-
-
-def wait_for(check: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # not up yet
-            pass
-        time.sleep(0.05)
-    raise SystemExit("bench: a process did not start in time")
-
-
-def start_valkey(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    argv = [str(server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", workdir]  # fmt: skip
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    wait_for(lambda: redis.Redis(port=port).ping())
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
-def start_server(redis_url: str, workdir: str, env: dict[str, str]) -> tuple[Any, str]:
-    port = free_port()
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
-    full.update(REDIS_URL=redis_url, ROOMSVC_JWT_SECRET=SECRET, ROOMSVC_LOG_LEVEL="WARNING")
-    full.update(env)
-    argv = [sys.executable, "-m", "roomsvc.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(argv, cwd=workdir, env=full, stdin=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200)
-    return process, base
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+BARE_ROUNDS = 50
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -108,6 +77,7 @@ class Receiver:
     def __init__(self, ws: ClientConnection, arrivals: dict[tuple[str, int], list[float]]) -> None:
         self.ws = ws
         self.arrivals = arrivals
+        self.size = 0  # characters of the last roomStatus frame
         self.task = asyncio.create_task(self.run())
 
     async def run(self) -> None:
@@ -115,6 +85,7 @@ class Receiver:
             at = time.perf_counter()
             message = _decode(raw)
             if message.get("method") == "roomStatus":
+                self.size = len(raw)
                 params = message["params"]
                 key = (params["roomId"], params["roomStatusVersion"])
                 self.arrivals.setdefault(key, []).append(at)
@@ -153,7 +124,9 @@ async def setup_rooms(
     return made
 
 
-async def run(args: argparse.Namespace, base: str, redis_url: str, server_pid: int) -> None:
+async def run(
+    args: argparse.Namespace, base: str, redis_url: str, server_pid: int, bare: tuple[int, int]
+) -> None:
     app = "bench-" + uuid.uuid4().hex[:8]
     made = await setup_rooms(base, app, args.connections, args.room_size)
     ws_base = base.replace("http://", "ws://") + "/games/v1/realtime?access_token="
@@ -202,6 +175,7 @@ async def run(args: argparse.Namespace, base: str, redis_url: str, server_pid: i
     await asyncio.sleep(2.0)  # the server's own background (duties, pings), to subtract
     idle_per_s = (cpu_seconds(server_pid) - idle_from) / 2.0
     cpu_before = cpu_seconds(server_pid)
+    split_before = cpu_split(server_pid)
     start = time.perf_counter()
     tasks = []
     for n in range(total):
@@ -213,6 +187,7 @@ async def run(args: argparse.Namespace, base: str, redis_url: str, server_pid: i
     elapsed = time.perf_counter() - start
     await asyncio.sleep(1.0)  # let the last pushes land
     server_cpu = cpu_seconds(server_pid) - cpu_before
+    user, system = (a - b for a, b in zip(cpu_split(server_pid), split_before, strict=True))
     pushing_cpu = max(0.0, server_cpu - idle_per_s * (time.perf_counter() - start))
 
     per_delivery: list[float] = []
@@ -230,7 +205,8 @@ async def run(args: argparse.Namespace, base: str, redis_url: str, server_pid: i
           f"{missing} deliveries coalesced away")  # fmt: skip
     per_push_us = pushing_cpu / max(1, deliveries) * 1e6
     one_core = 1e6 / max(per_push_us, 1e-9)
-    print(f"bench_push: server CPU {server_cpu:.2f}s, {idle_per_s:.2f}s/s of it background: "
+    print(f"bench_push: server CPU {server_cpu:.2f}s (user {user:.2f}s, system {system:.2f}s), "
+          f"{idle_per_s:.2f}s/s of it background: "
           f"{per_push_us:.0f} us per push (one core: {one_core:.0f} pushes/s)")  # fmt: skip
     for label, values in (("per push", per_delivery), ("per change, all sockets", per_change)):
         p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
@@ -242,6 +218,15 @@ async def run(args: argparse.Namespace, base: str, redis_url: str, server_pid: i
     for receiver in receivers:
         await receiver.ws.close()
     await store.aclose()
+    size = max((r.size for r in receivers), default=1000)
+    bare_cpu, bare_rate = await measure_bare_fanout(*bare, len(receivers), BARE_ROUNDS, size)
+    bare_core = 1 / max(bare_cpu, 1e-9)
+    print(f"bench_push: bare fan-out limit, same run ({len(receivers)} sockets, {size}-char "
+          f"frames, uvicorn websockets-sansio alone): {bare_cpu * 1e6:.1f} us server CPU "
+          f"per delivery (one core: {bare_core:.0f} deliveries/s; {bare_rate:.0f}/s "
+          "received)")  # fmt: skip
+    print(f"bench_push: push path vs bare fan-out: {one_core / bare_core:.3f} of the limit "
+          f"({per_push_us / (bare_cpu * 1e6):.1f}x the CPU of a bare delivery)")  # fmt: skip
 
 
 def main() -> None:
@@ -254,20 +239,17 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="roomsvc-bench-push-")
     valkey, redis_url = start_valkey(workdir)
     env = {"ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER": "2"}
-    server, base = start_server(redis_url, workdir, env)
     try:
-        import uvloop
+        server, base = start_server(redis_url, workdir, env)
+        bare, bare_port = start_bare_fanout()
+        try:
+            import uvloop
 
-        uvloop.run(run(args, base, redis_url, server.pid))
+            uvloop.run(run(args, base, redis_url, server.pid, (bare.pid, bare_port)))
+        finally:
+            stop([(server, 60), (bare, 10)], "bench_push")
     finally:
-        for process, grace in ((server, 60), (valkey, 30)):
-            process.terminate()
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                print(f"bench_push: pid {process.pid} ignored SIGTERM for {grace}s; killed")
-                process.kill()
-                process.wait()
+        stop([(valkey, 30)], "bench_push")
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -18,7 +18,7 @@ from roomsvc import wire
 from roomsvc.auth import SCOPE_GAMES, Principal
 from roomsvc.errors import NotFound
 from roomsvc.realtime import protocol
-from roomsvc.realtime.connection import Connection
+from roomsvc.realtime.connection import Connection, PeerTransport
 from roomsvc.realtime.endpoint import _strip_tokens, origin_allowed
 from roomsvc.realtime.methods import METHODS
 from roomsvc.realtime.presence import Presence
@@ -142,7 +142,7 @@ def _queue_only() -> Connection:
     principal = Principal("ana", "app", frozenset({SCOPE_GAMES}))
     return Connection(
         None,  # type: ignore[arg-type]  # the queue alone: nothing is sent before `ready`
-        principal, locale="en", base_url="", rooms_scope=True, abort=lambda: False,
+        principal, locale="en", base_url="", rooms_scope=True, peer=PeerTransport(None),
         send_timeout=1.0, rate_per_second=1.0,
     )  # fmt: skip
 

@@ -13,8 +13,11 @@
   version. Rooms calls of one connection run one at a time, in arrival order, so their replies
   too show each room's versions in order (SPEC §6 "On one connection the versions of a room
   only ever increase").
-- Pushes are sent by a sender task created only while there is something to send, so an idle
-  connection costs one coroutine (SPEC §11: idle sockets per process).
+- A push is written at once, synchronously, by the hub's fan-out when nothing stands in its
+  way (the socket writable, no send in progress, no call holding its room): no task, no
+  deadline, no coroutine layers per push (SPEC §11: push latency). Otherwise it is queued and
+  sent by a sender task created only while there is something to send, so an idle connection
+  costs one coroutine (SPEC §11: idle sockets per process).
 - Every send has a deadline: a peer that stops reading blocks the ASGI send once the socket
   buffers fill, and is then cut (transport aborted), without slowing any other connection.
 """
@@ -27,10 +30,11 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.exceptions import InvalidState
 
 from roomsvc import logs
 from roomsvc.auth import Principal
@@ -53,7 +57,7 @@ class ConnectionGone(Exception):
 
 
 class PeerTransport:
-    """The server's transport under an ASGI WebSocket, for two things ASGI cannot express.
+    """The server's transport under an ASGI WebSocket, for three things ASGI cannot express.
 
     uvicorn's WebSocket protocols hand the app their bound `receive` method, whose owner holds
     the asyncio transport. Through it:
@@ -62,11 +66,40 @@ class PeerTransport:
     - `limit_send_buffer()` caps the kernel send buffer, which Linux otherwise grows to
       megabytes per socket: memory per connection stays bounded (SPEC §6) and a stalled
       reader is detected after a few hundred kilobytes, not after several megabytes.
-    Under another server both are no-ops and a stalled connection is only detached.
+    - `write_text()` writes a frame synchronously when uvicorn's websockets-sansio protocol
+      would have written it without waiting: what its `websocket.send` does, minus the ASGI
+      and Starlette coroutine layers (the fan-out's fast path).
+    Under another server these are no-ops (`write_text` declines: the ASGI send is used) and a
+    stalled connection is only detached.
     """
 
+    __slots__ = ("_protocol", "_transport")
+
     def __init__(self, receive: Any) -> None:
-        self._transport = getattr(getattr(receive, "__self__", None), "transport", None)
+        owner = getattr(receive, "__self__", None)
+        self._transport = getattr(owner, "transport", None)
+        sansio = type(owner).__name__ == "WebSocketsSansIOProtocol"
+        self._protocol = owner if sansio and hasattr(owner, "conn") else None
+
+    def write_text(self, text: str) -> bool:
+        """Write one text frame now; False (nothing written) when the ASGI send would wait
+        (the peer is not reading: flow control paused the transport) or cannot send."""
+        p = self._protocol
+        if (
+            p is None
+            or not p.writable.is_set()
+            or p.disconnected
+            or p.close_sent
+            or not p.handshake_complete
+            or p.initial_response is not None
+        ):
+            return False
+        try:
+            p.conn.send_text(text.encode())
+        except InvalidState:
+            return False
+        p.transport.write(b"".join(p.conn.data_to_send()))
+        return True
 
     def abort(self) -> bool:
         if self._transport is None or not hasattr(self._transport, "abort"):
@@ -84,7 +117,7 @@ class PeerTransport:
 class Connection:
     # Slots: tens of thousands of these live in one process (SPEC §11: RSS per socket).
     __slots__ = (
-        "_abort", "_burst", "_closing", "_hold", "_rate", "_refilled", "_render", "_room_calls",
+        "_burst", "_closing", "_hold", "_peer", "_rate", "_refilled", "_render", "_room_calls",
         "_send_lock", "_send_timeout", "_sender", "_tokens", "base_url", "closed", "id", "inflight",
         "locale", "pending", "principal", "ready", "rooms_scope", "sent", "slots", "websocket",
     )  # fmt: skip
@@ -97,7 +130,7 @@ class Connection:
         locale: str,
         base_url: str,
         rooms_scope: bool,
-        abort: Callable[[], bool],
+        peer: PeerTransport,
         send_timeout: float,
         rate_per_second: float,
     ) -> None:
@@ -118,7 +151,7 @@ class Connection:
         self.inflight: set[asyncio.Task[None]] = set()  # requests being served
         self._closing: set[asyncio.Task[None]] = set()
         self.slots = asyncio.Semaphore(MAX_INFLIGHT)
-        self._abort = abort
+        self._peer = peer
         self._send_timeout = send_timeout
         self._send_lock = asyncio.Lock()
         self._sender: asyncio.Task[None] | None = None
@@ -184,6 +217,23 @@ class Connection:
             finally:
                 self._hold = None
                 self.kick()
+
+    def push_now(self, room_id: str, text: str, version: int, final: bool) -> bool:
+        """Write a push synchronously if nothing stands in its way; False: queue it instead.
+
+        Synchronous, so atomic with its check and record as `_push` is under the send lock:
+        the lock is free (no frame half-sent), and no call holds the room."""
+        if not self.ready or self.closed or self._send_lock.locked() or self._held(room_id):
+            return False
+        if version <= self.shown_version(room_id):
+            return True  # shown already: nothing to send
+        if not self._peer.write_text(text):
+            return False
+        if final:  # the player is out of the room for good: stop tracking it
+            self.sent.pop(room_id, None)
+        else:
+            self.sent[room_id] = version
+        return True
 
     async def _drain(self) -> None:
         token = logs.bind(conn_id=self.id)
@@ -253,7 +303,7 @@ class Connection:
         except TimeoutError:
             self.closed = True
             log.warning("realtime peer stopped reading; cut", extra={"conn_id": self.id})
-            self._abort()
+            self._peer.abort()
             raise ConnectionGone() from None
         except (WebSocketDisconnect, OSError, RuntimeError):
             self.closed = True
@@ -269,7 +319,7 @@ class Connection:
             try:
                 await asyncio.wait_for(self.websocket.close(code, reason), self._send_timeout)
             except TimeoutError:
-                self._abort()
+                self._peer.abort()
             except (WebSocketDisconnect, OSError, RuntimeError):
                 pass
 

@@ -155,7 +155,7 @@ class RealtimeEndpoint:
             locale=locale,
             base_url=_http_base_url(websocket),
             rooms_scope=SCOPE_GAMES in principal.scopes,
-            abort=transport.abort,
+            peer=transport,
             send_timeout=float(settings.ws_send_timeout_seconds),
             rate_per_second=float(settings.ws_rate_per_second),
         )

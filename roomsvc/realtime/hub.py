@@ -3,8 +3,12 @@
 - registry: connections by player channel, oldest first; a player over
   `ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER` loses its oldest connection (1008), so a client that
   reconnects from a new network is never locked out by its own half-dead socket;
-- fan-out: a pub/sub message `<roomId> <version>` is offered to every connection of the player
-  (sync, non-blocking: a slow connection only coalesces its own queue);
+- fan-out: a pub/sub message `<roomId> <version>` goes to every connection of the player. The
+  room at that version is loaded once per process (one task for every connection waiting on
+  it; nothing to load when this process made the change), rendered once per distinct view,
+  and written synchronously to each connection that can take it at once; a connection that
+  cannot (not writable, a send or a call in progress) queues it, and a slow connection only
+  coalesces its own queue (SPEC §11: push latency and CPU per push);
 - the welcome snapshot (every non-deleted room the player is in, and its pending invitations)
   and the resync after the bridge reconnects, both read from the per-player indexes verified
   against each room (DESIGN "indexes as hints").
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +25,7 @@ from typing import Any
 import msgspec
 
 from roomsvc import rooms, wire
-from roomsvc.metrics import WS_CONNECTIONS
+from roomsvc.metrics import PUSH_LATENCY, WS_CONNECTIONS
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_POLICY, CLOSE_RESTART, Connection
@@ -30,7 +35,10 @@ from roomsvc.room_view import ViewContext, render_room
 from roomsvc.rooms import PStatus, RoomDoc, RoomState
 from roomsvc.settings import Settings
 from roomsvc.store import keys
+from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.room_store import now_ms
+
+log = logging.getLogger("roomsvc.realtime")
 
 _encode = msgspec.json.Encoder().encode
 _RESYNC_BATCH = 200
@@ -67,6 +75,9 @@ class Hub:
         self.players: dict[bytes, list[Connection]] = {}
         self.count = 0
         self.draining = False
+        # (app, roomId) -> the connections waiting for its load, with the version each wants
+        self._waiting: dict[tuple[str, str], list[tuple[Connection, int]]] = {}
+        self._loads: set[asyncio.Task[None]] = set()
         # Handshake work (subscribe, presence, snapshot) at most this many at once: a storm of
         # reconnects queues here instead of exhausting the store's connection pool.
         self.admission = asyncio.Semaphore(ADMISSIONS)
@@ -137,26 +148,86 @@ class Hub:
         if not raw_version.isdigit():
             return
         version = int(raw_version)
-        for conn in conns:
-            if conn.rooms_scope:
-                conn.offer(room_id, version)
+        targets = [
+            c for c in conns
+            if c.rooms_scope and not c.closed and version > c.shown_version(room_id)
+        ]  # fmt: skip
+        if not targets:
+            return
+        app = targets[0].principal.app_id
+        doc = self.views.cached(app, room_id, version)
+        if doc is not None:
+            for conn in targets:
+                self.deliver(conn, doc, version)
+            return
+        key = (app, room_id)
+        waiting = self._waiting.get(key)
+        if waiting is not None:  # a load is under way: these wait for it too
+            waiting.extend((conn, version) for conn in targets)
+            return
+        self._waiting[key] = [(conn, version) for conn in targets]
+        task = asyncio.create_task(self._load_then_deliver(app, room_id, version))
+        self._loads.add(task)
+        task.add_done_callback(self._loads.discard)
 
-    async def push_frame(
-        self, conn: Connection, room_id: str, version: int
-    ) -> tuple[str, int, int, bool] | None:
-        """(frame, version shown, committed at ms, final) for a queued push, or None to skip.
+    async def _load_then_deliver(self, app: str, room_id: str, version: int) -> None:
+        doc: RoomDoc | None = None
+        failed = False
+        try:
+            doc = await self.views.doc(app, room_id, version)
+        except UNAVAILABLE_ERRORS:
+            failed = True  # each connection's queue retries (and the resync covers the rest)
+        except Exception:
+            failed = True
+            log.exception("loading a pushed room failed")
+        finally:
+            waiting = self._waiting.pop((app, room_id), [])
+        if doc is None and not failed:
+            return  # the room no longer exists
+        for conn, wanted in waiting:
+            if doc is None or doc.version < wanted:
+                conn.offer(room_id, wanted)
+            else:
+                self.deliver(conn, doc, wanted)
+
+    def deliver(self, conn: Connection, doc: RoomDoc, announced: int) -> None:
+        """Push `doc` (at or past the announced version) to `conn`: at once, or via its queue."""
+        if conn.closed or doc.version <= conn.shown_version(doc.room_id):
+            return
+        if conn.sent.get(doc.room_id, 0) < 0:
+            conn.offer(doc.room_id, announced)  # shown leaving the room: the queue forgets it
+            return
+        frame = self._frame_for(conn, doc)
+        if frame is None:
+            return
+        text, final = frame
+        if conn.push_now(doc.room_id, text, doc.version, final):
+            PUSH_LATENCY.observe(max(0.0, time.time() - doc.updated_ms / 1000))
+        else:
+            conn.offer(doc.room_id, announced)
+
+    def _frame_for(self, conn: Connection, doc: RoomDoc) -> tuple[str, bool] | None:
+        """(frame, final) of `doc` for `conn`, or None when it is not to be pushed.
 
         A player out of the room (left, declined, or the room deleted) still gets the change
         that took it out, if this connection had shown the room; after that, nothing more."""
         player = conn.principal.player_id
+        still_in = involved(doc, player)
+        if not still_in and conn.sent.get(doc.room_id, 0) <= 0:  # never shown, or shown leaving
+            return None
+        return self.views.frame(doc, player, conn.locale, conn.base_url), not still_in
+
+    async def push_frame(
+        self, conn: Connection, room_id: str, version: int
+    ) -> tuple[str, int, int, bool] | None:
+        """(frame, version shown, committed at ms, final) for a queued push, or None to skip."""
         doc = await self.views.doc(conn.principal.app_id, room_id, version)
         if doc is None:
             return None
-        still_in = involved(doc, player)
-        if not still_in and conn.sent.get(room_id, 0) <= 0:  # never shown, or shown leaving
+        frame = self._frame_for(conn, doc)
+        if frame is None:
             return None
-        text = self.views.frame(doc, player, conn.locale, conn.base_url)
-        return text, doc.version, doc.updated_ms, not still_in
+        return frame[0], doc.version, doc.updated_ms, frame[1]
 
     # ---- snapshots -----------------------------------------------------------------------------
 

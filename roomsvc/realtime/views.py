@@ -58,6 +58,11 @@ class Views:
         if len(self._rooms) > _MAX_ROOMS:
             self._rooms.popitem(last=False)
 
+    def cached(self, app: str, room_id: str, version: int) -> RoomDoc | None:
+        """The room at `version` or newer if it is in memory, without waiting."""
+        entry = self._rooms.get((app, room_id))
+        return entry.doc if entry is not None and entry.doc.version >= version else None
+
     async def doc(self, app: str, room_id: str, version: int) -> RoomDoc | None:
         """The room at `version` or newer; None when it no longer exists."""
         key = (app, room_id)
