@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from roomsvc import matching, rooms
 from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc, RoomState
 from roomsvc.rooms_service import new_room_id
-from roomsvc.store import keys
+from roomsvc.store import keys, match_apply
 from roomsvc.store.match_apply import Matcher, run_forever
-from roomsvc.store.matcher_store import Claimed, PoolStore
+from roomsvc.store.matcher_store import Claimed, PoolStore, Retirement
 from roomsvc.store.room_store import RoomStore, now_ms
 from tests.support import ValkeyProcess, new_app_id
 
@@ -170,3 +170,57 @@ async def test_shutdown_hands_over_the_claims_in_flight(
     pool = keys.pool_id(app, None)
     assert await rs.store.zscore(keys.pool_matches(pool), claimed.match_id) == 0
     assert await pools.lapsed(pool, now_ms()) == [claimed.match_id]
+
+
+async def test_one_retire_call_retires_each_record_once(
+    parts: tuple[RoomStore, PoolStore],
+) -> None:
+    """Records of two pools retire together; a record listed twice is retired (and its
+    tickets put back) only the first time, and the others of the call are unaffected."""
+    rs, pools = parts
+    apps = [new_app_id(), new_app_id()]
+    claims = []
+    for app in apps:
+        await open_room(rs, pools, app, "kim", 1, 1)
+        await open_room(rs, pools, app, "lou", 1, 1)
+        claims += await claim_all(pools, app)
+    first, second = claims
+    released = first.group.movers[0]
+    retirements = [
+        Retirement(first, [released], []),
+        Retirement(first, [released], []),
+        Retirement(second, [], [7, 9]),
+    ]
+    assert await pools.retire_many(retirements) == [True, False, True]
+    pool = keys.pool_id(apps[0], None)
+    assert await rs.store.zrange(keys.pool_tickets(pool), 0, -1) == [released.room_id.encode()]
+    assert await rs.store.zcard(keys.pool_matches(pool)) == 0
+    assert await pools.recent_waits(keys.pool_id(apps[1], None)) == [9, 7]
+    assert await pools.retire_many(retirements) == [False, False, False]
+
+
+async def test_overlapping_rounds_match_every_ticket_once(
+    parts: tuple[RoomStore, PoolStore],
+) -> None:
+    """With rounds applied in the background while the next is claimed, every pair of a
+    pool larger than one round is matched, each seeker exactly once."""
+    rs, pools = parts
+    app = new_app_id()
+    count = 2 * match_apply.ROUND_TICKETS + 2
+    docs: list[RoomDoc] = []
+    for start in range(0, count, 50):
+        batch = range(start, min(count, start + 50))
+        docs += await asyncio.gather(*(open_room(rs, pools, app, f"p{n}", 1, 1) for n in batch))
+    matcher = Matcher(rs, pools=pools)
+    pool = keys.pool_id(app, None)
+    while await rs.store.zcard(keys.pool_tickets(pool)):
+        await matcher.run_once(overlap=True)
+    await matcher.settle()
+    final = await rs.load_many(app, [d.room_id for d in docs])
+    targets = [d for d in final if d is not None and d.merged_into is None]
+    tombs = [d for d in final if d is not None and d.merged_into is not None]
+    assert len(targets) == len(tombs) == count // 2
+    assert all(len(d.participants) == 2 for d in targets)
+    seated = [p.player_id for d in targets for p in d.participants]
+    assert sorted(seated) == sorted(f"p{n}" for n in range(count))
+    assert await rs.store.zcard(keys.pool_matches(pool)) == 0

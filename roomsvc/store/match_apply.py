@@ -42,8 +42,11 @@ from roomsvc.store.room_store import RoomStore, now_ms
 log = logging.getLogger("roomsvc.matcher")
 CONCURRENCY = 64  # matches applied at once by one process
 ESTIMATE_REFRESH_MS = 1_000
-CONTENDED_S = 0.003
-ROUND_TICKETS = 512  # tickets one round claims at most (applied well within one lease)
+CONTENDED_S = 0.002
+IDLE_FIRST_S = 0.002  # the first idle pause after work; it doubles up to `run_forever`'s idle_s
+ROUND_TICKETS = 1_000  # tickets one round claims at most (applied well within one lease)
+APPLYING = 2  # claimed rounds a process applies while it claims the next (SPEC §11)
+POOLS_AT_ONCE = 8  # pools one process claims from at once
 
 
 class _Closed(Exception):
@@ -88,27 +91,63 @@ class Matcher:
         self._driving: dict[str, Claimed] = {}  # match id -> record this process is applying
         self.batch = BatchWriter(room_store)
         self.contended = False  # a pool was busy with another process in the last round
+        self._applying = asyncio.Semaphore(APPLYING)
+        self._pool_gate = asyncio.Semaphore(POOLS_AT_ONCE)
+        self._applies: set[asyncio.Task[None]] = set()
 
     # ---- rounds ---------------------------------------------------------------------------
 
-    async def run_once(self) -> int:
-        """One round over every active pool; returns how many tickets were matched or freed."""
+    async def run_once(self, *, overlap: bool = False) -> int:
+        """One round over every active pool (several at once); returns how many tickets were
+        matched or freed. With `overlap`, a pool's claimed round is applied in the background
+        (at most APPLYING at a time) so the next claim need not wait for it: the store's round
+        trips of one round overlap the next round's reading and grouping."""
         self.contended = False
-        work = 0
-        for pool in await self.pools.pools():
+        pools = await self.pools.pools()
+        return sum(await asyncio.gather(*(self._pool_round(pool, overlap) for pool in pools)))
+
+    async def _pool_round(self, pool: str, overlap: bool) -> int:
+        async with self._pool_gate:
             try:
-                work += await self.run_pool(pool)
+                return await self.run_pool(pool, overlap=overlap)
             except Exception:
                 log.exception("matching round failed; retried next round", extra={"pool": pool})
-        return work
+                return 0
 
-    async def run_pool(self, pool: str) -> int:
-        work = await self.recover(pool)
+    async def run_pool(self, pool: str, *, overlap: bool = False) -> int:
+        # (with `overlap`, lapsed records are left to the recovery loop of `run_forever`)
+        work = 0 if overlap else await self.recover(pool)
+        # A slot is taken before claiming, so no claim waits for its apply beyond a round.
+        await self._applying.acquire()
+        try:
+            claimed = await self._claim_round(pool)
+        except BaseException:
+            self._applying.release()
+            raise
+        if overlap and claimed:
+            task = asyncio.create_task(self._apply_in_background(claimed))
+            self._applies.add(task)
+            task.add_done_callback(self._applies.discard)
+        else:
+            try:
+                await self._drive_batch(claimed)
+            finally:
+                self._applying.release()
+        return work + sum(len(c.group.members) for c in claimed)
+
+    async def _apply_in_background(self, claimed: list[Claimed]) -> None:
+        try:
+            await self._drive_batch(claimed)
+        finally:
+            self._applying.release()
+
+    async def _claim_round(self, pool: str) -> list[Claimed]:
+        """Read the pool's oldest tickets, group them, claim the groups (SPEC §5)."""
         now = now_ms()
         tickets = await self.pools.window(pool)
         if tickets is None:
             self.contended = True  # another process is claiming from this pool right now
-            return work
+            return []
         expired = [t for t in tickets if 0 < t.deadline_ms <= now]
         if expired:
             await self.pools.drop(pool, expired)
@@ -119,10 +158,14 @@ class Matcher:
         claimed = await self.pools.claim(pool, groups, now)
         if not tickets:
             await self.pools.deactivate_if_empty(pool)
-        await self._drive_batch(claimed)
-        if claimed or now - self._estimated_at.get(pool, 0) >= ESTIMATE_REFRESH_MS:
+        if now - self._estimated_at.get(pool, 0) >= ESTIMATE_REFRESH_MS:
             await self._refresh_estimate(pool, now)
-        return work + sum(len(c.group.members) for c in claimed)
+        return claimed
+
+    async def settle(self) -> None:
+        """Wait for the rounds being applied in the background."""
+        while self._applies:
+            await asyncio.gather(*list(self._applies), return_exceptions=True)
 
     async def recover(self, pool: str) -> int:
         """Finish the records of this pool whose lease lapsed (SPEC §12 item 3)."""
@@ -402,25 +445,40 @@ def _seat_of(doc: RoomDoc | None) -> Participant:
 
 
 async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
-    """Rounds back to back while there is work, else every `idle_s` (the matcher duty).
+    """Rounds back to back while there is work, else after a pause that grows from
+    IDLE_FIRST_S to `idle_s` (the matcher duty): a group that forms just after a busy spell is
+    claimed within milliseconds (SPEC §11 time to match), an idle process polls rarely.
 
-    Lapsed records are looked for in a loop of their own, so a long round never delays the
-    recovery of a dead process's claims. On cancellation (shutdown, SIGTERM) the records this
-    process was applying are handed over at once rather than after their lease (SPEC §12 #11).
+    Each round's apply overlaps the next round (`run_once(overlap=True)`). Lapsed records are
+    looked for in a loop of their own, so a long round never delays the recovery of a dead
+    process's claims. On cancellation (shutdown, SIGTERM) the rounds being applied stop and
+    the records this process was applying are handed over at once rather than after their
+    lease (SPEC §12 #11).
     """
     recovering = asyncio.create_task(_recover_forever(matcher, idle_s * 2))
+    pause = IDLE_FIRST_S
     try:
         while True:
-            work = await matcher.run_once()
+            work = await matcher.run_once(overlap=True)
             if work:
+                pause = IDLE_FIRST_S
                 await asyncio.sleep(0)
             elif matcher.contended:
                 await asyncio.sleep(CONTENDED_S)  # another process claims: our turn comes soon
             else:
-                await asyncio.sleep(idle_s)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, idle_s)
     finally:
         recovering.cancel()
-        await asyncio.shield(matcher.release_claims())
+        applies = list(matcher._applies)
+        for task in applies:
+            task.cancel()
+        await asyncio.shield(_hand_over(matcher, applies))
+
+
+async def _hand_over(matcher: Matcher, applies: list[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*applies, return_exceptions=True)
+    await matcher.release_claims()
 
 
 async def _recover_forever(matcher: Matcher, every_s: float) -> None:

@@ -12,7 +12,8 @@ step below is one script in one slot:
   a lease, only if all of them are still there; a ticket is thus in at most one record, ever;
 - the apply steps run against the rooms (store/match_apply.py); `progress` notes a slow one
   and renews the lease;
-- retire (`match_retire.lua`): delete the record, putting back the tickets it releases, once;
+- retire (`match_retire.lua`): delete the record, putting back the tickets it releases, once
+  (a round's records of one pool in one call);
 - takeover (`match_takeover.lua`): a record whose lease lapsed is re-leased by another process,
   which drives it on from where it stands.
 
@@ -212,23 +213,34 @@ class PoolStore:
         return done == [True]
 
     async def retire_many(self, retirements: Sequence[Retirement]) -> list[bool]:
-        """`retire` for many records in one pipeline (each still its own script)."""
+        """`retire` for many records: one script call per pool, one round trip in all."""
+        by_pool: dict[str, list[int]] = {}
+        for n, r in enumerate(retirements):
+            by_pool.setdefault(r.claimed.pool, []).append(n)
         calls = []
-        for r in retirements:
-            pool = r.claimed.pool
-            args: list[Any] = [r.claimed.match_id, len(r.release)]
-            for t in r.release:
-                args += [t.room_id, t.since_ms, _ticket_encode(t)]
-            args += [max(0, int(w)) for w in r.waits_ms]
+        for pool, members in by_pool.items():
             record_keys = [
                 keys.pool_tickets(pool),
                 keys.pool_ticket_data(pool),
                 keys.pool_matches(pool),
-                keys.pool_match(pool, r.claimed.match_id),
                 keys.pool_waits(pool),
             ]
+            args: list[Any] = []
+            for n in members:
+                r = retirements[n]
+                record_keys.append(keys.pool_match(pool, r.claimed.match_id))
+                args += [r.claimed.match_id, len(r.release)]
+                for t in r.release:
+                    args += [t.room_id, t.since_ms, _ticket_encode(t)]
+                args.append(len(r.waits_ms))
+                args += [max(0, int(w)) for w in r.waits_ms]
             calls.append((self._retire, record_keys, args))
-        return [int(done) == 1 for done in await run_scripts(self.store, calls)]
+        done = [False] * len(retirements)
+        replies = await run_scripts(self.store, calls)
+        for members, reply in zip(by_pool.values(), replies, strict=True):
+            for n, outcome in zip(members, reply, strict=True):
+                done[n] = int(outcome) == 1
+        return done
 
     # ---- pool bookkeeping -------------------------------------------------------------------
 
