@@ -2,9 +2,10 @@
 beside test_realtime_units.py (a lapsed seat released once, a reconnect after its claim kept):
 claims retired together keep a reconnect's deadline; two processes sweeping the same lapsed
 players release every seat exactly once; a sweep reports the earliest deadline it saw (the
-sweeper sleeps until then); a shard with more lapsed players than one claim takes is swept
-again at once; a slow sweep never delays a refresh. Across real processes (kill -9, reconnect
-within the grace): test_realtime_processes.py."""
+sweeper sleeps until then) and later sweeps claim only the shards due; a shard with more
+lapsed players than one claim takes is swept again soon; a slow sweep never delays a
+refresh. Across real processes (kill -9, reconnect within the grace): see
+test_realtime_processes.py."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import redis.asyncio as aioredis
 from roomsvc import wire
 from roomsvc.auth import SCOPE_GAMES, Principal
 from roomsvc.realtime import presence as presence_module
-from roomsvc.realtime.presence import BATCH, LEASE_MS, Presence
+from roomsvc.realtime.presence import BATCH, FULL_SWEEP_INTERVALS, LEASE_MS, Presence
 from roomsvc.room_view import ViewContext
 from roomsvc.rooms import Limits, PStatus
 from roomsvc.rooms_service import RoomsService
@@ -134,29 +135,53 @@ async def test_two_processes_sweeping_release_every_seat_once(
         await other_client.aclose()
 
 
-async def test_a_sweep_reports_the_earliest_deadline(redis_client: aioredis.Redis) -> None:
-    """The sweep learns the earliest deadline left in any shard: the sweeper sleeps until it
-    (at most one interval), so a lapsed seat is swept when it lapses."""
+async def evalsha_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_a_sweep_claims_only_the_shards_due(redis_client: aioredis.Redis) -> None:
+    """Each claim answers its shard's earliest deadline: the sweeper sleeps until the earliest
+    one (at most one interval), then claims only the shards due, and every shard again after
+    FULL_SWEEP_INTERVALS intervals."""
     room_store, _ = stores(redis_client)
     presence = Presence(room_store, grace_seconds=20)
     app = new_app_id()
     t0 = 40_000_000_000_000
-    await presence.sweep_once(t0, lambda a, p: False)
-    assert presence.next_due is None and presence.pause_s(t0) == presence.interval_s
     await presence.touch([(app, "early")], t0)
     await presence.touch([(app, "late")], t0 + 3000)
-    await presence.sweep_once(t0 + 10, lambda a, p: False)
+    await presence._claim(keys=[presence_shard(0)], args=[0, LEASE_MS, 1])  # scripts loaded
+    await presence._retire(keys=[presence_shard(0)], args=["nobody", 0])
+    before = await evalsha_calls(redis_client)
+    await presence.sweep_once(t0 + 10, lambda a, p: False)  # the first sweep: every shard
+    assert await evalsha_calls(redis_client) - before == PRESENCE_SHARDS
     assert presence.next_due == presence.deadline(t0)
-    assert presence.pause_s(presence.deadline(t0) - 100) == pytest.approx(0.101)
     assert presence.pause_s(t0 + 10) == presence.interval_s  # never longer than an interval
+    assert presence.pause_s(presence.deadline(t0) - 100) == pytest.approx(0.101)
     assert presence.pause_s(presence.deadline(t0) + 50) > 0  # overdue: soon, but no spin
 
+    before = await evalsha_calls(redis_client)
+    await presence.sweep_once(t0 + 1000, lambda a, p: False)  # nothing due: no claim at all
+    assert await evalsha_calls(redis_client) == before
+    full = t0 + 10 + FULL_SWEEP_INTERVALS * int(presence.interval_s * 1000)
+    await presence.sweep_once(full, lambda a, p: False)  # every shard again, now and then
+    assert await evalsha_calls(redis_client) - before == PRESENCE_SHARDS
 
-async def test_more_lapsed_than_one_claim_takes_are_swept_again_at_once(
+    before = await evalsha_calls(redis_client)
+    now = presence.deadline(t0) + 1
+    assert await presence.sweep_once(now, lambda a, p: False) == 0  # early lapsed (no rooms)
+    assert await evalsha_calls(redis_client) - before == 2  # its shard's claim and retire
+    early, late = presence_member(app, "early"), presence_member(app, "late")
+    assert await redis_client.zscore(presence_shard_of(early), early) is None
+    assert await redis_client.zscore(presence_shard_of(late), late) == presence.deadline(t0 + 3000)
+    assert presence.next_due == presence.deadline(t0 + 3000)
+
+
+async def test_more_lapsed_than_one_claim_takes_are_swept_again_soon(
     redis_client: aioredis.Redis,
 ) -> None:
-    """A shard with more lapsed members than a claim's batch: the sweep says so (no pause),
-    and the next sweep takes the rest."""
+    """A shard with more lapsed members than a claim's batch is due again at once, and the
+    next sweep takes the rest."""
     room_store, _ = stores(redis_client)
     presence = Presence(room_store, grace_seconds=1)
     app = new_app_id()
@@ -171,10 +196,10 @@ async def test_more_lapsed_than_one_claim_takes_are_swept_again_at_once(
     await presence.touch(players, t0)
     now = presence.deadline(t0) + 1
     assert await presence.sweep_once(now, lambda a, p: False) == 0  # no seats: none released
-    assert presence.backlog and presence.pause_s(now) == 0.0
+    assert presence.next_due == now and presence.pause_s(now) < presence.interval_s
     assert await redis_client.zcard(shard) == 5
-    await presence.sweep_once(now, lambda a, p: False)
-    assert not presence.backlog and await redis_client.zcard(shard) == 0
+    await presence.sweep_once(now + 1, lambda a, p: False)
+    assert await redis_client.zcard(shard) == 0
 
 
 class OneConnectedPlayer:

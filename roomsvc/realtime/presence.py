@@ -19,12 +19,15 @@ What keeps the release time independent of the number of players (a busy event l
 every sequential await cost a whole lap of it):
 - refreshing and sweeping are two loops, so a long sweep never delays a refresh (a late
   refresh would let another process release a connected player);
-- one sweep is a fixed number of round trips whatever it finds: every shard claimed in one
-  pipeline, the rooms of every lapsed player read in one, the seats released concurrently
-  (at most RELEASES_AT_ONCE store calls in flight, well inside the connection pool), every
-  claim retired in one pipeline;
-- the sweeper sleeps until the earliest deadline the claim saw (at most `interval`), so a
-  lapsed deadline is swept when it lapses rather than up to a polling period later.
+- a sweep is a fixed number of round trips whatever it finds: the shards claimed at once,
+  the rooms of every lapsed player read in one pipeline, the seats released concurrently (at
+  most RELEASES_AT_ONCE in flight, well inside the store's pool), the claims retired at once;
+- each claim also answers the shard's earliest deadline. Scores only move later (a refresh,
+  a lease) and a new one is at least `deadline(now)`, so nothing in a shard lapses before
+  that: the sweeper sleeps until the earliest one (at most `interval`) and then claims only
+  the shards that are due, all of them every FULL_SWEEP_INTERVALS intervals (another
+  process's clock may run a little behind). A lapsed deadline is swept when it lapses, and
+  an idle sweep costs the store nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from roomsvc import rooms
 from roomsvc.errors import NotFound
 from roomsvc.rooms import PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
-from roomsvc.store.connection import UNAVAILABLE_ERRORS, run_scripts
+from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.realtime_keys import (
     PRESENCE_SHARDS,
     presence_member,
@@ -54,7 +57,9 @@ LEASE_MS = 10_000
 BATCH = 200
 RELEASES_AT_ONCE = 32
 _ZADD_CHUNK = 1000
-_MIN_PAUSE_S = 0.005
+FULL_SWEEP_INTERVALS = 4
+_MIN_PAUSE_S = 0.02
+SHARDS = tuple(presence_shard(n) for n in range(PRESENCE_SHARDS))
 
 
 def refresh_interval_s(grace_seconds: int) -> float:
@@ -79,10 +84,10 @@ class Presence:
         self.grace_ms = grace_seconds * 1000
         self._claim = register(self.store, "presence_claim")
         self._retire = register(self.store, "presence_retire")
-        # The earliest deadline the last sweep saw in any shard (ms), None when all are empty,
-        # and whether a shard had more lapsed members than one claim takes.
-        self.next_due: int | None = None
-        self.backlog = False
+        # Per shard, the time (ms) before which nothing in it can lapse, learnt by claiming it;
+        # and when every shard is claimed again whatever it said.
+        self._due: dict[str, int] = {}
+        self._full_sweep_at = 0
 
     def deadline(self, now: int) -> int:
         return now + self.grace_ms + int(self.interval_s * 1000)
@@ -105,13 +110,16 @@ class Presence:
 
     async def sweep_once(self, now: int, is_local: Callable[[str, str], bool]) -> int:
         """Claim every lapsed deadline and release its seats; returns the seats released."""
-        shards = [presence_shard(n) for n in range(PRESENCE_SHARDS)]
-        replies = await run_scripts(
-            self.store, [(self._claim, [shard], [now, LEASE_MS, BATCH]) for shard in shards]
+        shards = self._shards_to_claim(now)
+        replies = await asyncio.gather(
+            *(self._claim(keys=[shard], args=[now, LEASE_MS, BATCH]) for shard in shards)
         )
-        earliest = [int(r[0]) for r in replies if int(r[0]) >= 0]
-        self.next_due = min(earliest) if earliest else None
-        self.backlog = any(len(r) > BATCH for r in replies)
+        # Scores only ever move later (a refresh, a lease) and a new member's deadline is at
+        # least `deadline(now)`: until a shard's earliest score, nothing in it can lapse.
+        for shard, reply in zip(shards, replies, strict=True):
+            earliest = int(reply[0])
+            self._due[shard] = now if len(reply) > BATCH else (
+                earliest if earliest >= 0 else self.deadline(now))  # fmt: skip
         local: list[tuple[str, str]] = []
         lapsed: list[tuple[str, str, str]] = []  # (shard, app, player)
         for shard, reply in zip(shards, replies, strict=True):
@@ -143,17 +151,27 @@ class Presence:
                 continue
             released += outcome
             retire.setdefault(shard, []).extend((presence_member(app, player), lease_until))
-        await run_scripts(self.store, [(self._retire, [s], args) for s, args in retire.items()])
+        await asyncio.gather(*(self._retire(keys=[s], args=a) for s, a in retire.items()))
         return released
+
+    def _shards_to_claim(self, now: int) -> list[str]:
+        """The shards where something may have lapsed by `now`, and every shard now and then:
+        other processes' clocks may run a little behind ours."""
+        if now >= self._full_sweep_at:
+            self._full_sweep_at = now + FULL_SWEEP_INTERVALS * int(self.interval_s * 1000)
+            return list(SHARDS)
+        return [shard for shard in SHARDS if self._due.get(shard, now) <= now]
+
+    @property
+    def next_due(self) -> int:
+        """When the next sweep has something to claim (ms), as far as the last sweeps saw."""
+        return min((self._due.get(shard, 0) for shard in SHARDS), default=0)
 
     def pause_s(self, now: int) -> float:
         """How long the sweeper sleeps after a sweep at `now`: until the earliest deadline it
-        saw, at most one interval (another process may have written an earlier one)."""
-        if self.backlog:
-            return 0.0
-        if self.next_due is None:
-            return self.interval_s
-        return min(self.interval_s, max(_MIN_PAUSE_S, (self.next_due - now + 1) / 1000))
+        saw, at most one interval, and a little at least so that a burst shares a sweep."""
+        wait = min(self.interval_s, (self.next_due - now + 1) / 1000)
+        return max(_MIN_PAUSE_S, wait)
 
     async def _rooms_of(self, players: list[tuple[str, str]]) -> list[list[str]]:
         """The rooms each (app, player) is in, by its index (a hint: verified on write)."""
