@@ -29,12 +29,12 @@ import asyncio
 import contextlib
 import itertools
 import os
-import statistics
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -45,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 from roomsvc import rooms  # noqa: E402
 from roomsvc.auth import SCOPE_GAMES, mint_token  # noqa: E402
 from roomsvc.store import keys  # noqa: E402
+from roomsvc.store.batching import CommandBatcher  # noqa: E402
 from roomsvc.store.room_store import LIVE_ROOM_TTL_MS  # noqa: E402
-from roomsvc.store.scripts import register  # noqa: E402
+from roomsvc.store.scripts import register, source  # noqa: E402
 
 INVITEES = 7
 TARGET_RATE, TARGET_P99_MS = 3000, 20.0
@@ -130,70 +131,147 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def rest_worker(
-    url: str, secret: str, app: str, worker: int, deadline: float, tally: Tally
-) -> None:
-    split = urlsplit(url)
-    http = await Http(split.hostname or "127.0.0.1", split.port or 80).open()
-    clock = time.perf_counter
-    tokens: dict[str, str] = {}
+class RestPlayers:
+    """Each worker's players over one keep-alive HTTP connection (the worker's)."""
 
-    def token(player: str) -> str:
-        if player not in tokens:
-            tokens[player] = mint_token(
-                secret, player, app, scopes=(SCOPE_GAMES,), ttl_seconds=3600
+    def __init__(self, url: str, secret: str, app: str) -> None:
+        split = urlsplit(url)
+        self.host, self.port = split.hostname or "127.0.0.1", split.port or 80
+        self.secret, self.app = secret, app
+        self.http: Http | None = None
+        self.tokens: dict[str, str] = {}
+
+    async def open(self, players: list[str]) -> None:
+        self.http = await Http(self.host, self.port).open()
+        for player in players:
+            self.tokens[player] = mint_token(
+                self.secret, player, self.app, scopes=(SCOPE_GAMES,), ttl_seconds=3600
             )
-        return tokens[player]
 
-    async def call(kind: str, path: str, player: str, body: bytes) -> dict[str, object]:
+    async def call(self, player: str, method: str, room_id: str | None, body: bytes) -> Reply:
+        assert self.http is not None
+        path = REST_PATHS[method].format(room_id=room_id)
+        return await self.http.post(path, self.tokens[player], body)
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+
+REST_PATHS = {
+    "rooms.create": "/games/v1/rooms/create",
+    "rooms.join": "/games/v1/rooms/{room_id}/join",
+    "rooms.reportStatus": "/games/v1/rooms/{room_id}/reportstatus",
+    "rooms.leave": "/games/v1/rooms/{room_id}/leave",
+}
+Reply = tuple[int, bytes]
+
+
+class RpcPlayers:
+    """Each player on its own realtime socket (compression off, SPEC §11); every call a
+    JSON-RPC request matched to its reply by id; pushes are counted and dropped unread."""
+
+    def __init__(self, url: str, secret: str, app: str) -> None:
+        self.ws_url = url.replace("http", "ws", 1) + "/games/v1/realtime"
+        self.secret, self.app = secret, app
+        self.sockets: dict[str, Any] = {}
+        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.ids = itertools.count(1)
+        self.readers: list[asyncio.Task[None]] = []
+        self.pushes = 0
+
+    async def open(self, players: list[str]) -> None:
+        from websockets.asyncio.client import connect
+
+        for player in players:
+            token = mint_token(self.secret, player, self.app, scopes=(SCOPE_GAMES,))
+            ws = await connect(self.ws_url, compression=None, max_queue=None,
+                               additional_headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            await ws.recv()  # the welcome
+            self.sockets[player] = ws
+            self.readers.append(asyncio.create_task(self._read(ws)))
+
+    async def _read(self, ws: Any) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in ws:
+                if raw.startswith('{"jsonrpc":"2.0","method"'):
+                    self.pushes += 1
+                    continue
+                reply = msgspec.json.decode(raw)
+                future = self.pending.pop(reply.get("id"), None)
+                if future is not None and not future.done():
+                    future.set_result(raw)
+
+    async def call(self, player: str, method: str, room_id: str | None, body: bytes) -> Reply:
+        request_id = next(self.ids)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        room = f'"roomId":"{room_id}",' if room_id else ""
+        await self.sockets[player].send(
+            f'{{"jsonrpc":"2.0","id":{request_id},"method":"{method}",'
+            f'"params":{{{room}"body":{body.decode()}}}}}'
+        )
+        raw = await future
+        reply = msgspec.json.decode(raw)
+        if "error" in reply:
+            return int(reply["error"].get("data", {}).get("code", 500)), raw.encode()
+        return 200, msgspec.json.encode(reply["result"])
+
+    async def close(self) -> None:
+        for ws in self.sockets.values():
+            with contextlib.suppress(Exception):
+                await ws.close()
+        for reader in self.readers:
+            reader.cancel()
+
+
+async def worker(players: RestPlayers | RpcPlayers, number: int, deadline: float,
+                 tally: Tally) -> None:  # fmt: skip
+    """Play rooms one after another with the same 8 players (a studio's players play game
+    after game, so a token is verified once and then cached, as in production)."""
+    clock = time.perf_counter
+    creator = f"w{number}c"
+    invitees = [f"w{number}i{k}" for k in range(INVITEES)]
+    await players.open([creator, *invitees])
+
+    async def call(kind: str, method: str, player: str, room_id: str | None,
+                   body: bytes) -> dict[str, Any]:  # fmt: skip
         began = clock()
-        status, reply = await http.post(path, token(player), body)
+        status, reply = await players.call(player, method, room_id, body)
         tally.record(kind, began, clock(), status, reply)
         return msgspec.json.decode(reply) if status == 200 else {}
 
     try:
-        for n in itertools.count():
-            if clock() >= deadline:
-                return
-            tokens.clear()
-            creator = f"w{worker}r{n}c"
-            invitees = [f"w{worker}r{n}i{k}" for k in range(INVITEES)]
-            room = await call(
-                "create",
-                "/games/v1/rooms/create",
-                creator,
-                msgspec.json.encode({"invitedPlayerIds": invitees}),
-            )
+        while clock() < deadline:
+            invited = msgspec.json.encode({"invitedPlayerIds": invitees})
+            room = await call("create", "rooms.create", creator, None, invited)
             if not room:
                 continue
-            base = f"/games/v1/rooms/{room['roomId']}"
-            pids = {
-                p["player"]["playerId"]: p["id"]
-                for p in room["participants"]  # type: ignore[union-attr]
-            }
+            room_id = room["roomId"]
+            pids = {p["player"]["playerId"]: p["id"] for p in room["participants"]}
             for invitee in invitees:
                 if clock() >= deadline:
                     return
-                await call("join", f"{base}/join", invitee, b"{}")
+                await call("join", "rooms.join", invitee, room_id, b"{}")
                 for who, peer in ((invitee, creator), (creator, invitee)):
                     update = {"participantId": pids[peer], "status": "CONNECTION_ESTABLISHED"}
                     body = msgspec.json.encode({"updates": [update]})
-                    await call("reportStatus", f"{base}/reportstatus", who, body)
+                    await call("reportStatus", "rooms.reportStatus", who, room_id, body)
             for player in [*invitees, creator]:
-                await call("leave", f"{base}/leave", player, b'{"reason":"PLAYER_LEFT"}')
+                await call("leave", "rooms.leave", player, room_id, b'{"reason":"PLAYER_LEFT"}')
     finally:
-        await http.close()
+        await players.close()
 
 
-async def rest_phase(url: str, secret: str, duration: float, concurrency: int) -> Tally:
+async def transport_phase(kind: type[RestPlayers] | type[RpcPlayers], url: str, secret: str,
+                          duration: float, concurrency: int) -> tuple[Tally, int]:  # fmt: skip
     app = "bench-" + uuid.uuid4().hex[:8]
     warmup = min(2.0, duration / 5)
     now = time.perf_counter()
     tally = Tally(now + warmup, now + warmup + duration)
-    await asyncio.gather(
-        *(rest_worker(url, secret, app, w, tally.end, tally) for w in range(concurrency))
-    )
-    return tally
+    transports = [kind(url, secret, app) for _ in range(concurrency)]
+    await asyncio.gather(*(worker(t, w, tally.end, tally) for w, t in enumerate(transports)))
+    return tally, sum(getattr(t, "pushes", 0) for t in transports)
 
 
 def sample_room(app: str, room_id: str) -> rooms.RoomDoc:
@@ -226,11 +304,15 @@ def sample_room(app: str, room_id: str) -> rooms.RoomDoc:
     return doc
 
 
-async def cas_phase(redis_url: str, duration: float, concurrency: int) -> Tally:
+async def cas_phase(redis_url: str, duration: float, concurrency: int, *, batched: bool) -> Tally:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_url, max_connections=concurrency + 4)
-    cas = register(client, "room_cas")
+    cas = (
+        CommandBatcher(client).script(source("room_cas"))
+        if batched
+        else register(client, "room_cas")
+    )
     app = "bench-cas-" + uuid.uuid4().hex[:8]
     warmup = min(2.0, duration / 5)
     now = time.perf_counter()
@@ -296,29 +378,52 @@ def report(name: str, tally: Tally, duration: float) -> float:
     return rate
 
 
-async def run(args: argparse.Namespace, url: str, redis_url: str, secret: str,
-              pids: list[int]) -> None:  # fmt: skip
-    print(f"REST {url}, {args.concurrency} connections, {args.duration:.0f} s measured")
+def cpu_report(pids: list[int], before: list[float], after: list[float], span: float,
+               requests: int) -> None:  # fmt: skip
+    for label, pid, a, b in zip(("server", "valkey"), pids, before, after, strict=False):
+        per = (b - a) / requests * 1e6
+        print(f"  {label} pid {pid}: {(b - a) / span:.0%} of a core, ~{per:.0f} us CPU/request")
+
+
+async def measured(name: str, args: argparse.Namespace, pids: list[int],
+                   phase: Any) -> tuple[Tally, float]:  # fmt: skip
     cpu_before = [cpu_seconds(p) for p in pids]
-    rest = await rest_phase(url, secret, args.duration, args.concurrency)
+    started = time.perf_counter()
+    tally, pushes = await phase
+    span = time.perf_counter() - started
     cpu_after = [cpu_seconds(p) for p in pids]
-    rest_rate = report("REST (join/leave/reportStatus)", rest, args.duration)
-    if pids and rest.latencies:
-        total = len(rest.latencies) + rest.creates
-        span = args.duration + min(2.0, args.duration / 5)  # CPU was counted over warmup too
-        for label, pid, a, b in zip(
-            ("server", "valkey"), pids, cpu_before, cpu_after, strict=False
-        ):
-            per = (b - a) / span * args.duration / total * 1e6
-            print(f"  {label} pid {pid}: {(b - a) / span:.0%} of a core, ~{per:.0f} us CPU/request")
-    if statistics.fmean(rest.latencies or [0]) and rest_rate:
-        ok = rest_rate >= TARGET_RATE and percentile(rest.latencies, 0.99) <= TARGET_P99_MS
+    rate = report(name, tally, args.duration)
+    if pushes:
+        print(f"  pushes received by the players: {pushes / span:,.0f}/s")
+    if pids and tally.latencies:
+        # CPU is counted over the warm-up too: divide by every request the span saw.
+        requests = (len(tally.latencies) + tally.creates) * span / args.duration
+        cpu_report(pids, cpu_before, cpu_after, span, int(requests))
+    if rate:
+        ok = rate >= TARGET_RATE and percentile(tally.latencies, 0.99) <= TARGET_P99_MS
         print(f"  target >= {TARGET_RATE:,}/s with p99 <= {TARGET_P99_MS:.0f} ms: "
               f"{'met' if ok else 'NOT met'}")  # fmt: skip
-    cas = await cas_phase(redis_url, args.duration, args.concurrency)
-    cas_rate = report("bare room_cas.lua (EVALSHA, this process)", cas, args.duration)
-    if cas_rate:
-        print(f"REST / bare CAS = {rest_rate / cas_rate:.2f}")
+    return tally, rate
+
+
+async def run(args: argparse.Namespace, url: str, redis_url: str, secret: str,
+              pids: list[int]) -> None:  # fmt: skip
+    print(f"{url}: {args.concurrency} games at once, {args.duration:.0f} s measured per phase")
+    rates: dict[str, float] = {}
+    for name, kind in (("REST", RestPlayers), ("RPC", RpcPlayers)):
+        if args.only and args.only != name.lower():
+            continue
+        phase = transport_phase(kind, url, secret, args.duration, args.concurrency)
+        _, rates[name] = await measured(f"{name} (join/leave/reportStatus)", args, pids, phase)
+    limits = {}
+    for batched in (False, True):
+        label = "batched (store/batching.py)" if batched else "one at a time"
+        cas = await cas_phase(redis_url, args.duration, args.concurrency, batched=batched)
+        limits[label] = report(f"bare room_cas.lua from this process, {label}", cas, args.duration)
+    for name, rate in rates.items():
+        ratios = ", ".join(f"{rate / limit:.2f} of {label}" for label, limit in limits.items()
+                           if limit)  # fmt: skip
+        print(f"{name} / bare CAS: {ratios}")
 
 
 def main() -> None:
@@ -330,6 +435,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="serve workers when started here")
     parser.add_argument("--server-pid", type=int, help="with --url: report this process's CPU")
+    parser.add_argument("--only", choices=("rest", "rpc"), help="measure one transport")
     args = parser.parse_args()
     try:
         from uvloop import run as run_loop

@@ -22,7 +22,10 @@ import asyncio
 import hashlib
 from typing import Any
 
-from redis.exceptions import NoScriptError
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomsvc.store.connection import Store, is_cluster
 
@@ -60,7 +63,8 @@ class CommandBatcher:
         return script
 
     def execute(self, *args: Any) -> asyncio.Future[Any]:
-        """The reply of one command, as redis-py would parse it; a future to await."""
+        """The raw reply of one idempotent command (bytes, int, list or None: no redis-py
+        response callbacks), or its error; a future to await."""
         loop = asyncio.get_running_loop()
         if self.direct:
             return asyncio.ensure_future(self.store.execute_command(*args))
@@ -105,10 +109,33 @@ class CommandBatcher:
                 future.set_result(reply)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        async with self.store.pipeline(transaction=False) as pipe:
-            for args in commands:
-                pipe.execute_command(*args)
-            return list(await pipe.execute(raise_on_error=False))
+        # One write of every command (packed by hiredis, in C), then one reply each, read in
+        # order. A lost connection is retried once on a new one: every command sent through
+        # the batcher is idempotent (reads, ZADD/ZREM of a member, scripts that record their
+        # request id; DESIGN "Retries never double-apply").
+        packed = b"".join(map(hiredis.pack_command, commands))
+        for attempt in (1, 2):
+            pool = self.store.connection_pool  # type: ignore[union-attr]  # plain only
+            conn = await pool.get_connection()
+            try:
+                await conn.send_packed_command(packed)
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:  # read whole: the next reply follows it
+                        replies.append(exc)
+                return replies
+            except (RedisConnectionError, RedisTimeoutError):
+                await conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                await conn.disconnect()  # a half-read connection must not be reused
+                raise
+            finally:
+                await pool.release(conn)
+        raise AssertionError("unreachable")
 
     async def _load_scripts(self, shas: set[Any]) -> None:
         for sha in shas:
