@@ -17,7 +17,16 @@ from collections.abc import Callable
 from roomsvc import wire
 from roomsvc.errors import N_
 from roomsvc.i18n import gettext
-from roomsvc.rooms import Participant, PStatus, RoomDoc, RoomState, Via, is_connected, room_status
+from roomsvc.rooms import (
+    Participant,
+    PStatus,
+    RoomDoc,
+    RoomState,
+    Via,
+    connected_ids,
+    is_connected,
+    room_status,
+)
 
 ANON_AVATARS = 16
 
@@ -58,8 +67,14 @@ def _name(room: RoomDoc, viewer: Participant | None, p: Participant, ctx: ViewCo
 
 
 def render_participant(
-    room: RoomDoc, viewer: Participant | None, p: Participant, ctx: ViewContext
+    room: RoomDoc,
+    viewer: Participant | None,
+    p: Participant,
+    ctx: ViewContext,
+    connected: set[str] | None = None,
 ) -> wire.RoomParticipant:
+    """One participant as `viewer` sees it; `connected` is `connected_ids(room)` when the
+    caller renders them all (computed once per room, not once per participant)."""
     anonymous = _anonymous_between(viewer, p)
     return wire.RoomParticipant(
         id=p.id,
@@ -73,7 +88,7 @@ def render_participant(
         client_address=wire.RoomClientAddress(xmpp_address=p.xmpp_address)
         if p.xmpp_address
         else None,
-        connected=is_connected(room, p),
+        connected=p.id in connected if connected is not None else is_connected(room, p),
         leave_reason=p.leave_reason if p.status is PStatus.LEFT else None,
     )
 
@@ -100,7 +115,8 @@ def _modification(participant_id: str | None, ms: int) -> wire.RoomModification:
 def _participants(
     room: RoomDoc, viewer: Participant | None, ctx: ViewContext
 ) -> list[wire.RoomParticipant]:
-    return [render_participant(room, viewer, p, ctx) for p in room.participants]
+    connected = connected_ids(room)
+    return [render_participant(room, viewer, p, ctx, connected) for p in room.participants]
 
 
 def _auto_status(

@@ -122,36 +122,57 @@ class RoomDoc(msgspec.Struct, omit_defaults=True):
 # ---- derived state ---------------------------------------------------------------------------
 
 
+def _established_both_ways(p: Participant, q: Participant) -> bool:
+    return q.id in p.established and p.id in q.established
+
+
 def is_connected(room: RoomDoc, p: Participant) -> bool:
     """Established both ways with every other JOINED participant (SPEC §4)."""
     if p.status is not PStatus.JOINED:
         return False
-    for q in room.joined():
-        if q.id != p.id and (q.id not in p.established or p.id not in q.established):
-            return False
-    return True
-
-
-def _game_cannot_form(room: RoomDoc) -> bool:
-    others_joined = any(
-        p.id != room.creator and p.status in (PStatus.JOINED, PStatus.LEFT)
-        for p in room.participants
+    return all(
+        _established_both_ways(p, q)
+        for q in room.participants
+        if q.status is PStatus.JOINED and q is not p
     )
-    pending = any(p.status is PStatus.INVITED for p in room.participants)
-    return not others_joined and not pending and not room.ticket_open
+
+
+def connected_ids(room: RoomDoc) -> set[str]:
+    """The ids of every connected participant (`is_connected`), in one pass over the pairs."""
+    joined = room.joined()
+    return {p.id for p in joined if all(_established_both_ways(p, q) for q in joined if q is not p)}
 
 
 def room_status(room: RoomDoc) -> RoomState:
-    """INVITING > AUTO_MATCHING > CONNECTING > ACTIVE, or DELETED (SPEC §4)."""
-    joined = room.joined()
-    if room.merged_into or not joined or _game_cannot_form(room):
+    """INVITING > AUTO_MATCHING > CONNECTING > ACTIVE, or DELETED (SPEC §4).
+
+    One pass over the participants: this runs several times per request (rules, index
+    hints, TTLs, rendering), so it is kept cheap rather than cached on a mutable document.
+    """
+    if room.merged_into:
         return RoomState.DELETED
-    if any(p.status is PStatus.INVITED for p in room.participants):
+    joined: list[Participant] = []
+    invited = others = False  # anyone pending; anyone but the creator joined or left
+    for p in room.participants:
+        status = p.status
+        if status is PStatus.JOINED:
+            joined.append(p)
+            others = others or p.id != room.creator
+        elif status is PStatus.INVITED:
+            invited = True
+        elif status is PStatus.LEFT:
+            others = others or p.id != room.creator
+    # Nobody left to play with: no one else joined or left, no invitation, no ticket.
+    if not joined or not (others or invited or room.ticket_open):
+        return RoomState.DELETED
+    if invited:
         return RoomState.INVITING
     if room.ticket_open:
         return RoomState.AUTO_MATCHING
-    if not all(is_connected(room, p) for p in joined):
-        return RoomState.CONNECTING
+    for p in joined:
+        for q in joined:
+            if q is not p and not _established_both_ways(p, q):
+                return RoomState.CONNECTING
     return RoomState.ACTIVE
 
 
@@ -194,7 +215,17 @@ def _bump(room: RoomDoc, by: str | None, now_ms: int) -> RoomDoc:
 
 def _copy(room: RoomDoc) -> RoomDoc:
     # Structs are mutable: commands work on a deep copy so a rejected command changes nothing.
-    return msgspec.convert(msgspec.to_builtins(room), RoomDoc)
+    # Every field but the participants and their two lists is immutable (str, int, frozen
+    # Criteria), so copying those is a deep copy.
+    return msgspec.structs.replace(
+        room,
+        participants=[
+            msgspec.structs.replace(
+                p, capabilities=list(p.capabilities), established=list(p.established)
+            )
+            for p in room.participants
+        ],
+    )
 
 
 def _check_live(room: RoomDoc) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -393,3 +394,77 @@ def test_random_sequences_keep_the_invariants(
         assert status is RoomState.DELETED
     if status is RoomState.ACTIVE:
         assert all(rooms.is_connected(room, p) for p in joined)
+
+
+# ---- derived state: the one-pass forms agree with SPEC §4's definitions ----------------------
+
+
+def _spec_status(room: RoomDoc) -> RoomState:
+    """SPEC §4 written out literally, as the reference for the one-pass `room_status`."""
+    joined = [p for p in room.participants if p.status is PStatus.JOINED]
+    others = [p for p in room.participants
+              if p.id != room.creator and p.status in (PStatus.JOINED, PStatus.LEFT)]  # fmt: skip
+    pending = [p for p in room.participants if p.status is PStatus.INVITED]
+    if room.merged_into or not joined or not (others or pending or room.ticket_open):
+        return RoomState.DELETED
+    if pending:
+        return RoomState.INVITING
+    if room.ticket_open:
+        return RoomState.AUTO_MATCHING
+    pairs = [(p, q) for p in joined for q in joined if p is not q]
+    if all(q.id in p.established and p.id in q.established for p, q in pairs):
+        return RoomState.ACTIVE
+    return RoomState.CONNECTING
+
+
+@st.composite
+def arbitrary_rooms(draw: st.DrawFn) -> RoomDoc:
+    count = draw(st.integers(1, 8))
+    ids = [f"p{i}" for i in range(count)]
+    participants = [
+        Participant(
+            id=pid,
+            player_id=f"player{i}",
+            status=draw(st.sampled_from(list(PStatus))),
+            via=Via.INVITED,
+            since_ms=T0,
+            established=draw(st.lists(st.sampled_from(ids), unique=True)),
+        )
+        for i, pid in enumerate(ids)
+    ]
+    return RoomDoc(
+        room_id="r1",
+        app_id="app",
+        version=1,
+        created_ms=T0,
+        creator="p0",
+        participants=participants,
+        ticket_open=draw(st.booleans()),
+        merged_into=draw(st.sampled_from([None, "other"])),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(arbitrary_rooms())
+def test_room_status_and_connected_ids_match_the_spec_definitions(room: RoomDoc) -> None:
+    assert rooms.room_status(room) is _spec_status(room)
+    assert rooms.connected_ids(room) == {
+        p.id for p in room.participants if rooms.is_connected(room, p)
+    }
+
+
+def test_commands_work_on_a_deep_copy() -> None:
+    room = connect_all(join(join(make_room(), "bob"), "carol"))
+    before = msgspec.msgpack.encode(room)
+    copy = rooms._copy(room)
+    assert copy == room
+    # Every mutable field is copied, so nothing a command does to the copy reaches the original.
+    for original, copied in [(room, copy), *zip(room.participants, copy.participants, strict=True)]:
+        for field in msgspec.structs.fields(original):
+            value = getattr(original, field.name)
+            if isinstance(value, list | dict | set):
+                assert getattr(copied, field.name) is not value, field.name
+    copy.participants[0].established.append("x")
+    copy.participants[0].capabilities.append("y")
+    copy.participants.append(copy.participants[0])
+    assert msgspec.msgpack.encode(room) == before
