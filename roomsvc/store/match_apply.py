@@ -37,6 +37,7 @@ from roomsvc.rooms import Participant, PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
 from roomsvc.store.match_batch import CONFLICT, BatchWriter, Write
 from roomsvc.store.matcher_store import CREATE_GRACE_MS, Claimed, PoolStore, Retirement
+from roomsvc.store.pipelined import Batch
 from roomsvc.store.room_store import RoomStore, now_ms
 
 log = logging.getLogger("roomsvc.matcher")
@@ -47,6 +48,9 @@ IDLE_FIRST_S = 0.002  # the first idle pause after work; it doubles up to `run_f
 ROUND_TICKETS = 1_000  # tickets one round claims at most (applied well within one lease)
 APPLYING = 2  # claimed rounds a process applies while it claims the next (SPEC §11)
 POOLS_AT_ONCE = 8  # pools one process claims from at once
+
+
+_Docs = dict[str, RoomDoc | None]  # room id -> its document as read (None: missing)
 
 
 class _Closed(Exception):
@@ -120,34 +124,36 @@ class Matcher:
         # A slot is taken before claiming, so no claim waits for its apply beyond a round.
         await self._applying.acquire()
         try:
-            claimed = await self._claim_round(pool)
+            claimed, by_room = await self._claim_round(pool)
         except BaseException:
             self._applying.release()
             raise
         if overlap and claimed:
-            task = asyncio.create_task(self._apply_in_background(claimed))
+            task = asyncio.create_task(self._apply_in_background(claimed, by_room))
             self._applies.add(task)
             task.add_done_callback(self._applies.discard)
         else:
             try:
-                await self._drive_batch(claimed)
+                await self._drive_batch(claimed, by_room)
             finally:
                 self._applying.release()
         return work + sum(len(c.group.members) for c in claimed)
 
-    async def _apply_in_background(self, claimed: list[Claimed]) -> None:
+    async def _apply_in_background(self, claimed: list[Claimed], by_room: _Docs) -> None:
         try:
-            await self._drive_batch(claimed)
+            await self._drive_batch(claimed, by_room)
         finally:
             self._applying.release()
 
-    async def _claim_round(self, pool: str) -> list[Claimed]:
-        """Read the pool's oldest tickets, group them, claim the groups (SPEC §5)."""
+    async def _claim_round(self, pool: str) -> tuple[list[Claimed], _Docs]:
+        """Read the pool's oldest tickets, group them, claim the groups (SPEC §5), and read
+        their rooms in the claim's round trip: a room read with its claim is as good as one
+        read after it, since every step is a compare-and-set on the version read."""
         now = now_ms()
         tickets = await self.pools.window(pool)
         if tickets is None:
             self.contended = True  # another process is claiming from this pool right now
-            return []
+            return [], {}
         expired = [t for t in tickets if 0 < t.deadline_ms <= now]
         if expired:
             await self.pools.drop(pool, expired)
@@ -155,12 +161,19 @@ class Matcher:
         # A round claims only what it can apply well within a lease; the rest of the pool is
         # left to the next round, or to another process meanwhile.
         groups = matching.run_once(tickets, now, self.fill_window_ms, max_tickets=ROUND_TICKETS)
-        claimed = await self.pools.claim(pool, groups, now)
+        batch = Batch(self.rooms.store)
+        claiming = self.pools.queue_claim(batch, pool, groups, now)
+        members = [t for g in groups for t in g.members]
+        loads = BatchWriter.queue_loads(batch, [(t.app_id, t.room_id) for t in members])
+        replies = await batch.run()
+        claimed = claiming.claimed(replies)
+        docs = BatchWriter.decoded([replies[n] for n in loads])
+        by_room = {t.room_id: doc for t, doc in zip(members, docs, strict=True)}
         if not tickets:
             await self.pools.deactivate_if_empty(pool)
         if now - self._estimated_at.get(pool, 0) >= ESTIMATE_REFRESH_MS:
             await self._refresh_estimate(pool, now)
-        return claimed
+        return claimed, by_room
 
     async def settle(self) -> None:
         """Wait for the rounds being applied in the background."""
@@ -196,17 +209,19 @@ class Matcher:
         for claimed in list(self._driving.values()):
             await self.pools.lapse(claimed)
 
-    async def _drive_batch(self, claimed: Sequence[Claimed]) -> None:
-        """A round's fresh claims, applied together: one read of all their rooms, one pipeline
-        of target steps, one of mover steps, one of retires (store/match_batch.py). A match
-        that meets anything but the plain case (a conflict, a replay, a withdrawn mover) is
-        finished by the per-match path below, which handles every case."""
+    async def _drive_batch(self, claimed: Sequence[Claimed], by_room: _Docs | None = None) -> None:
+        """A round's fresh claims, applied together: one read of all their rooms (unless
+        `by_room` holds them already), one round trip of target steps, one of mover steps,
+        one of retires (store/match_batch.py). A match that meets anything but the plain case
+        (a conflict, a replay, a withdrawn mover) is finished by the per-match path below,
+        which handles every case."""
         if not claimed:
             return
         for c in claimed:
             self._driving[c.match_id] = c
+        after = Batch(self.rooms.store)  # index removals, sent with the retires
         try:
-            retirements, slow = await self._apply_batch(claimed)
+            retirements, slow = await self._apply_batch(claimed, by_room, after)
         except Exception:
             log.exception("batch apply failed; the records are finished after their lease")
             retirements, slow = [], []
@@ -214,15 +229,19 @@ class Matcher:
         for c in claimed:
             self._driving.pop(c.match_id, None)
         outcomes = await asyncio.gather(*(self._drive_guarded(c) for c in slow))
-        await self.pools.retire_many([*retirements, *(o for o in outcomes if o is not None)])
+        await self.pools.retire_many(
+            [*retirements, *(o for o in outcomes if o is not None)], batch=after
+        )
 
     async def _apply_batch(
-        self, claimed: Sequence[Claimed]
+        self, claimed: Sequence[Claimed], loaded: _Docs | None, after: Batch
     ) -> tuple[list[Retirement], list[Claimed]]:
         limits = self.limits
         members = [(t.app_id, t.room_id) for c in claimed for t in c.group.members]
-        docs = await self.batch.load_many(members)
-        by_room = {room_id: doc for (_, room_id), doc in zip(members, docs, strict=True)}
+        if loaded is None or any(room_id not in loaded for _, room_id in members):
+            docs = await self.batch.load_many(members)
+            loaded = {room_id: doc for (_, room_id), doc in zip(members, docs, strict=True)}
+        by_room = loaded
         now = now_ms()
         done: list[Retirement] = []
         slow: list[Claimed] = []
@@ -251,7 +270,7 @@ class Matcher:
                 slow.append(c)
                 continue
             plans.append((c, Write(target_doc, new, f"match:{c.match_id}")))
-        outcomes = await self.batch.write_many([w for _, w in plans])
+        outcomes = await self.batch.write_many([w for _, w in plans], after)
         merges: list[tuple[Claimed, Ticket, Write]] = []
         finished: list[tuple[Claimed, set[str]]] = []
         for (c, _), (outcome, current) in zip(plans, outcomes, strict=True):
@@ -266,7 +285,7 @@ class Matcher:
                     merge = rooms.merge_into(mover_doc, target_id, now_ms=now)
                     merges.append((c, t, Write(mover_doc, merge, f"match:{c.match_id}")))
             finished.append((c, matched))
-        merged = await self.batch.write_many([w for *_, w in merges])
+        merged = await self.batch.write_many([w for *_, w in merges], after)
         again = [(c, t) for (c, t, _), (o, _) in zip(merges, merged, strict=True) if o == CONFLICT]
         await asyncio.gather(*(self._apply_mover(c.match_id, c.group.target, t) for c, t in again))
         now = now_ms()

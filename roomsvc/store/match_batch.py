@@ -3,9 +3,9 @@
 A round of the matcher writes hundreds of rooms that no request is touching (seekers waiting
 in a pool). `RoomStore.mutate` costs a few round trips of client CPU per room; here the same
 writes go out pipelined: one read of every room, then every write as the same `room_cas.lua`
-call `RoomStore` makes (same keys, arguments, request id, TTL and publish; `run_scripts`: one
-pipeline, or calls routed to their slots on a cluster), with the per-player index adds before
-the writes and the removals after them (DESIGN "Rooms"). Each write is still
+call `RoomStore` makes (same keys, arguments, request id, TTL and publish; store/pipelined.py: one
+round trip, or calls routed to their slots on a cluster), with the per-player index adds before
+the writes in the same round trip and the removals after them (DESIGN "Rooms"). Each write is still
 its own atomic script keyed by its request id, so nothing about idempotency changes; a write
 that meets a newer version reports a conflict and the caller falls back to `RoomStore.mutate`.
 """
@@ -19,7 +19,8 @@ import msgspec
 
 from roomsvc.metrics import ROOM_TRANSITIONS
 from roomsvc.rooms import RoomDoc, room_status
-from roomsvc.store.connection import run_scripts
+from roomsvc.store import keys
+from roomsvc.store.pipelined import Batch
 from roomsvc.store.room_store import RoomStore
 from roomsvc.store.scripts import register
 
@@ -45,36 +46,47 @@ class BatchWriter:
         """(app, roomId) pairs -> their current documents, in one pipeline."""
         return await self.rooms.load_each(rooms)
 
-    async def write_many(self, writes: Sequence[Write]) -> list[tuple[int, RoomDoc | None]]:
-        """Each write's outcome: (APPLIED, new) | (REPLAYED, current) | (CONFLICT, current)."""
+    @staticmethod
+    def queue_loads(batch: Batch, rooms: Sequence[tuple[str, str]]) -> list[int]:
+        """Queue the reads of these rooms on `batch`; `decoded` turns the replies into docs."""
+        return [batch.command("hget", keys.room(app, room_id), "d") for app, room_id in rooms]
+
+    @staticmethod
+    def decoded(raws: Sequence[bytes | None]) -> list[RoomDoc | None]:
+        return [None if raw is None else _decode(raw) for raw in raws]
+
+    async def write_many(
+        self, writes: Sequence[Write], after: Batch | None = None
+    ) -> list[tuple[int, RoomDoc | None]]:
+        """Each write's outcome: (APPLIED, new) | (REPLAYED, current) | (CONFLICT, current).
+
+        The index additions go out in the same round trip as the writes, before them; the
+        removals after the writes, in `after` when given (sent with the caller's next batch)."""
         if not writes:
             return []
+        batch = Batch(self.store)
         diffs = [self.rooms.index_changes(w.old, w.new) for w in writes]
-        adds = [(w.new, key) for w, (add, _) in zip(writes, diffs, strict=True) for key in add]
-        if adds:
-            async with self.store.pipeline(transaction=False) as pipe:
-                for doc, key in adds:
-                    pipe.zadd(key, {doc.room_id: doc.updated_ms})
-                await pipe.execute()
-        calls = [
-            (self._cas, *self.rooms.cas_call(w.new, w.old.version, w.request_id)) for w in writes
-        ]
-        replies = await run_scripts(self.store, calls)
+        for w, (add, _) in zip(writes, diffs, strict=True):
+            for key in add:
+                batch.command("zadd", key, {w.new.room_id: w.new.updated_ms})
+        first = len(batch)
+        for w in writes:
+            batch.script(self._cas, *self.rooms.cas_call(w.new, w.old.version, w.request_id))
+        replies = (await batch.run())[first:]
         outcomes: list[tuple[int, RoomDoc | None]] = []
-        removes: list[tuple[RoomDoc, str]] = []
+        removes = after if after is not None else Batch(self.store)
         for w, (_, remove), reply in zip(writes, diffs, replies, strict=True):
             outcome = int(reply[0])
             if outcome == APPLIED:
                 outcomes.append((APPLIED, w.new))
-                removes += [(w.new, key) for key in remove]
-                if room_status(w.new) is not room_status(w.old):
-                    ROOM_TRANSITIONS.labels(room_status(w.new).value).inc()
+                for key in remove:
+                    removes.command("zrem", key, w.new.room_id)
+                new_status = room_status(w.new)
+                if new_status is not room_status(w.old):
+                    ROOM_TRANSITIONS.labels(new_status.value).inc()
             else:
                 current = _decode(reply[2]) if len(reply) > 2 and reply[2] is not None else None
                 outcomes.append((outcome, current))
-        if removes:
-            async with self.store.pipeline(transaction=False) as pipe:
-                for doc, key in removes:
-                    pipe.zrem(key, doc.room_id)
-                await pipe.execute()
+        if after is None:
+            await removes.run()
         return outcomes

@@ -35,7 +35,8 @@ from roomsvc import rooms
 from roomsvc.matching import Group, Ticket
 from roomsvc.rooms import PStatus, RoomDoc
 from roomsvc.store import keys
-from roomsvc.store.connection import run_scripts
+from roomsvc.store.connection import is_cluster
+from roomsvc.store.pipelined import Batch
 from roomsvc.store.scripts import register
 
 LEASE_MS = 5_000  # a match record is finished by another process this long after a crash
@@ -46,6 +47,7 @@ CREATE_GRACE_MS = 10_000  # a ticket whose room is missing for longer was never 
 _ticket_encode = msgspec.msgpack.Encoder().encode
 _ticket_decode = msgspec.msgpack.Decoder(Ticket).decode
 _group_decode = msgspec.msgpack.Decoder(Group).decode
+_group_encode = msgspec.msgpack.Encoder().encode
 
 
 def ticket_of(doc: RoomDoc, queued_ms: int = 0) -> Ticket | None:
@@ -92,6 +94,17 @@ class Retirement(msgspec.Struct):
     waits_ms: list[int]
 
 
+class _Claiming(msgspec.Struct):
+    """A claim queued on a batch: the candidate records and where the script's reply is."""
+
+    candidates: list[Claimed]
+    reply_at: int
+
+    def claimed(self, replies: Sequence[Any]) -> list[Claimed]:
+        outcome = replies[self.reply_at]
+        return [c for c, ok in zip(self.candidates, outcome, strict=True) if int(ok) == 1]
+
+
 class PoolStore:
     def __init__(self, store: Any, owner: str | None = None, lease_ms: int = LEASE_MS) -> None:
         self.store = store
@@ -111,11 +124,17 @@ class PoolStore:
         if ticket is None or not doc.ticket_open:
             return
         pool = pool_of(ticket)
+        # One round trip on a plain server (the POOLS hint in the same MULTI); on a cluster
+        # the hint lives in another slot, so it follows the pool's own MULTI.
+        cluster = is_cluster(self.store)
         async with self.store.pipeline(transaction=True) as pipe:
             pipe.hset(keys.pool_ticket_data(pool), ticket.room_id, _ticket_encode(ticket))
             pipe.zadd(keys.pool_tickets(pool), {ticket.room_id: ticket.since_ms})
+            if not cluster:
+                pipe.sadd(keys.POOLS, pool)
             await pipe.execute()
-        await self.store.sadd(keys.POOLS, pool)
+        if cluster:
+            await self.store.sadd(keys.POOLS, pool)
 
     async def withdraw(self, doc: RoomDoc) -> None:
         """Remove a closed ticket still waiting in its pool (after a leave: a hint only)."""
@@ -153,6 +172,12 @@ class PoolStore:
 
     async def claim(self, pool: str, groups: Sequence[Group], now: int) -> list[Claimed]:
         """Claim each group whose tickets are all still in the pool; releases the pool lock."""
+        batch = Batch(self.store)
+        claiming = self.queue_claim(batch, pool, groups, now)
+        return claiming.claimed(await batch.run())
+
+    def queue_claim(self, batch: Batch, pool: str, groups: Sequence[Group], now: int) -> _Claiming:
+        """Queue the claim of `groups` on `batch` (the caller may add reads after it)."""
         record_keys: list[str] = []
         args: list[Any] = [self.owner, now + self.lease_ms, now]
         candidates: list[Claimed] = []
@@ -160,20 +185,17 @@ class PoolStore:
             match_id = uuid.uuid4().hex
             members = group.members
             record_keys.append(keys.pool_match(pool, match_id))
-            args += [match_id, msgspec.msgpack.encode(group), len(members)]
+            args += [match_id, _group_encode(group), len(members)]
             args += [t.room_id for t in members]
             candidates.append(Claimed(pool, match_id, group, 0, now))
-        outcome = await self._claim(
-            keys=[
-                keys.pool_tickets(pool),
-                keys.pool_ticket_data(pool),
-                keys.pool_matches(pool),
-                keys.pool_lock(pool),
-                *record_keys,
-            ],
-            args=args,
-        )
-        return [c for c, ok in zip(candidates, outcome, strict=True) if int(ok) == 1]
+        claim_keys = [
+            keys.pool_tickets(pool),
+            keys.pool_ticket_data(pool),
+            keys.pool_matches(pool),
+            keys.pool_lock(pool),
+            *record_keys,
+        ]
+        return _Claiming(candidates, batch.script(self._claim, claim_keys, args))
 
     # ---- match records ----------------------------------------------------------------------
 
@@ -212,12 +234,16 @@ class PoolStore:
         done = await self.retire_many([Retirement(claimed, list(release), list(waits_ms))])
         return done == [True]
 
-    async def retire_many(self, retirements: Sequence[Retirement]) -> list[bool]:
-        """`retire` for many records: one script call per pool, one round trip in all."""
+    async def retire_many(
+        self, retirements: Sequence[Retirement], batch: Batch | None = None
+    ) -> list[bool]:
+        """`retire` for many records: one script call per pool, one round trip in all (with
+        whatever `batch` already holds, sent before the retires)."""
+        batch = batch if batch is not None else Batch(self.store)
         by_pool: dict[str, list[int]] = {}
         for n, r in enumerate(retirements):
             by_pool.setdefault(r.claimed.pool, []).append(n)
-        calls = []
+        calls: list[tuple[list[int], int]] = []
         for pool, members in by_pool.items():
             record_keys = [
                 keys.pool_tickets(pool),
@@ -234,11 +260,11 @@ class PoolStore:
                     args += [t.room_id, t.since_ms, _ticket_encode(t)]
                 args.append(len(r.waits_ms))
                 args += [max(0, int(w)) for w in r.waits_ms]
-            calls.append((self._retire, record_keys, args))
+            calls.append((members, batch.script(self._retire, record_keys, args)))
+        replies = await batch.run()
         done = [False] * len(retirements)
-        replies = await run_scripts(self.store, calls)
-        for members, reply in zip(by_pool.values(), replies, strict=True):
-            for n, outcome in zip(members, reply, strict=True):
+        for members, at in calls:
+            for n, outcome in zip(members, replies[at], strict=True):
                 done[n] = int(outcome) == 1
         return done
 
