@@ -76,10 +76,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def command_calls(port: int) -> int:
-    """Every command the store ran so far (INFO commandstats; a script's inner calls count)."""
+def command_calls(port: int) -> dict[str, int]:
+    """The commands the store ran so far, by name (INFO commandstats; a script's inner calls
+    count)."""
     stats = redis.Redis(port=port).info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()
+            if k != "cmdstat_info"}  # fmt: skip
 
 
 class Servers:
@@ -310,7 +312,10 @@ async def drops(args: argparse.Namespace, app: str, players: int, servers: Serve
     await asyncio.sleep(args.settle)
     settled_s = time.perf_counter() - t0
     settled_cpu = (cpu_seconds(pid) - cpu0) / settled_s
-    settled_cmds = (command_calls(servers.store_port) - cmds0) / settled_s
+    cmds1 = command_calls(servers.store_port)
+    by_name = {k: (v - cmds0.get(k, 0)) / settled_s for k, v in cmds1.items()}
+    settled_cmds = sum(by_name.values())
+    top = sorted(((-v, k) for k, v in by_name.items() if v > 0))[:6]
 
     rng = random.Random(args.seed)
     dropped_at: dict[tuple[str, str], float] = {}
@@ -352,6 +357,7 @@ async def drops(args: argparse.Namespace, app: str, players: int, servers: Serve
             "commit_p50": percentile(to_commit, 0.5), "commit_p99": percentile(to_commit, 0.99),
             "p99": percentile(latencies, 0.99), "max": max(latencies, default=float("nan")),
             "settled_cpu": settled_cpu, "settled_cmds": settled_cmds,
+            "settled_top": ", ".join(f"{k} {-v:.0f}" for v, k in top),
             "busy_cpu": busy_cpu}  # fmt: skip
 
 
@@ -394,6 +400,7 @@ def main() -> None:
               f"CPU {100 * r['settled_cpu']:.1f}% of a core, store {r['settled_cmds']:.0f} "
               f"commands/s ({r['settled_cmds'] / r['players']:.3f} per player per second); "
               f"during the drops: server CPU {100 * r['busy_cpu']:.0f}%")  # fmt: skip
+        print(f"bench_presence: {r['players']} players connected, commands/s: {r['settled_top']}")
     print(f"bench_presence: load average {os.getloadavg()[0]:.2f}")
 
 

@@ -163,18 +163,19 @@ async def test_a_sweep_claims_only_the_shards_due(redis_client: aioredis.Redis) 
     before = await evalsha_calls(redis_client)
     await presence.sweep_once(t0 + 1000, lambda a, p: False)  # nothing due: no claim at all
     assert await evalsha_calls(redis_client) == before
-    full = t0 + 10 + FULL_SWEEP_INTERVALS * int(presence.interval_s * 1000)
-    await presence.sweep_once(full, lambda a, p: False)  # every shard again, now and then
-    assert await evalsha_calls(redis_client) - before == PRESENCE_SHARDS
-
-    before = await evalsha_calls(redis_client)
     now = presence.deadline(t0) + 1
+    full = t0 + 10 + FULL_SWEEP_INTERVALS * int(presence.interval_s * 1000)
+    assert now < full  # (the lapse comes before the next full sweep)
     assert await presence.sweep_once(now, lambda a, p: False) == 0  # early lapsed (no rooms)
     assert await evalsha_calls(redis_client) - before == 2  # its shard's claim and retire
     early, late = presence_member(app, "early"), presence_member(app, "late")
     assert await redis_client.zscore(presence_shard_of(early), early) is None
     assert await redis_client.zscore(presence_shard_of(late), late) == presence.deadline(t0 + 3000)
-    assert presence.next_due == presence.deadline(t0 + 3000)
+    assert presence.deadline(t0) < presence.next_due <= presence.deadline(t0 + 3000)
+
+    before = await evalsha_calls(redis_client)
+    await presence.sweep_once(full, lambda a, p: False)  # every shard again, now and then
+    assert await evalsha_calls(redis_client) - before >= PRESENCE_SHARDS
 
 
 async def test_more_lapsed_than_one_claim_takes_are_swept_again_soon(
