@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.support import UNIT, ServerProcess, ValkeyProcess, new_app_id, token
+from roomsvc.realtime.bridge import HEALTH_INTERVAL_S
+from tests.support import UNIT, ServerProcess, ValkeyProcess, new_app_id, token, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +71,35 @@ async def test_a_live_peer_answering_pings_stays_connected(pinging_server: Serve
             await asyncio.sleep(5 * UNIT)
         pong = await ws.ping()
         await pong  # still open: the pong came back
+
+
+def _pubsub_ids(store: ValkeyProcess) -> set[str]:
+    import redis
+
+    admin = redis.Redis(port=store.port, socket_timeout=100 * UNIT)
+    try:
+        listing = admin.execute_command("CLIENT", "LIST", "TYPE", "pubsub").decode()
+    finally:
+        admin.close()
+    fields = [field for line in listing.splitlines() for field in line.split()]
+    return {field[3:] for field in fields if field.startswith("id=")}
+
+
+def test_a_silent_pubsub_link_is_replaced() -> None:
+    """A store that stops answering (SIGSTOP: the TCP link stays up, nothing arrives) makes the
+    bridge drop its pub/sub link after two silent health intervals; a new link follows."""
+    store = ValkeyProcess().start()
+    server = ServerProcess(store.url).start()
+    try:
+        wait_until(lambda: bool(_pubsub_ids(store)))
+        before = _pubsub_ids(store)
+        assert store.process is not None
+        store.process.send_signal(signal.SIGSTOP)
+        time.sleep(3 * HEALTH_INTERVAL_S)  # silence longer than the two intervals allowed
+        store.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: bool(_pubsub_ids(store) - before), timeout=300 * UNIT)
+    finally:
+        if store.process is not None:
+            store.process.send_signal(signal.SIGCONT)
+        server.stop()
+        store.stop()

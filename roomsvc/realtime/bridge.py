@@ -8,7 +8,8 @@ link, resubscribes, and once the server has confirmed the subscriptions calls `o
 the hub re-reads the rooms its clients follow: pub/sub is the fast path, resync the guarantee.
 
 A half-open link is detected by a PING after `HEALTH_INTERVAL_S` of silence, and dropped when
-nothing at all arrived for two intervals. redis-py's own reconnect-and-resubscribe is not used:
+nothing at all arrived for two intervals (a watchdog beside the reader, which itself waits
+without a deadline). redis-py's own reconnect-and-resubscribe is not used:
 it would hide the gap that makes a resync necessary.
 """
 
@@ -67,6 +68,7 @@ class Bridge:
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._own = f"{PREFIX}:ch:bridge:{uuid.uuid4().hex}".encode()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._heard = 0.0  # loop time anything last arrived on the link
 
     async def subscribe(self, channel: bytes) -> None:
         """Subscribe, and wait until the server confirms (bounded): a change committed after
@@ -138,25 +140,43 @@ class Bridge:
             backoff = min(backoff * 2, 1.0)
 
     async def _relay(self, pubsub: Any) -> None:
+        """Relay until the link fails. The reader waits for each message without a deadline
+        (a timed read costs a timer and a retry wrapper per message, a third of the bridge's
+        CPU at a thousand pushes a second: SPEC §11), and this watchdog judges the link by
+        when anything was last heard: a PING after one silent interval, and the link is
+        dropped when the second interval passes without a word."""
         loop = asyncio.get_running_loop()
-        heard = loop.time()
+        self._heard = loop.time()
+        reader = asyncio.ensure_future(self._read(pubsub))
         pinged: float | None = None
-        while True:
-            raise_if_cancelled()
-            message = await pubsub.get_message(timeout=HEALTH_INTERVAL_S)
-            if message is None:
-                # A busy loop may time the read out before it reads what already arrived:
-                # look once more without waiting before judging the link.
-                message = await pubsub.get_message(timeout=0.0)
-            now = loop.time()
-            if message is None:
-                if pinged is None and now - heard >= HEALTH_INTERVAL_S:
+        try:
+            while True:
+                raise_if_cancelled()
+                done, _ = await asyncio.wait([reader], timeout=HEALTH_INTERVAL_S)
+                if done:
+                    reader.result()  # raises what ended the reader
+                    raise ConnectionError("pub/sub reader stopped")
+                now = loop.time()
+                if pinged is not None and self._heard >= pinged:
+                    pinged = None  # heard since the PING: the link is alive
+                if now - self._heard < HEALTH_INTERVAL_S:
+                    continue
+                if pinged is None:
                     await pubsub.ping()
                     pinged = now
-                elif pinged is not None and now - pinged >= HEALTH_INTERVAL_S:
+                elif now - pinged >= HEALTH_INTERVAL_S:
                     raise ConnectionError("pub/sub link silent for two health checks")
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read(self, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            self._heard = loop.time()
+            if message is None:
                 continue
-            heard, pinged = now, None
             kind = message["type"]
             if kind == "message":
                 self.on_message(message["channel"], message["data"])

@@ -54,16 +54,6 @@ class Welcome(msgspec.Struct, rename="camel"):
     invitations: list[wire.Room]
 
 
-def involved(doc: RoomDoc, player_id: str) -> bool:
-    """The player is in the room or invited to it: it receives its changes (SPEC §6)."""
-    p = doc.of_player(player_id)
-    return (
-        p is not None
-        and p.status in (PStatus.JOINED, PStatus.INVITED)
-        and rooms.room_status(doc) is not RoomState.DELETED
-    )
-
-
 class Hub:
     def __init__(self, state: Any, settings: Settings) -> None:
         self.state = state
@@ -212,7 +202,7 @@ class Hub:
         A player out of the room (left, declined, or the room deleted) still gets the change
         that took it out, if this connection had shown the room; after that, nothing more."""
         player = conn.principal.player_id
-        still_in = involved(doc, player)
+        still_in = self.views.involved(doc, player)
         if not still_in and conn.sent.get(doc.room_id, 0) <= 0:  # never shown, or shown leaving
             return None
         return self.views.frame(doc, player, conn.locale, conn.base_url), not still_in

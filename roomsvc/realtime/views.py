@@ -16,7 +16,7 @@ import msgspec
 
 from roomsvc.realtime import protocol
 from roomsvc.room_view import ViewContext, render_room
-from roomsvc.rooms import RoomDoc
+from roomsvc.rooms import PStatus, RoomDoc, RoomState, room_status
 from roomsvc.store.room_store import RoomStore
 
 _encode = msgspec.json.Encoder().encode
@@ -25,11 +25,12 @@ _LOAD_ATTEMPTS = 3
 
 
 class _Entry:
-    __slots__ = ("doc", "frames")
+    __slots__ = ("deleted", "doc", "frames")
 
     def __init__(self, doc: RoomDoc) -> None:
         self.doc = doc
         self.frames: dict[tuple[str, str, str], str] = {}
+        self.deleted: bool | None = None  # the derived status is the same for every receiver
 
 
 def _consume(future: asyncio.Future[RoomDoc | None]) -> None:
@@ -106,6 +107,19 @@ class Views:
             if doc.version >= version:
                 return doc
         return doc  # the store is behind what was announced (not expected): newest we have
+
+    def involved(self, doc: RoomDoc, player_id: str) -> bool:
+        """The player is in the room or invited to it: it receives its changes (SPEC §6).
+        The room's derived status is computed once per document, not once per receiver."""
+        p = doc.of_player(player_id)
+        if p is None or p.status not in (PStatus.JOINED, PStatus.INVITED):
+            return False
+        entry = self._rooms.get((doc.app_id, doc.room_id))
+        if entry is None or entry.doc is not doc:
+            return room_status(doc) is not RoomState.DELETED
+        if entry.deleted is None:
+            entry.deleted = room_status(doc) is RoomState.DELETED
+        return not entry.deleted
 
     def frame(self, doc: RoomDoc, player_id: str, locale: str, base_url: str) -> str:
         """The `roomStatus` notification of `doc` as `player_id` sees it, encoded once."""
