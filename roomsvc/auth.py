@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -152,7 +152,7 @@ def _is_id(value: object) -> TypeGuard[str]:
     )
 
 
-def bearer_token(authorization: str | None, query: dict[str, str]) -> str:
+def bearer_token(authorization: str | None, query: Mapping[str, str]) -> str:
     """The token from `Authorization: Bearer`, else `access_token` / `oauth_token` query."""
     if authorization:
         scheme, _, value = authorization.partition(" ")

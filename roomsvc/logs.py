@@ -71,9 +71,31 @@ def redact(text: str) -> str:
     )
 
 
+_access = logging.getLogger("roomsvc.access")
+_access_stream: Any = None  # set by `configure`: where the fast access line goes
+
+
+def access(**fields: Any) -> None:
+    """The access log line of one request (SPEC §10), in the same JSON shape as any record of
+    the `roomsvc.access` logger. One runs per request, so once `configure` has set up the
+    process's one JSON handler the line is encoded and written directly, without a LogRecord
+    and the handler chain (a third of the cost); otherwise it goes through `logging`."""
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    stream = _access_stream
+    if stream is None:
+        _access.info("request", extra=fields)
+        return
+    event = {"ts": round(time.time(), 3), "level": "info", "logger": "roomsvc.access",
+             "event": "request", **(_context.get() or {}), **fields}  # fmt: skip
+    stream.write(redact(_encoder.encode(event).decode(errors="replace")) + "\n")
+
+
 def configure(level: str = "INFO") -> None:
+    global _access_stream
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    _access_stream = sys.stderr
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

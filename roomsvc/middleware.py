@@ -3,16 +3,15 @@ access log line (path only: query strings may hold tokens, SPEC §2), and reques
 
 from __future__ import annotations
 
-import logging
+import functools
+import os
 import time
-import uuid
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roomsvc import logs
 from roomsvc.metrics import REQUEST_LATENCY
-
-access_log = logging.getLogger("roomsvc.access")
 
 
 class RequestContextMiddleware:
@@ -23,7 +22,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or uuid.uuid4().hex[:16]
+        request_id = _incoming_id(scope) or os.urandom(8).hex()
         room_id = _room_of(scope["path"])
         token = logs.bind(request_id=request_id, **({"room_id": room_id} if room_id else {}))
         started = time.perf_counter()
@@ -43,18 +42,22 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUEST_LATENCY.labels(scope["method"], template, str(status)).observe(elapsed)
+            _latency(scope["method"], template, status).observe(elapsed)
             if template not in ("/healthz", "/metrics", "/readyz"):
-                access_log.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "ms": round(elapsed * 1000, 2),
-                    },
+                logs.access(
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
                 )
             logs.unbind(token)
+
+
+@functools.cache
+def _latency(method: str, template: str, status: int) -> Any:
+    """The histogram child of one (method, route, status): looked up once, not per request.
+    Bounded: route templates and status codes are finite sets."""
+    return REQUEST_LATENCY.labels(method, template, str(status))
 
 
 _ROOMS = "/games/v1/rooms/"

@@ -49,9 +49,21 @@ def locale_of(conn: HTTPConnection) -> str:
     return str(cached)
 
 
+def base_url_of(conn: HTTPConnection) -> str:
+    """Our public base URL as this request reached us (scheme, Host, root path), no trailing
+    slash: what Starlette's `request.base_url` says, without building a URL object per
+    request (it is only needed for links such as anonymous avatars)."""
+    scope = conn.scope
+    host = conn.headers.get("host")
+    if not host:
+        server = scope.get("server") or ("localhost", None)
+        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+    return f"{scope['scheme']}://{host}{scope.get('root_path', '')}".rstrip("/")
+
+
 def authenticate(conn: HTTPConnection, *scopes: str) -> Principal:
     """The caller, or 401; 403 unless the token has one of `scopes`."""
-    token = bearer_token(conn.headers.get("authorization"), dict(conn.query_params))
+    token = bearer_token(conn.headers.get("authorization"), conn.query_params)
     principal: Principal = conn.app.state.verifier.verify(token)
     if scopes:
         principal.require_scope(*scopes)

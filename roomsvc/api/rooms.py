@@ -16,6 +16,7 @@ from roomsvc.auth import SCOPE_GAMES
 from roomsvc.room_view import ANON_AVATARS, ViewContext
 from roomsvc.rooms_service import LIST_MAX_RESULTS, RoomsService
 from roomsvc.store.room_timers import timers_duty
+from roomsvc.web import base_url_of
 
 SCOPES = (SCOPE_GAMES,)
 
@@ -28,7 +29,7 @@ def _ctx(call: Call[Any]) -> ViewContext:
     """How rooms are rendered for this caller: language, links, the pool's wait estimate."""
     return ViewContext(
         locale=call.locale,
-        base_url=str(call.request.base_url).rstrip("/"),
+        base_url=base_url_of(call.request),
         wait_estimate=getattr(call.state, "wait_estimate", None),
     )
 
