@@ -72,7 +72,7 @@ def redact(text: str) -> str:
 
 
 _access = logging.getLogger("roomsvc.access")
-_access_stream: Any = None  # set by `configure`: where the fast access line goes
+_access_handler: logging.StreamHandler[Any] | None = None  # set by `configure`
 
 
 def access(**fields: Any) -> None:
@@ -82,20 +82,20 @@ def access(**fields: Any) -> None:
     and the handler chain (a third of the cost); otherwise it goes through `logging`."""
     if not _access.isEnabledFor(logging.INFO):
         return
-    stream = _access_stream
-    if stream is None:
+    handler = _access_handler
+    if handler is None:
         _access.info("request", extra=fields)
         return
     event = {"ts": round(time.time(), 3), "level": "info", "logger": "roomsvc.access",
              "event": "request", **(_context.get() or {}), **fields}  # fmt: skip
-    stream.write(redact(_encoder.encode(event).decode(errors="replace")) + "\n")
+    handler.stream.write(redact(_encoder.encode(event).decode(errors="replace")) + "\n")
 
 
 def configure(level: str = "INFO") -> None:
-    global _access_stream
+    global _access_handler
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    _access_stream = sys.stderr
+    _access_handler = handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
