@@ -33,11 +33,11 @@ async def test_replies_come_back_in_the_order_queued(url: str) -> None:
         tag = uuid.uuid4().hex
         script = store.register_script(COUNT)
         batch = Batch(store)
-        first = batch.command("set", f"{{a{tag}}}:x", "1")
+        first = batch.command("INCR", f"{{a{tag}}}:x")
         counted = [batch.script(script, [f"{{b{tag}:{n}}}:n"], []) for n in range(20)]
-        read = batch.command("get", f"{{a{tag}}}:x")
+        read = batch.command("GET", f"{{a{tag}}}:x")
         replies = await batch.run()
-        assert replies[first] is True
+        assert replies[first] == 1
         assert [replies[n] for n in counted] == [b"1"] * 20
         assert replies[read] == b"1"
     finally:
@@ -69,8 +69,25 @@ async def test_an_error_reply_is_raised(url: str) -> None:
         key = f"{{{uuid.uuid4().hex}}}:s"
         await store.set(key, "text")
         batch = Batch(store)
-        batch.command("zadd", key, {"m": 1})  # wrong type
+        batch.command("ZADD", key, 1, "m")  # wrong type
         with pytest.raises(redis.ResponseError):
             await batch.run()
+    finally:
+        await store.aclose()
+
+
+async def test_a_batch_outlives_a_dropped_connection(valkey: ValkeyProcess) -> None:
+    """The server closes the batch's pooled connection: the batch is sent again on a new one."""
+    store = await connect(valkey.url)
+    try:
+        key = f"{{{uuid.uuid4().hex}}}:n"
+        first = Batch(store)
+        first.command("INCR", key)
+        assert await first.run() == [1]
+        with redis.Redis.from_url(valkey.url) as other:  # closes every connection but its own
+            assert other.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        second = Batch(store)
+        second.command("INCR", key)
+        assert await second.run() == [2]
     finally:
         await store.aclose()

@@ -49,7 +49,7 @@ class BatchWriter:
     @staticmethod
     def queue_loads(batch: Batch, rooms: Sequence[tuple[str, str]]) -> list[int]:
         """Queue the reads of these rooms on `batch`; `decoded` turns the replies into docs."""
-        return [batch.command("hget", keys.room(app, room_id), "d") for app, room_id in rooms]
+        return [batch.command("HGET", keys.room(app, room_id), "d") for app, room_id in rooms]
 
     @staticmethod
     def decoded(raws: Sequence[bytes | None]) -> list[RoomDoc | None]:
@@ -68,7 +68,7 @@ class BatchWriter:
         diffs = [self.rooms.index_changes(w.old, w.new) for w in writes]
         for w, (add, _) in zip(writes, diffs, strict=True):
             for key in add:
-                batch.command("zadd", key, {w.new.room_id: w.new.updated_ms})
+                batch.command("ZADD", key, w.new.updated_ms, w.new.room_id)
         first = len(batch)
         for w in writes:
             batch.script(self._cas, *self.rooms.cas_call(w.new, w.old.version, w.request_id))
@@ -80,7 +80,7 @@ class BatchWriter:
             if outcome == APPLIED:
                 outcomes.append((APPLIED, w.new))
                 for key in remove:
-                    removes.command("zrem", key, w.new.room_id)
+                    removes.command("ZREM", key, w.new.room_id)
                 new_status = room_status(w.new)
                 if new_status is not room_status(w.old):
                     ROOM_TRANSITIONS.labels(new_status.value).inc()

@@ -1,27 +1,40 @@
 """Commands and script calls sent together, in order, in one round trip (SPEC §11).
 
-The matcher's rounds write hundreds of rooms; what one of them costs is mostly round trips and
-client CPU (DESIGN "Where the CPU goes"). redis-py's own pipelines spend an extra round trip
-(`SCRIPT EXISTS`) before any pipeline that holds a script call; here the script calls go out as
-plain EVALSHAs, and only a call the server answers NOSCRIPT (its script cache was flushed or
-it restarted) is sent again once the script is loaded: a NOSCRIPT reply means the script did
-not run, so sending it again cannot apply anything twice.
+The matcher's rounds write hundreds of rooms at once, and what that costs is client CPU
+(DESIGN "Where the CPU goes"). redis-py's pipelines spend an extra round trip (`SCRIPT
+EXISTS`) before any pipeline that holds a script call, pack each command in Python and arm a
+timer for every reply; here a batch is packed by hiredis (in C), written at once, and its
+replies are read raw (bytes, int, list or None: no redis-py response callbacks) under one
+deadline for the whole batch. A script call goes out as a plain EVALSHA, and only a call the
+server answers NOSCRIPT (its script cache was flushed, or it restarted) is sent again once the
+script is loaded: a NOSCRIPT reply means the script did not run, so nothing runs twice.
 
-On a plain server one pipeline carries everything, in the order given: "add an index entry
-before the room write" (DESIGN "Rooms") holds because the server runs a connection's commands
-in order. On a cluster, where redis-py refuses EVALSHA in a pipeline and a batch spans slots,
-each run of consecutive plain commands is one cluster pipeline and each run of script calls
-goes out concurrently (`connection.run_scripts`), one run after the other, so the order
-between runs still holds.
+On a plain server one write carries everything, in the order given: "add an index entry before
+the room write" (DESIGN "Rooms") holds because the server runs a connection's commands in
+order. A lost connection is retried once on a new one, as redis-py's own retry would: every
+command the matcher batches is idempotent (reads, ZADD/ZREM of a member, scripts keyed by a
+match or request id; DESIGN "Retries never double-apply"). On a cluster, where a batch spans
+slots, each run of consecutive plain commands is one cluster pipeline and each run of script
+calls goes out concurrently (`connection.run_scripts`), one run after the other, so the order
+between runs still holds (and redis-py's response callbacks apply there: the matcher batches
+only commands whose replies are the same either way).
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 from typing import Any
 
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomsvc.store.connection import is_cluster, run_scripts
+
+BATCH_TIMEOUT_S = 5.0  # no reply at all for this long: the connection is given up
+PER_COMMAND_S = 0.001  # plus this much per command of the batch
 
 
 class Batch:
@@ -29,33 +42,33 @@ class Batch:
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        # (method name, args, kwargs) for a command; (script, keys, args) for a script call
-        self._ops: list[tuple[bool, Any, Any, Any]] = []
+        self._commands: list[tuple[Any, ...]] = []  # raw arguments, EVALSHA for a script
+        self._scripts: dict[int, Any] = {}  # index -> the script object of a script call
 
     def __len__(self) -> int:
-        return len(self._ops)
+        return len(self._commands)
 
-    def command(self, name: str, *args: Any, **kwargs: Any) -> int:
-        """Queue `store.<name>(*args, **kwargs)`; returns the index of its reply."""
-        self._ops.append((False, name, args, kwargs))
-        return len(self._ops) - 1
+    def command(self, *args: Any) -> int:
+        """Queue one command (`"ZADD", key, score, member`); returns the index of its reply."""
+        self._commands.append(args)
+        return len(self._commands) - 1
 
     def script(self, script: Any, keys: list[Any], args: list[Any]) -> int:
         """Queue a call of a registered script; returns the index of its reply."""
-        self._ops.append((True, script, keys, args))
-        return len(self._ops) - 1
+        self._scripts[len(self._commands)] = script
+        return self.command("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def run(self) -> list[Any]:
-        if not self._ops:
+        if not self._commands:
             return []
         if is_cluster(self.store):
             return await self._run_on_cluster()
-        replies = await self._pipeline(self._ops)
+        replies = await self._send(self._commands)
         missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:
-            for script in {id(self._ops[n][1]): self._ops[n][1] for n in missing}.values():
+            for script in {id(self._scripts[n]): self._scripts[n] for n in missing}.values():
                 script.sha = await self.store.script_load(script.script)
-            again = await self._pipeline([self._ops[n] for n in missing])
+            again = await self._send([self._call(n) for n in missing])
             for n, reply in zip(missing, again, strict=True):
                 replies[n] = reply
         for reply in replies:
@@ -63,30 +76,57 @@ class Batch:
                 raise reply
         return replies
 
-    async def _pipeline(self, ops: list[tuple[bool, Any, Any, Any]]) -> list[Any]:
-        async with self.store.pipeline(transaction=False) as pipe:
-            for is_script, what, args, extra in ops:
-                if is_script:
-                    pipe.evalsha(what.sha, len(args), *args, *extra)
-                else:
-                    getattr(pipe, what)(*args, **extra)
-            return list(await pipe.execute(raise_on_error=False))
+    def _call(self, n: int) -> tuple[Any, ...]:
+        script = self._scripts.get(n)
+        if script is None:
+            return self._commands[n]
+        return ("EVALSHA", script.sha, *self._commands[n][2:])  # the sha may have changed
+
+    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        packed = b"".join(map(hiredis.pack_command, commands))
+        pool = self.store.connection_pool
+        for attempt in (1, 2):
+            conn = await pool.get_connection()
+            try:
+                async with asyncio.timeout(BATCH_TIMEOUT_S + PER_COMMAND_S * len(commands)):
+                    await conn.send_packed_command(packed)
+                    replies: list[Any] = []
+                    for _ in commands:
+                        try:
+                            # (math.inf: no timer per reply; the batch has one deadline)
+                            replies.append(await conn.read_response(timeout=math.inf))
+                        except ResponseError as exc:  # read on: the next reply follows it
+                            replies.append(exc)
+                return replies
+            except (RedisConnectionError, RedisTimeoutError, TimeoutError):
+                await conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                await conn.disconnect()  # a half-read connection must not be reused
+                raise
+            finally:
+                await pool.release(conn)
+        raise AssertionError("unreachable")
 
     async def _run_on_cluster(self) -> list[Any]:
         replies: list[Any] = []
         start = 0
-        while start < len(self._ops):
+        while start < len(self._commands):
+            scripted = start in self._scripts
             end = start
-            kind = self._ops[start][0]
-            while end < len(self._ops) and self._ops[end][0] == kind:
+            while end < len(self._commands) and (end in self._scripts) == scripted:
                 end += 1
-            run = self._ops[start:end]
-            if kind:
-                replies += await run_scripts(self.store, [(s, k, a) for _, s, k, a in run])
+            if scripted:
+                calls = [
+                    (self._scripts[n], list(c[3 : 3 + c[2]]), list(c[3 + c[2] :]))
+                    for n, c in enumerate(self._commands[start:end], start)
+                ]
+                replies += await run_scripts(self.store, calls)
             else:
                 async with self.store.pipeline() as pipe:
-                    for _, name, args, kwargs in run:
-                        getattr(pipe, name)(*args, **kwargs)
+                    for args in self._commands[start:end]:
+                        pipe.execute_command(*args)
                     replies += list(await pipe.execute())
             start = end
         return replies
