@@ -15,8 +15,10 @@ network would), at random instants over `--spread` seconds; each remaining parti
 timestamps the first `roomStatus` showing the dropped player LEFT (this process's clock, and
 this process only receives those rooms' pushes, so its timestamps are prompt). Prints, per N,
 the latency of every such push (p50/p99/max), the same net of the grace period, how many never
-came within `3 * grace + 10` seconds, and, measured before the drops, the server's CPU and the
-store's commands per second per connected player (heartbeats, sweeps, the load's writes).
+came within `3 * grace + 10` seconds, the part up to the release's commit (the room's
+updated_ms), /healthz round trips meanwhile (the server's event-loop delay), and, measured
+before the drops, the server's CPU and the store's commands per second per connected player
+(heartbeats, sweeps, the load's writes), by command.
 """
 
 from __future__ import annotations
@@ -333,10 +335,15 @@ async def drops(args: argparse.Namespace, app: str, players: int, servers: Serve
     await asyncio.gather(*(drop(room_id, names[-1]) for room_id, *names in dropping))
     watchers_of = args.room_size - 1
     bound = time.perf_counter() + 3 * args.grace + 10
-    while time.perf_counter() < bound:  # polled: arrivals are counted, not signalled
-        if sum(map(len, left_at.values())) >= len(dropped_at) * watchers_of:
-            break
-        await asyncio.sleep(0.1)
+    health: list[float] = []  # /healthz round trips meanwhile: the server's event-loop delay
+    async with httpx.AsyncClient(base_url=servers.base, timeout=30) as http:
+        while time.perf_counter() < bound:  # polled: arrivals are counted, not signalled
+            if sum(map(len, left_at.values())) >= len(dropped_at) * watchers_of:
+                break
+            sent = time.perf_counter()
+            await http.get("/healthz")
+            health.append(time.perf_counter() - sent)
+            await asyncio.sleep(0.1)
     busy_cpu = (cpu_seconds(pid) - cpu1) / (time.perf_counter() - began)
     latencies = [at - dropped_at[key] for key, ats in left_at.items() for at in ats]
     # The server's commit time of each release (the room's updated_ms: nothing else changes
@@ -358,7 +365,8 @@ async def drops(args: argparse.Namespace, app: str, players: int, servers: Serve
             "p99": percentile(latencies, 0.99), "max": max(latencies, default=float("nan")),
             "settled_cpu": settled_cpu, "settled_cmds": settled_cmds,
             "settled_top": ", ".join(f"{k} {-v:.0f}" for v, k in top),
-            "busy_cpu": busy_cpu}  # fmt: skip
+            "busy_cpu": busy_cpu, "health_p50": percentile(health, 0.5),
+            "health_p99": percentile(health, 0.99)}  # fmt: skip
 
 
 async def drain(ws: ClientConnection) -> None:
@@ -392,10 +400,10 @@ def main() -> None:
               f"p99 {r['p99']:.2f}s, max {r['max']:.2f}s (grace {args.grace}s; p50 "
               f"{r['p50'] - args.grace:+.2f}s, p99 {r['p99'] - args.grace:+.2f}s past it); "
               f"{r['missing']} of {r['pushes'] + r['missing']} pushes missing")  # fmt: skip
-        print(
-            f"bench_presence: {r['players']} players: drop -> release committed p50 "
-            f"{r['commit_p50']:.2f}s, p99 {r['commit_p99']:.2f}s (the rest is the push)"
-        )
+        print(f"bench_presence: {r['players']} players: drop -> release committed p50 "
+              f"{r['commit_p50']:.2f}s, p99 {r['commit_p99']:.2f}s (the rest is the push); "
+              f"/healthz meanwhile p50 {1000 * r['health_p50']:.0f} ms, "
+              f"p99 {1000 * r['health_p99']:.0f} ms")  # fmt: skip
         print(f"bench_presence: {r['players']} players connected, before the drops: server "
               f"CPU {100 * r['settled_cpu']:.1f}% of a core, store {r['settled_cmds']:.0f} "
               f"commands/s ({r['settled_cmds'] / r['players']:.3f} per player per second); "
