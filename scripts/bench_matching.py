@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import itertools
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -45,6 +50,7 @@ from roomsvc.rooms_service import new_room_id  # noqa: E402
 from roomsvc.store import keys  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
 from roomsvc.store.matcher_store import PoolStore  # noqa: E402
+from roomsvc.store.pipelined import Batch  # noqa: E402
 from roomsvc.store.room_store import RoomStore, now_ms  # noqa: E402
 from roomsvc.store.scripts import source  # noqa: E402
 
@@ -137,9 +143,10 @@ async def bare_round_trips(url: str, n: int = 20_000) -> float:
 
 async def bare_room_writes(url: str, n: int = 10_240, batch: int = 512) -> float:
     """The limit a matching process cannot beat: rooms per second that one process reads and
-    compare-and-sets, pipelined `batch` at a time, with no matching at all (the same
-    `room_cas.lua` call, document and publish as a match step). Every matched ticket needs
-    at least this for its own room, so it is also a ceiling in tickets/s for one process."""
+    compare-and-sets, `batch` at a time in one round trip each (store/pipelined.py, as the
+    matcher sends them), with no matching at all (the same `room_cas.lua` call, document and
+    publish as a match step). Every matched ticket needs at least this for its own room, so
+    it is also a ceiling in tickets/s for one process."""
     store = aioredis.Redis.from_url(url, max_connections=8)
     room_store = RoomStore(store, LIMITS, 3_600_000)
     cas = store.register_script(room_cas_source())
@@ -153,20 +160,56 @@ async def bare_room_writes(url: str, n: int = 10_240, batch: int = 512) -> float
     started = time.perf_counter()
     for start in range(0, n, batch):
         chunk = docs[start : start + batch]
-        async with store.pipeline(transaction=False) as pipe:
-            for doc in chunk:
-                pipe.hget(keys.room(app, doc.room_id), "d")
-            raws = await pipe.execute()
-        async with store.pipeline(transaction=False) as pipe:
-            for raw in raws:
-                old = decode_room(raw)
-                new = msgspec.structs.replace(old, version=old.version + 1, updated_ms=now_ms())
-                k, a = room_store.cas_call(new, old.version, f"calib:{old.room_id}")
-                await cas(keys=k, args=a, client=pipe)
-            await pipe.execute()
+        reads = Batch(store)
+        for doc in chunk:
+            reads.command("HGET", keys.room(app, doc.room_id), "d")
+        writes = Batch(store)
+        for raw in await reads.run():
+            old = decode_room(raw)
+            new = msgspec.structs.replace(old, version=old.version + 1, updated_ms=now_ms())
+            writes.script(cas, *room_store.cas_call(new, old.version, f"calib:{old.room_id}"))
+        await writes.run()
     rate = n / (time.perf_counter() - started)
     await store.aclose()
     return rate
+
+
+class Monitor:
+    """Counts the commands clients send (not those scripts run) on a raw MONITOR connection."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urllib.parse.urlparse(url)
+        self.sock = socket.create_connection((parsed.hostname, parsed.port or 6379))
+        self.sock.sendall(b"MONITOR\r\n")
+        self.buffer = bytearray()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(1 << 20):
+                self.buffer += chunk
+
+    def stop(self, ignore: set[str]) -> collections.Counter[str]:
+        """Commands per name, from every client address but those in `ignore`."""
+        time.sleep(0.2)
+        self.sock.close()
+        self.thread.join(timeout=5)
+        counts: collections.Counter[str] = collections.Counter()
+        for line in bytes(self.buffer).split(b"\r\n"):
+            head, _, rest = line.partition(b"] ")
+            source = head.rsplit(b" ", 1)[-1].decode()
+            if not rest or source == "lua" or source in ignore:
+                continue
+            counts[rest.split(b" ", 1)[0].strip(b'"').decode().upper()] += 1
+        return counts
+
+
+async def client_addresses(store: aioredis.Redis, name: str) -> set[str]:
+    listed = await store.execute_command("CLIENT", "LIST")
+    text = listed.decode() if isinstance(listed, bytes) else str(listed)
+    fields = [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in text.splitlines()]
+    return {f["addr"] for f in fields if f.get("name") == name}
 
 
 async def waiting(store: aioredis.Redis, pool: str) -> tuple[int, int]:
@@ -188,14 +231,17 @@ async def store_cpu(store: aioredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def throughput(url: str, processes: int, tickets: int, group: int, limit: float) -> float:
-    store = aioredis.Redis.from_url(url, max_connections=256)
+async def throughput(
+    url: str, processes: int, tickets: int, group: int, limit: float, monitor: bool = False
+) -> float:
+    store = aioredis.Redis.from_url(url, max_connections=256, client_name="bench")
     room_store = RoomStore(store, LIMITS, 3_600_000)
     pools = PoolStore(store)
     app = "bench-" + uuid.uuid4().hex[:8]
     pool = keys.pool_id(app, None)
     await asyncio.gather(*(create(room_store, pools, app, n, group - 1) for n in range(tickets)))
     leftover = tickets % group
+    watch = Monitor(url) if monitor else None
     launched = time.perf_counter()
     procs = start_matchers(url, processes)
     # from the moment every matcher is ready: interpreter start-up is not matching
@@ -210,6 +256,7 @@ async def throughput(url: str, processes: int, tickets: int, group: int, limit: 
         elapsed = time.perf_counter() - started
         matcher_cpu = sum(cpu_seconds(proc.pid) for proc in procs)
         valkey_cpu = await store_cpu(store) - store_cpu_before
+        ours = await client_addresses(store, "bench")
     finally:
         stop(procs)
         await store.aclose()
@@ -222,6 +269,11 @@ async def throughput(url: str, processes: int, tickets: int, group: int, limit: 
           f"{started - launched:.2f}s not counted")  # fmt: skip
     print(f"    CPU per ticket: matchers {matcher_cpu / matched * 1e6:.0f} us (incl. start-up), "
           f"store {valkey_cpu / matched * 1e6:.0f} us")  # fmt: skip
+    if watch is not None:
+        counts = watch.stop(ours)
+        per = ", ".join(f"{name} {n / matched:.3f}" for name, n in counts.most_common())
+        print(f"    commands the matchers sent per ticket: {sum(counts.values()) / matched:.2f} "
+              f"({per}) (under MONITOR: the rate above is not comparable)")  # fmt: skip
     return rate
 
 
@@ -279,6 +331,9 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--processes", default="1,2", help="matcher process counts to run")
     parser.add_argument("--phases", default="throughput,latency")
+    parser.add_argument(
+        "--count-commands", action="store_true", help="one more run, 1 process, under MONITOR"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
     valkey = None
@@ -297,6 +352,8 @@ async def main() -> None:
             print(f"throughput ({args.tickets:,} waiting seekers):")
             for processes in counts:
                 await throughput(url, processes, args.tickets, args.group, limit)
+            if args.count_commands:
+                await throughput(url, 1, args.tickets, args.group, limit, monitor=True)
         if "latency" in args.phases:
             print("time to match:")
             for processes in counts:
