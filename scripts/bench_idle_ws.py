@@ -16,48 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from roomsvc.auth import mint_token
-from roomsvc.store.embedded import free_port, server_binary
-
-SECRET = "bench-secret-" + "x" * 24
-
-
-def wait_for(check: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # not up yet
-            pass
-        time.sleep(0.05)
-    raise SystemExit("bench: a process did not start in time")
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise SystemExit("bench: no VmRSS (Linux /proc required)")
-
-
-def ws_url(base: str, app: str, player: str) -> str:
-    token = mint_token(SECRET, player, app)
-    return f"{base.replace('http://', 'ws://')}/games/v1/realtime?access_token={token}"
+from wsbench_support import rss_kb, start_server, start_valkey, stop, ws_url
 
 
 async def hold(base: str, app: str, first: int, count: int) -> None:
@@ -122,25 +91,12 @@ def main() -> None:
         uvloop.run(hold(base, app, int(first), int(count)))
         return
     workdir = tempfile.mkdtemp(prefix="roomsvc-bench-idle-")
-    port = free_port()
-    valkey = subprocess.Popen(
-        [str(server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
-    env.update(REDIS_URL=f"redis://127.0.0.1:{port}/0", ROOMSVC_JWT_SECRET=SECRET,
-               ROOMSVC_LOG_LEVEL="WARNING",
-               ROOMSVC_WS_MAX_CONNECTIONS=str(args.connections + 1000))  # fmt: skip
-    server_port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "roomsvc.cli", "serve", "--port", str(server_port)],
-        cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{server_port}"
+    valkey, redis_url = start_valkey(workdir)
+    server: subprocess.Popen[bytes] | None = None
     children: list[subprocess.Popen[str]] = []
     try:
-        wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200)
+        env = {"ROOMSVC_WS_MAX_CONNECTIONS": str(args.connections + 1000)}
+        server, base = start_server(redis_url, workdir, env)
         app = "bench-" + uuid.uuid4().hex[:8]
         uvloop.run(warm_up(base, app, 300))
         time.sleep(1.0)
@@ -176,14 +132,8 @@ def main() -> None:
                 child.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 child.kill()
-        for process, grace in ((server, 60), (valkey, 30)):
-            process.terminate()
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                print(f"bench_idle_ws: pid {process.pid} ignored SIGTERM for {grace}s; killed")
-                process.kill()
-                process.wait()
+        stop([(server, 60)] if server is not None else [], "bench_idle_ws")
+        stop([(valkey, 30)], "bench_idle_ws")
         shutil.rmtree(workdir, ignore_errors=True)
 
 

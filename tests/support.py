@@ -3,9 +3,11 @@ processes on free ports, and token helpers. Never a fake store (README, Testing)
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -167,6 +169,33 @@ def token(player: str, app: str, *, name: str | None = None,
 
 def auth(player: str, app: str, **kwargs) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {"Authorization": f"Bearer {token(player, app, **kwargs)}"}
+
+
+def raw_websocket(server: ServerProcess, player: str, app: str,
+                  receive_buffer: int | None = None) -> socket.socket:  # fmt: skip
+    """A realtime socket opened by hand: the handshake and nothing more, so the test decides
+    whether it ever answers a ping or reads a frame. The response head is read byte by byte:
+    nothing the server sends after it is consumed."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:  # set before connecting: the window is negotiated then
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(100 * UNIT)
+    sock.connect(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /games/v1/realtime?access_token={token(player, app)} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    sock.sendall(request.encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        if not byte:
+            raise AssertionError(f"closed during the handshake: {head[:80]!r}")
+        head += byte
+    assert head.startswith(b"HTTP/1.1 101"), head[:80]
+    return sock
 
 
 def roomsvc_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

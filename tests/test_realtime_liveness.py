@@ -4,10 +4,7 @@ ROOMSVC_WS_PING_SECONDS=1 so the test need not wait 40 s."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 
@@ -15,7 +12,15 @@ import pytest
 from websockets.asyncio.client import connect
 
 from roomsvc.realtime.bridge import HEALTH_INTERVAL_S
-from tests.support import UNIT, ServerProcess, ValkeyProcess, new_app_id, token, wait_until
+from tests.support import (
+    UNIT,
+    ServerProcess,
+    ValkeyProcess,
+    new_app_id,
+    raw_websocket,
+    token,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,26 +30,9 @@ def pinging_server(valkey: ValkeyProcess) -> Iterator[ServerProcess]:
     server.stop()
 
 
-def _handshake(server: ServerProcess, player: str, app: str) -> socket.socket:
-    """A raw WebSocket handshake: this peer will never answer a ping."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=100 * UNIT)
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /games/v1/realtime?access_token={token(player, app)} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    sock.sendall(request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(4096)
-    assert head.startswith(b"HTTP/1.1 101"), head[:80]
-    return sock
-
-
 def test_a_silent_peer_is_pinged_then_closed(pinging_server: ServerProcess) -> None:
     """The server pings; a peer that never answers is disconnected after the ping timeout."""
-    sock = _handshake(pinging_server, "mute", new_app_id())
+    sock = raw_websocket(pinging_server, "mute", new_app_id())
     received = b""
     deadline = time.monotonic() + 200 * UNIT
     with sock:

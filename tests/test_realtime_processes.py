@@ -5,10 +5,8 @@ link, a stalled reader, SIGTERM. Real processes, real sockets, real valkey."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
-import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +18,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from roomsvc.store import keys
-from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token, wait_until
+from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, raw_websocket, wait_until
 from tests.test_realtime_channel import Feed, open_feed, ws_url
 
 GRACE = {"ROOMSVC_PRESENCE_GRACE_SECONDS": "1", "ROOMSVC_WS_SEND_TIMEOUT_SECONDS": "1"}
@@ -273,21 +271,7 @@ async def test_lost_pubsub_link_resyncs_every_client(
 
 def stalled_socket(server: ServerProcess, player: str, app: str) -> socket.socket:
     """A WebSocket that completes its handshake and then never reads again."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /games/v1/realtime?access_token={token(player, app)} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    sock.sendall(request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
+    return raw_websocket(server, player, app, receive_buffer=4096)
 
 
 def drained_until_cut(sock: socket.socket) -> bool:
