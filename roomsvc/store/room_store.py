@@ -161,18 +161,21 @@ class RoomStore:
                         return Applied(doc, False)
                     doc, confirmed = await self.load(app, room_id, fresh=True), True
                     continue
-                adds, removes = self.index_changes(doc, new)
+                # The statuses are computed once here and handed on: each is a pass over
+                # every pair of participants, wanted by the indexes, the TTL and the metric.
+                old_status, new_status = room_status(doc), room_status(new)
+                adds, removes = self.index_changes(doc, new, (old_status, new_status))
                 await self._index_add(new, adds)
                 outcome, current = await self._write(
-                    new, expected=doc.version, request_id=request_id
+                    new, expected=doc.version, request_id=request_id, status=new_status
                 )
                 if outcome == 1:
                     if removes:
                         # Index removals are hints verified on read (DESIGN "Rooms"): nobody
                         # waits for them, which saves the caller a round trip.
                         self._background(self._index_remove(new, removes))
-                    if room_status(new) is not room_status(doc):
-                        ROOM_TRANSITIONS.labels(room_status(new).value).inc()
+                    if new_status is not old_status:
+                        ROOM_TRANSITIONS.labels(new_status.value).inc()
                     return Applied(new, True)
                 if outcome == 2 and current is not None:
                     return Applied(current, False)
@@ -205,10 +208,13 @@ class RoomStore:
         self._remember(keys.room(app, room_id), doc)
         return doc
 
-    def cas_call(self, doc: RoomDoc, expected: int, request_id: str) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of `room_cas.lua` writing `doc` over version `expected`: the one
-        place that decides TTLs and who is told (also used by the matcher's batches)."""
-        deleted = room_status(doc) is RoomState.DELETED
+    def cas_call(
+        self, doc: RoomDoc, expected: int, request_id: str, status: RoomState | None = None
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of `room_cas.lua` writing `doc` (whose status is `status`, computed
+        here if not given) over version `expected`: the one place that decides TTLs and who
+        is told (also used by the matcher's batches)."""
+        deleted = (status or room_status(doc)) is RoomState.DELETED
         ttl = self.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
         channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
         return (
@@ -218,10 +224,10 @@ class RoomStore:
         )  # fmt: skip
 
     async def _write(
-        self, doc: RoomDoc, *, expected: int, request_id: str
+        self, doc: RoomDoc, *, expected: int, request_id: str, status: RoomState | None = None
     ) -> tuple[int, RoomDoc | None]:
         key = keys.room(doc.app_id, doc.room_id)
-        cas_keys, cas_args = self.cas_call(doc, expected, request_id)
+        cas_keys, cas_args = self.cas_call(doc, expected, request_id, status)
         reply = await self._cas(keys=cas_keys, args=cas_args)
         outcome = int(reply[0])
         if outcome == 1:
@@ -237,18 +243,24 @@ class RoomStore:
     # ---- per-player indexes (hints: add before, remove after, verify on read) ----------------
 
     @staticmethod
-    def _memberships(doc: RoomDoc | None) -> tuple[set[str], set[str]]:
-        if doc is None or room_status(doc) is RoomState.DELETED:
+    def _memberships(doc: RoomDoc | None, status: RoomState | None) -> tuple[set[str], set[str]]:
+        if doc is None or (status or room_status(doc)) is RoomState.DELETED:
             return set(), set()
         joined = {p.player_id for p in doc.participants if p.status is PStatus.JOINED}
         invited = {p.player_id for p in doc.participants if p.status is PStatus.INVITED}
         return joined, invited
 
     @classmethod
-    def index_changes(cls, old: RoomDoc | None, new: RoomDoc) -> tuple[list[str], list[str]]:
-        """The index keys to add the room to (before its write) and remove it from (after)."""
-        old_joined, old_invited = cls._memberships(old)
-        new_joined, new_invited = cls._memberships(new)
+    def index_changes(
+        cls,
+        old: RoomDoc | None,
+        new: RoomDoc,
+        statuses: tuple[RoomState | None, RoomState | None] = (None, None),
+    ) -> tuple[list[str], list[str]]:
+        """The index keys to add the room to (before its write) and remove it from (after);
+        `statuses` are those of `old` and `new` when the caller has them."""
+        old_joined, old_invited = cls._memberships(old, statuses[0])
+        new_joined, new_invited = cls._memberships(new, statuses[1])
         app = new.app_id
         adds = [keys.player_rooms(app, p) for p in new_joined - old_joined]
         adds += [keys.player_invitations(app, p) for p in new_invited - old_invited]
