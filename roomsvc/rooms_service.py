@@ -5,6 +5,7 @@ resources. No HTTP or JSON here."""
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -122,7 +123,7 @@ class RoomsService:
             return change(doc)
 
         applied = await self.store.mutate(
-            principal.app_id, room_id, guarded, request_id=uuid.uuid4().hex
+            principal.app_id, room_id, guarded, request_id=os.urandom(16).hex()
         )
         return applied.room
 
