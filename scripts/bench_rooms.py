@@ -263,6 +263,52 @@ async def worker(players: RestPlayers | RpcPlayers, number: int, deadline: float
         await players.close()
 
 
+class FloorPlayers(RestPlayers):
+    """The same requests to `http_floor_app.py`: what uvicorn + Starlette alone cost."""
+
+    async def call(self, player: str, method: str, room_id: str | None, body: bytes) -> Reply:
+        if method == "rooms.create":  # the floor has no rooms: make up the create's reply
+            return 200, msgspec.json.encode(
+                {
+                    "roomId": "floor",
+                    "participants": [
+                        {"id": f"p{n}", "player": {"playerId": p}}
+                        for n, p in enumerate(self.tokens)
+                    ],
+                }
+            )
+        return await super().call(player, method, room_id, body)
+
+
+@contextlib.contextmanager
+def floor_server() -> Iterator[tuple[str, int]]:
+    """`http_floor_app.py` under uvicorn with `roomsvc serve`'s HTTP flags."""
+    import subprocess
+
+    from roomsvc.store.embedded import free_port
+    from tests.support import wait_until
+
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "scripts"),
+            "http_floor_app:app", "--http", "httptools", "--loop", "uvloop",
+            "--no-access-log", "--log-level", "warning", "--port", str(port)]  # fmt: skip
+    process = subprocess.Popen(argv)
+    try:
+        wait_until(lambda: _listening(port))
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
 async def transport_phase(kind: type[RestPlayers] | type[RpcPlayers], url: str, secret: str,
                           duration: float, concurrency: int) -> tuple[Tally, int]:  # fmt: skip
     app = "bench-" + uuid.uuid4().hex[:8]
@@ -385,8 +431,8 @@ def cpu_report(pids: list[int], before: list[float], after: list[float], span: f
         print(f"  {label} pid {pid}: {(b - a) / span:.0%} of a core, ~{per:.0f} us CPU/request")
 
 
-async def measured(name: str, args: argparse.Namespace, pids: list[int],
-                   phase: Any) -> tuple[Tally, float]:  # fmt: skip
+async def measured(name: str, args: argparse.Namespace, pids: list[int], phase: Any, *,
+                   target: bool = True) -> tuple[Tally, float]:  # fmt: skip
     cpu_before = [cpu_seconds(p) for p in pids]
     started = time.perf_counter()
     tally, pushes = await phase
@@ -399,7 +445,7 @@ async def measured(name: str, args: argparse.Namespace, pids: list[int],
         # CPU is counted over the warm-up too: divide by every request the span saw.
         requests = (len(tally.latencies) + tally.creates) * span / args.duration
         cpu_report(pids, cpu_before, cpu_after, span, int(requests))
-    if rate:
+    if rate and target:
         ok = rate >= TARGET_RATE and percentile(tally.latencies, 0.99) <= TARGET_P99_MS
         print(f"  target >= {TARGET_RATE:,}/s with p99 <= {TARGET_P99_MS:.0f} ms: "
               f"{'met' if ok else 'NOT met'}")  # fmt: skip
@@ -415,6 +461,13 @@ async def run(args: argparse.Namespace, url: str, redis_url: str, secret: str,
             continue
         phase = transport_phase(kind, url, secret, args.duration, args.concurrency)
         _, rates[name] = await measured(f"{name} (join/leave/reportStatus)", args, pids, phase)
+    with floor_server() as (floor_url, floor_pid):
+        phase = transport_phase(FloorPlayers, floor_url, secret, args.duration, args.concurrency)
+        _, floor = await measured("floor: bare Starlette route, same client", args, [floor_pid],
+                                  phase, target=False)  # fmt: skip
+    if floor:
+        for name, rate in rates.items():
+            print(f"{name} / floor = {rate / floor:.2f}")
     limits = {}
     for batched in (False, True):
         label = "batched (store/batching.py)" if batched else "one at a time"
