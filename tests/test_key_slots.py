@@ -220,6 +220,7 @@ async def drive_every_feature(valkey: ValkeyProcess, server: ServerProcess) -> N
         await pools.progress(claimed, 1, now)
         presence = Presence(RoomStore(store, Limits(), 60_000), grace_seconds=1)
         await presence.touch([(app, "gone")], now=0)
+        await presence.refresh({(app, "here")}, now=0)
         await presence.sweep_once(now, lambda app, player: False)
     finally:
         await store.aclose()

@@ -4,7 +4,8 @@ claims retired together keep a reconnect's deadline; two processes sweeping the 
 players release every seat exactly once; a sweep reports the earliest deadline it saw (the
 sweeper sleeps until then) and later sweeps claim only the shards due; a shard with more
 lapsed players than one claim takes is swept again soon; a slow sweep never delays a
-refresh. Across real processes (kill -9, reconnect within the grace): see
+refresh; heartbeats move exactly the players held (by this process or another), and rebuild
+what the store lost. Across real processes (kill -9, reconnect within the grace): see
 test_realtime_processes.py."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import redis.asyncio as aioredis
 from roomsvc import wire
 from roomsvc.auth import SCOPE_GAMES, Principal
 from roomsvc.realtime import presence as presence_module
+from roomsvc.realtime.heartbeat import FULL_EVERY
 from roomsvc.realtime.presence import BATCH, FULL_SWEEP_INTERVALS, LEASE_MS, Presence
 from roomsvc.room_view import ViewContext
 from roomsvc.rooms import Limits, PStatus
@@ -26,6 +28,7 @@ from roomsvc.rooms_service import RoomsService
 from roomsvc.store import keys
 from roomsvc.store.realtime_keys import (
     PRESENCE_SHARDS,
+    presence_held,
     presence_member,
     presence_shard,
     presence_shard_of,
@@ -269,3 +272,67 @@ async def test_a_slow_release_never_delays_a_refresh(redis_client: aioredis.Redi
 async def claimed(score: Awaitable[float | None]) -> bool:
     value = await score
     return value is not None and value > now_ms()
+
+
+# ---- heartbeats ---------------------------------------------------------------------------
+
+
+async def deadline_of(client: aioredis.Redis, app: str, player: str) -> float | None:
+    member = presence_member(app, player)
+    return await client.zscore(presence_shard_of(member), member)
+
+
+async def test_a_heartbeat_moves_exactly_the_players_held(redis_client: aioredis.Redis) -> None:
+    """Beat after beat (only the changes sent between full beats), every player connected here
+    gets the new deadline and one gone away keeps its last; the set of held members is rebuilt
+    when the store lost it."""
+    room_store, _ = stores(redis_client)
+    presence = Presence(room_store, grace_seconds=1)
+    app = new_app_id()
+    players = {(app, f"p{n}") for n in range(300)}
+    t = 60_000_000_000_000
+    await presence.refresh(players, t)  # the first beat: full
+    for n in range(1, 2 * FULL_EVERY + 1):
+        gone, came = (app, f"p{n}"), (app, f"new{n}")
+        players = (players - {gone}) | {came}
+        await presence.refresh(players, t + n)
+        assert await deadline_of(redis_client, app, came[1]) == presence.deadline(t + n)
+        assert await deadline_of(redis_client, app, gone[1]) == presence.deadline(t + n - 1)
+        kept = await deadline_of(redis_client, app, f"p{n + 100}")
+        assert kept == presence.deadline(t + n)
+    shard = presence_shard_of(presence_member(app, "p150"))
+    await redis_client.delete(presence_held(shard, presence.heartbeat.process))  # lost
+    await presence.refresh(players, t + 100)
+    await presence.refresh(players, t + 101)
+    assert await deadline_of(redis_client, app, "p150") == presence.deadline(t + 101)
+    held = await redis_client.smembers(presence_held(shard, presence.heartbeat.process))
+    expected = {presence_member(a, p) for a, p in players}
+    assert {m.decode() for m in held} == {m for m in expected if presence_shard_of(m) == shard}
+
+
+async def test_a_player_held_by_two_processes_stays_while_one_holds_it(
+    redis_client: aioredis.Redis, own_valkey: ValkeyProcess
+) -> None:
+    """Each process beats for its own connections: a player who leaves one process but is
+    still connected to the other keeps moving; gone from both, it stops, and a dead process's
+    set expires."""
+    other_client = aioredis.Redis.from_url(own_valkey.url)
+    try:
+        first = Presence(stores(redis_client)[0], grace_seconds=1)
+        second = Presence(RoomStore(other_client, Limits(), 3_600_000), grace_seconds=1)
+        app = new_app_id()
+        t = 70_000_000_000_000
+        await first.refresh({(app, "amy"), (app, "bob")}, t)
+        await second.refresh({(app, "amy")}, t)
+        await first.refresh({(app, "bob")}, t + 1)  # amy left the first process
+        await second.refresh({(app, "amy")}, t + 2)
+        assert await deadline_of(redis_client, app, "amy") == first.deadline(t + 2)
+        await second.refresh(set(), t + 3)  # and the second
+        await first.refresh({(app, "bob")}, t + 4)
+        assert await deadline_of(redis_client, app, "amy") == first.deadline(t + 2)
+        assert await deadline_of(redis_client, app, "bob") == first.deadline(t + 4)
+        shard = presence_shard_of(presence_member(app, "bob"))
+        ttl = await redis_client.pttl(presence_held(shard, first.heartbeat.process))
+        assert 0 < ttl <= 2 * FULL_EVERY * int(first.interval_s * 1000)
+    finally:
+        await other_client.aclose()

@@ -4,7 +4,8 @@ that held them is killed.
 
 The state lives in Redis, never in one process: each connected player has a deadline in a
 sharded sorted set (realtime_keys.py), pushed forward every `interval` by every process that
-holds one of its connections (one pipelined ZADD per shard). Nothing is written when a
+holds one of its connections (heartbeat.py: the store moves them all, the process only sends
+who arrived and who went away), and at once when a connection opens. Nothing is written when a
 connection closes: the deadline simply stops moving, so a clean close and a `kill -9` behave
 alike. The deadline is `now + grace + interval`, so the seat is released between `grace` and
 `grace + interval` after the last connection went away (plus one sweep), never earlier.
@@ -36,10 +37,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from roomsvc import rooms
 from roomsvc.errors import NotFound
+from roomsvc.realtime.heartbeat import Heartbeat
 from roomsvc.rooms import PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
@@ -82,6 +85,7 @@ class Presence:
         self.store = room_store.store
         self.interval_s = refresh_interval_s(grace_seconds)
         self.grace_ms = grace_seconds * 1000
+        self.heartbeat = Heartbeat(self.store, int(self.interval_s * 1000))
         self._claim = register(self.store, "presence_claim")
         self._retire = register(self.store, "presence_retire")
         # Per shard, the time (ms) before which nothing in it can lapse, learnt by claiming it;
@@ -92,8 +96,13 @@ class Presence:
     def deadline(self, now: int) -> int:
         return now + self.grace_ms + int(self.interval_s * 1000)
 
+    async def refresh(self, players: AbstractSet[tuple[str, str]], now: int) -> None:
+        """The heartbeat: every player connected here (and only they) gets `deadline(now)`."""
+        await self.heartbeat.beat(players, self.deadline(now))
+
     async def touch(self, players: Iterable[tuple[str, str]], now: int) -> None:
-        """Push the deadline of every (app, player) forward: they hold a connection here."""
+        """Push the deadline of these (app, player) forward now: a new connection, or a late
+        refresh found by a sweep."""
         by_shard: dict[str, dict[str, int]] = {}
         deadline = self.deadline(now)
         for app, player in players:
@@ -230,7 +239,7 @@ async def refresh_forever(presence: Presence, hub: Any) -> None:
         raise_if_cancelled()
         started = loop.time()
         try:
-            await presence.touch(hub.present_players(), now_ms())
+            await presence.refresh(hub.present_players(), now_ms())
         except UNAVAILABLE_ERRORS:
             log.warning("presence: store unavailable; retrying")
         # At a fixed rate: a slow round trip eats into the pause, not into the grace.

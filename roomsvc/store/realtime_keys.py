@@ -3,6 +3,9 @@
     {presence:<n>}   one of PRESENCE_SHARDS sorted sets: member `<app>:<playerId>`, score = the
                      deadline (ms) after which the player's seats are released unless a process
                      holding one of its connections pushes it forward (presence.py)
+    {presence:<n>}:held:<process>
+                     set: the members of that shard one process holds connections of, whose
+                     deadlines its heartbeat moves (heartbeat.py); expires unless refreshed
 
 Ids never contain `:` (auth.py), so a member splits back into (app, player) unambiguously.
 Per-player pub/sub channels are keys.player_channel (room_cas.lua publishes on them).
@@ -27,3 +30,8 @@ def presence_shard(n: int) -> str:
 
 def presence_shard_of(member: str) -> str:
     return presence_shard(zlib.crc32(member.encode()) % PRESENCE_SHARDS)
+
+
+def presence_held(shard: str, process: str) -> str:
+    """The set of `shard`'s members `process` holds (the shard's hash tag: the same slot)."""
+    return f"{shard}:held:{process}"
