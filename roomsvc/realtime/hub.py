@@ -5,7 +5,7 @@
   reconnects from a new network is never locked out by its own half-dead socket;
 - fan-out: a pub/sub message `<roomId> <version>` goes to every connection of the player. The
   room at that version is loaded once per process (one task for every connection waiting on
-  it; nothing to load when this process made the change), rendered once per distinct view,
+  it; no round trip when this process made the change), rendered once per distinct view,
   and written synchronously to each connection that can take it at once; a connection that
   cannot (not writable, a send or a call in progress) queues it, and a slow connection only
   coalesces its own queue (SPEC §11: push latency and CPU per push);
