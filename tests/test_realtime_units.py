@@ -1,9 +1,10 @@
 """The realtime channel's parts without a server: the JSON-RPC parser (pure, property-based),
-the Origin rule, the coalescing push queue, and presence deadlines on a real valkey with time
-passed as an argument (SPEC §6)."""
+the Origin rule, the coalescing push queue, the order of pushes and replies on one connection,
+and presence deadlines on a real valkey with time passed as an argument (SPEC §6)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -154,6 +155,70 @@ def test_push_queue_keeps_only_the_newest_version_per_room() -> None:
     for room_id, version in [("a", 1), ("a", 2), ("a", 5), ("b", 1), ("a", 4), ("b", 3)]:
         conn.offer(room_id, version)
     assert conn.pending == {"a": 5, "b": 3}
+
+
+class _Socket:
+    """Stands in for Starlette's WebSocket: keeps the text frames sent, in order."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+
+    async def send_text(self, text: str) -> None:
+        self.frames.append(text)
+
+
+def _sending(render: Any) -> tuple[Connection, _Socket]:
+    socket = _Socket()
+    principal = Principal("ana", "app", frozenset({SCOPE_GAMES}))
+    conn = Connection(
+        socket,  # type: ignore[arg-type]
+        principal, locale="en", base_url="", rooms_scope=True, peer=PeerTransport(None),
+        send_timeout=1.0, rate_per_second=1.0,
+    )  # fmt: skip
+    conn._render = render
+    conn.ready = True
+    return conn, socket
+
+
+async def _settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_a_call_holds_back_pushes_of_its_room_until_its_reply() -> None:
+    """A push of a version newer than the call's own, announced while the call runs, goes out
+    after the call's reply, never before it (SPEC §6: versions only increase)."""
+
+    async def render(conn: Connection, room_id: str, version: int) -> Any:
+        return f"push {room_id} v{version}", version, 0, False
+
+    conn, socket = _sending(render)
+    async with conn.room_call("r"):
+        conn.offer("r", 7)  # committed by someone else just after the call's own change
+        conn.offer("other", 3)  # another room is not held
+        await _settle()
+        await conn.reply("reply r v6", [("r", 6, False)])
+    await _settle()
+    assert socket.frames == ["push other v3", "reply r v6", "push r v7"]
+
+
+async def test_a_push_rendered_before_a_reply_never_follows_it_with_an_older_version() -> None:
+    """A push whose render began before a reply showed a newer version is dropped, not sent
+    after the reply: the check and the record happen with the send, under the send lock."""
+    loaded = asyncio.Event()
+
+    async def slow_render(conn: Connection, room_id: str, version: int) -> Any:
+        await loaded.wait()  # the room is being read while the reply goes out
+        return f"push {room_id} v{version}", version, 0, False
+
+    conn, socket = _sending(slow_render)
+    conn.offer("r", 5)
+    await _settle()
+    await conn.reply("reply r v6", [("r", 6, False)])
+    loaded.set()
+    await _settle()
+    assert socket.frames == ["reply r v6"]
+    assert conn.shown_version("r") == 6
 
 
 def test_rate_limit_refuses_then_flags_abuse() -> None:
