@@ -5,8 +5,8 @@ players release every seat exactly once; a sweep reports the earliest deadline i
 sweeper sleeps until then) and later sweeps claim only the shards due; a shard with more
 lapsed players than one claim takes is swept again soon; a slow sweep never delays a
 refresh; heartbeats move exactly the players held (by this process or another), and rebuild
-what the store lost. Across real processes (kill -9, reconnect within the grace): see
-test_realtime_processes.py."""
+what the store lost; a player gone from here lapses a grace after. Across real processes
+(kill -9, reconnect within the grace): see test_realtime_processes.py."""
 
 from __future__ import annotations
 
@@ -336,3 +336,27 @@ async def test_a_player_held_by_two_processes_stays_while_one_holds_it(
         assert 0 < ttl <= 2 * FULL_EVERY * int(first.interval_s * 1000)
     finally:
         await other_client.aclose()
+
+
+async def test_a_player_gone_from_here_lapses_a_grace_after(redis_client: aioredis.Redis) -> None:
+    """When the last connection here closes, the deadline becomes a grace after the close (not
+    up to an interval later) and the sweeper knows; a player back here meanwhile, one with no
+    deadline, and a close reported too late to be safe are left alone."""
+    room_store, _ = stores(redis_client)
+    presence = Presence(room_store, grace_seconds=1)
+    app = new_app_id()
+    now = now_ms()
+    await presence.touch([(app, "ray"), (app, "zed"), (app, "old")], now)
+    await presence.sweep_once(now, lambda a, p: False)  # the sweeper learns every shard
+    before = now_ms()
+    for player in ("ray", "zed", "nobody"):
+        presence.gone(app, player)
+    presence._gone[(app, "old")] = before - 2 * int(presence.interval_s * 1000)  # late
+    await presence.forget(lambda a, p: p == "zed")  # zed came back here meanwhile
+    after = now_ms()
+    ray = await deadline_of(redis_client, app, "ray")
+    assert ray is not None and before + presence.grace_ms <= ray <= after + presence.grace_ms
+    assert presence.next_due <= ray
+    for player in ("zed", "old"):
+        assert await deadline_of(redis_client, app, player) == presence.deadline(now)
+    assert await deadline_of(redis_client, app, "nobody") is None

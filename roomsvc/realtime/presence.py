@@ -5,10 +5,12 @@ that held them is killed.
 The state lives in Redis, never in one process: each connected player has a deadline in a
 sharded sorted set (realtime_keys.py), pushed forward every `interval` by every process that
 holds one of its connections (heartbeat.py: the store moves them all, the process only sends
-who arrived and who went away), and at once when a connection opens. Nothing is written when a
-connection closes: the deadline simply stops moving, so a clean close and a `kill -9` behave
-alike. The deadline is `now + grace + interval`, so the seat is released between `grace` and
-`grace + interval` after the last connection went away (plus one sweep), never earlier.
+who arrived and who went away), and at once when a connection opens. The deadline is
+`now + grace + interval`: when a process dies its players' deadlines stop moving, and their
+seats are released between `grace` and `grace + interval` after (plus one sweep), never
+earlier. When a player's last connection to a live process closes, `gone` sets its deadline
+to `grace` after the close (a process that still holds it moves it again within an interval,
+well inside the grace), so the common drop is released a grace after it.
 
 Every process sweeps every shard with the claim/lease pattern of DESIGN: claim due members
 (their score moves one lease ahead, `presence_claim.lua`), apply `rooms.presence_failure` to
@@ -92,6 +94,8 @@ class Presence:
         # and when every shard is claimed again whatever it said.
         self._due: dict[str, int] = {}
         self._full_sweep_at = 0
+        self._gone: dict[tuple[str, str], int] = {}  # players whose last connection closed, when
+        self._gone_event = asyncio.Event()
 
     def deadline(self, now: int) -> int:
         return now + self.grace_ms + int(self.interval_s * 1000)
@@ -116,6 +120,40 @@ class Presence:
                 for start in range(0, len(items), _ZADD_CHUNK):
                     pipe.zadd(shard, dict(items[start : start + _ZADD_CHUNK]))
             await pipe.execute()
+
+    def gone(self, app: str, player: str) -> None:
+        """The player's last connection here closed (for Hub.unregister; sync, no I/O): its
+        deadline becomes `grace` after now (`forget`), so a dropped player is released a grace
+        after the drop rather than up to an interval later. A process still holding it moves
+        it forward again at its next beat, well within the grace."""
+        self._gone[(app, player)] = now_ms()
+        self._gone_event.set()
+
+    async def forget(self, is_local: Callable[[str, str], bool]) -> None:
+        """Write the deadlines of the players `gone` since the last call (XX: only a deadline
+        that exists; a player back here meanwhile is left alone), and tell the sweeper: these
+        scores moved earlier, unlike every other write."""
+        pending, self._gone = self._gone, {}
+        self._gone_event.clear()
+        # A write later than an interval after the close could land after the player came
+        # back elsewhere and lower a deadline that process then moves only at its next beat:
+        # only a prompt one is safe (a reconnect's next beat is within two intervals of the
+        # close, half the grace). A late one is dropped: the grace counts from the last beat.
+        fresh = now_ms() - int(self.interval_s * 1000)
+        by_shard: dict[str, dict[str, int]] = {}
+        for (app, player), at in pending.items():
+            if at >= fresh and not is_local(app, player):
+                member = presence_member(app, player)
+                by_shard.setdefault(presence_shard_of(member), {})[member] = at + self.grace_ms
+        if not by_shard:
+            return
+        async with self.store.pipeline(transaction=False) as pipe:
+            for shard, mapping in by_shard.items():
+                pipe.zadd(shard, mapping, xx=True)
+            await pipe.execute()
+        for shard, mapping in by_shard.items():
+            earliest = min(mapping.values())
+            self._due[shard] = min(self._due.get(shard, earliest), earliest)
 
     async def sweep_once(self, now: int, is_local: Callable[[str, str], bool]) -> int:
         """Claim every lapsed deadline and release its seats; returns the seats released."""
@@ -227,10 +265,22 @@ def raise_if_cancelled() -> None:
 
 
 async def run(presence: Presence, hub: Any) -> None:
-    """The presence duty: refresh this process's players, and sweep; forever, side by side."""
+    """The presence duty: refresh this process's players, write the deadlines of those gone,
+    and sweep; forever, side by side."""
     async with asyncio.TaskGroup() as group:
         group.create_task(refresh_forever(presence, hub))
+        group.create_task(forget_forever(presence, hub))
         group.create_task(sweep_forever(presence, hub))
+
+
+async def forget_forever(presence: Presence, hub: Any) -> None:
+    while True:
+        await presence._gone_event.wait()
+        await asyncio.sleep(_MIN_PAUSE_S)  # a burst of closes shares one pipeline
+        try:
+            await presence.forget(hub.is_local)
+        except UNAVAILABLE_ERRORS:
+            log.warning("presence: store unavailable; the grace counts from the last beat")
 
 
 async def refresh_forever(presence: Presence, hub: Any) -> None:
