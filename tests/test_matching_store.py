@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from roomsvc import matching, rooms
 from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc, RoomState
 from roomsvc.rooms_service import new_room_id
-from roomsvc.store import keys, match_apply
+from roomsvc.store import keys, match_apply, match_batch
 from roomsvc.store.match_apply import Matcher, run_forever
 from roomsvc.store.matcher_store import Claimed, PoolStore, Retirement
 from roomsvc.store.room_store import RoomStore, now_ms
@@ -224,3 +224,20 @@ async def test_overlapping_rounds_match_every_ticket_once(
     seated = [p.player_id for d in targets for p in d.participants]
     assert sorted(seated) == sorted(f"p{n}" for n in range(count))
     assert await rs.store.zcard(keys.pool_matches(pool)) == 0
+
+
+async def test_a_long_batch_lets_the_event_loop_run() -> None:
+    """Building a round's writes yields to the loop every BREATHE_EVERY items (requests
+    served by the same process wait at most that long)."""
+    turns: list[int] = []
+
+    async def build() -> None:
+        for n in range(3 * match_batch.BREATHE_EVERY):
+            turns.append(n)
+            await match_batch.breathe(n)
+
+    async def other() -> None:
+        turns.append(-1)
+
+    await asyncio.gather(build(), other())  # build starts first
+    assert 0 < turns.index(-1) < 3 * match_batch.BREATHE_EVERY  # other ran in between

@@ -35,7 +35,7 @@ from roomsvc.errors import NotFound, RoomsvcError
 from roomsvc.matching import Group, Ticket
 from roomsvc.rooms import Participant, PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
-from roomsvc.store.match_batch import CONFLICT, BatchWriter, Write
+from roomsvc.store.match_batch import CONFLICT, BatchWriter, Write, breathe
 from roomsvc.store.matcher_store import CREATE_GRACE_MS, Claimed, PoolStore, Retirement
 from roomsvc.store.pipelined import Batch
 from roomsvc.store.room_store import RoomStore, now_ms
@@ -246,7 +246,8 @@ class Matcher:
         done: list[Retirement] = []
         slow: list[Claimed] = []
         plans: list[tuple[Claimed, Write]] = []
-        for c in claimed:
+        for n, c in enumerate(claimed):
+            await breathe(n)
             target = c.group.target
             target_doc = by_room[target.room_id]
             if target_doc is None or _matched(target_doc, c.match_id) is not None:
@@ -273,7 +274,8 @@ class Matcher:
         outcomes = await self.batch.write_many([w for _, w in plans], after)
         merges: list[tuple[Claimed, Ticket, Write]] = []
         finished: list[tuple[Claimed, set[str]]] = []
-        for (c, _), (outcome, current) in zip(plans, outcomes, strict=True):
+        for n, ((c, _), (outcome, current)) in enumerate(zip(plans, outcomes, strict=True)):
+            await breathe(n)
             if outcome == CONFLICT or current is None:
                 slow.append(c)
                 continue

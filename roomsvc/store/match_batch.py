@@ -12,6 +12,7 @@ that meets a newer version reports a conflict and the caller falls back to `Room
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,16 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(RoomDoc).decode
 
 APPLIED, CONFLICT, REPLAYED = 1, 0, 2
+
+
+BREATHE_EVERY = 64  # items of a batch handled between two turns of the event loop
+
+
+async def breathe(n: int) -> None:
+    """Let the event loop run once every BREATHE_EVERY items: the matcher shares its loop with
+    a web process's requests, which must not wait out a whole round's CPU (SPEC §11)."""
+    if n % BREATHE_EVERY == BREATHE_EVERY - 1:
+        await asyncio.sleep(0)
 
 
 class Write(msgspec.Struct):
@@ -65,17 +76,21 @@ class BatchWriter:
         if not writes:
             return []
         batch = Batch(self.store)
-        diffs = [self.rooms.index_changes(w.old, w.new) for w in writes]
-        for w, (add, _) in zip(writes, diffs, strict=True):
-            for key in add:
+        diffs = []
+        for n, w in enumerate(writes):
+            await breathe(n)
+            diffs.append(self.rooms.index_changes(w.old, w.new))
+            for key in diffs[-1][0]:
                 batch.command("ZADD", key, w.new.updated_ms, w.new.room_id)
         first = len(batch)
-        for w in writes:
+        for n, w in enumerate(writes):
+            await breathe(n)
             batch.script(self._cas, *self.rooms.cas_call(w.new, w.old.version, w.request_id))
         replies = (await batch.run())[first:]
         outcomes: list[tuple[int, RoomDoc | None]] = []
         removes = after if after is not None else Batch(self.store)
-        for w, (_, remove), reply in zip(writes, diffs, replies, strict=True):
+        for n, (w, (_, remove), reply) in enumerate(zip(writes, diffs, replies, strict=True)):
+            await breathe(n)
             outcome = int(reply[0])
             if outcome == APPLIED:
                 outcomes.append((APPLIED, w.new))
