@@ -128,6 +128,9 @@ class Matcher:
         except BaseException:
             self._applying.release()
             raise
+        for c in claimed:
+            # listed at once: a shutdown before the apply starts still hands them over
+            self._driving[c.match_id] = c
         if overlap and claimed:
             task = asyncio.create_task(self._apply_in_background(claimed, by_room))
             self._applies.add(task)
