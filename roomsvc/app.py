@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -86,6 +87,9 @@ def create_app(settings: Settings) -> Starlette:
                 "ROOMSVC_JWT_SECRET is unset: using the public dev secret; anyone can mint "
                 "tokens. Set ROOMSVC_JWT_SECRET or ROOMSVC_JWT_PUBLIC_KEYS in production."
             )
+        # Everything built so far (modules, catalogs, the discovery document) lives as long as
+        # the process: moved out of the collector's sight, full collections stay short.
+        gc.freeze()
         try:
             yield
         finally:

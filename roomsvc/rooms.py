@@ -63,7 +63,7 @@ class Limits:
     automatch_timeout_ms: int = 60_000
 
 
-class Participant(msgspec.Struct, omit_defaults=True):
+class Participant(msgspec.Struct, omit_defaults=True, gc=False):
     id: str
     player_id: str
     status: PStatus
@@ -80,13 +80,16 @@ class Participant(msgspec.Struct, omit_defaults=True):
     expires_ms: int = 0  # an INVITED participant's invitation deadline, fixed when invited
 
 
-class Criteria(msgspec.Struct, frozen=True):
+class Criteria(msgspec.Struct, frozen=True, gc=False):
     min_players: int
     max_players: int
     bitmask: int = 0
 
 
-class RoomDoc(msgspec.Struct, omit_defaults=True):
+# gc=False: documents are trees (no reference cycles), so the cyclic collector need not track
+# them; a process holding thousands of rooms and sockets otherwise pays for walking them in
+# every full collection, a pause every connection's pushes wait behind (SPEC §11).
+class RoomDoc(msgspec.Struct, omit_defaults=True, gc=False):
     room_id: str
     app_id: str
     version: int

@@ -29,11 +29,11 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-class _Out(msgspec.Struct, rename=_camel, omit_defaults=True, tag_field="kind"):
+class _Out(msgspec.Struct, rename=_camel, omit_defaults=True, tag_field="kind", gc=False):
     pass
 
 
-class _In(msgspec.Struct, rename=_camel):
+class _In(msgspec.Struct, rename=_camel, gc=False):  # trees: see rooms.RoomDoc
     kind: str | None = None
 
 
