@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from roomsvc import discovery, logs
+from roomsvc import discovery, logs, metrics
 from roomsvc.api import analytics, events, health, matching, realtime, rooms
 from roomsvc.auth import TokenVerifier
 from roomsvc.config import load_config
@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
         # Everything built so far (modules, catalogs, the discovery document) lives as long as
         # the process: moved out of the collector's sight, full collections stay short.
         gc.freeze()
+        metrics.watch_gc()
         try:
             yield
         finally:

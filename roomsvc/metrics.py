@@ -7,7 +7,9 @@ the figures are those of the whole service, not of whichever worker answered.
 
 from __future__ import annotations
 
+import gc
 import os
+import time
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -55,6 +57,29 @@ MATCH_WAIT = Gauge(
 )
 EVENTS_RECORDED = Counter("roomsvc_events_updates_total", "events.record updates applied")
 ANALYTICS_ITEMS = Counter("roomsvc_analytics_items_total", "Analytics items ingested")
+
+GC_PAUSE = Histogram(
+    "roomsvc_gc_pause_seconds",
+    "Cyclic garbage collector pauses by generation: every connection waits behind one",
+    ["generation"],
+    buckets=_LATENCY_BUCKETS,
+)
+_gc_started: list[float] = []
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        GC_PAUSE.labels(str(info.get("generation", "?"))).observe(
+            time.perf_counter() - _gc_started.pop()
+        )
+
+
+def watch_gc() -> None:
+    """Time every collection into GC_PAUSE (once per process)."""
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
 
 
 def render() -> bytes:

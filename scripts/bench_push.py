@@ -74,6 +74,22 @@ def server_histogram(metrics: str) -> str:
     return f"p50 <= {bound_at[0.5] * 1000:g} ms, p99 <= {bound_at[0.99] * 1000:g} ms (buckets)"
 
 
+def gc_pauses(metrics: str) -> str:
+    """The server's collector pauses (roomsvc_gc_pause_seconds) since it started, by
+    generation: a full collection stalls every socket at once, so it sets the p99."""
+    counts: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    for line in metrics.splitlines():
+        for suffix, into in (("_count{", counts), ("_sum{", sums)):
+            if line.startswith("roomsvc_gc_pause_seconds" + suffix):
+                generation = line.split('generation="')[1].split('"')[0]
+                into[generation] = float(line.rsplit(" ", 1)[1])
+    return ", ".join(
+        f"gen{g}: {counts[g]:.0f} x {sums.get(g, 0) / counts[g] * 1000:.2f} ms"
+        for g in sorted(counts) if counts[g]
+    ) or "none recorded"  # fmt: skip
+
+
 class Receiver:
     def __init__(self, ws: ClientConnection, arrivals: dict[tuple[str, int], list[float]]) -> None:
         self.ws = ws
@@ -222,8 +238,10 @@ async def run(
         print(f"bench_push: {label}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
               f"max {max(values, default=0):.2f} ms")  # fmt: skip
     async with httpx.AsyncClient() as http:
-        print("bench_push: server side (commit -> frame written):",
-              server_histogram((await http.get(f"{base}/metrics")).text))  # fmt: skip
+        exposed = (await http.get(f"{base}/metrics")).text
+        print("bench_push: server side (commit -> frame written):", server_histogram(exposed))
+        print("bench_push: server's collector pauses since start (count x mean):",
+              gc_pauses(exposed))  # fmt: skip
     for receiver in receivers:
         await receiver.ws.close()
     await store.aclose()

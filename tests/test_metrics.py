@@ -181,3 +181,23 @@ async def test_store_errors_are_counted() -> None:
             assert total(await scrape(http), "roomsvc_store_errors_total") >= 1
     finally:
         server.stop()
+
+
+def test_collector_pauses_are_timed_by_generation() -> None:
+    import gc
+
+    from roomsvc.metrics import GC_PAUSE, watch_gc
+
+    def collected() -> float:
+        return sum(
+            s.value
+            for metric in GC_PAUSE.collect()
+            for s in metric.samples
+            if s.name.endswith("_count") and s.labels["generation"] == "2"
+        )
+
+    watch_gc()
+    watch_gc()  # idempotent: one observation per collection, not two
+    before = collected()
+    gc.collect()
+    assert collected() == before + 1
