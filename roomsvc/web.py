@@ -178,7 +178,10 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return Response(body, error.http_status, headers=headers, media_type=JSON)
 
 
-async def handle_error(request: Request, exc: Exception) -> Response:
-    error = as_roomsvc_error(exc)
-    body = _encoder.encode(error_body(error, locale_of(request)))
+def error_response(error: RoomsvcError, locale: str) -> Response:
+    body = _encoder.encode(error_body(error, locale))
     return Response(body, error.http_status, headers=error.headers(), media_type=JSON)
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    return error_response(as_roomsvc_error(exc), locale_of(request))
