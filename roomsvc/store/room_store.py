@@ -19,7 +19,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -62,7 +62,6 @@ class RoomStore:
         self._cas = self.commands.script(source("room_cas"))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -165,7 +164,8 @@ class RoomStore:
                 # every pair of participants, wanted by the indexes, the TTL and the metric.
                 old_status, new_status = room_status(doc), room_status(new)
                 adds, removes = self.index_changes(doc, new, (old_status, new_status))
-                await self._index_add(new, adds)
+                if adds:
+                    await self._index_add(new, adds)
                 outcome, current = await self._write(
                     new, expected=doc.version, request_id=request_id, status=new_status
                 )
@@ -173,7 +173,7 @@ class RoomStore:
                     if removes:
                         # Index removals are hints verified on read (DESIGN "Rooms"): nobody
                         # waits for them, which saves the caller a round trip.
-                        self._background(self._index_remove(new, removes))
+                        self._index_remove(new, removes)
                     if new_status is not old_status:
                         ROOM_TRANSITIONS.labels(new_status.value).inc()
                     return Applied(new, True)
@@ -183,16 +183,6 @@ class RoomStore:
                 if attempt > 2:
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise Conflict(N_("The room {room_id} is busy; retry."), room_id=room_id)
-
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("index update failed; repaired on read", exc_info=task.exception())
 
     async def _replayed(self, app: str, room_id: str, request_id: str) -> RoomDoc | None:
         """The room as it is now if `request_id` was already applied to it, else None."""
@@ -269,11 +259,17 @@ class RoomStore:
         return adds, removes
 
     async def _index_add(self, new: RoomDoc, index_keys: list[str]) -> None:
-        await asyncio.gather(
-            *(self.commands.execute("ZADD", key, new.updated_ms, new.room_id) for key in index_keys)
-        )
+        added = [self.commands.execute("ZADD", k, new.updated_ms, new.room_id) for k in index_keys]
+        # All queued before the first await: they share one round trip.
+        await (added[0] if len(added) == 1 else asyncio.gather(*added))
 
-    async def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
-        await asyncio.gather(
-            *(self.commands.execute("ZREM", key, new.room_id) for key in index_keys)
-        )
+    def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
+        """Queue the removals (sent with the next batch) without waiting for them: a failure
+        leaves a stale hint that readers verify and drop (DESIGN "Rooms")."""
+        for key in index_keys:
+            self.commands.execute("ZREM", key, new.room_id).add_done_callback(_removal_done)
+
+
+def _removal_done(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("index update failed; repaired on read", exc_info=future.exception())
