@@ -29,8 +29,9 @@ every sequential await cost a whole lap of it):
   a lease) and a new one is at least `deadline(now)`, so nothing in a shard lapses before
   that: the sweeper sleeps until the earliest one (at most `interval`) and then claims only
   the shards that are due, all of them every FULL_SWEEP_INTERVALS intervals (another
-  process's clock may run a little behind). A lapsed deadline is swept when it lapses, and
-  an idle sweep costs the store nothing.
+  process's clock may run a little behind, and its `gone` writes move scores earlier: that
+  process's own sweeper knows of them). A lapsed deadline is swept when it lapses, and an
+  idle sweep costs the store nothing.
 """
 
 from __future__ import annotations
