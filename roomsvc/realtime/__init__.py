@@ -8,7 +8,8 @@ Modules, one concept each:
     views.py       the room documents and rendered frames shared by a process's connections
     bridge.py      the process's one Redis pub/sub link: reconnect, resubscribe, health checks
     hub.py         the process's connections: fan-out, welcome snapshot, resync
-    presence.py    heartbeat deadlines in Redis and the sweeper that releases seats
+    presence.py    presence deadlines in Redis and the sweeper that releases seats
+    heartbeat.py   the process's beat: moves its players' deadlines, sending only changes
     endpoint.py    the WebSocket handshake and the receive loop
     drain.py       SIGTERM: finish in-flight calls, then close every socket with 1012
 """
