@@ -241,3 +241,29 @@ async def test_a_long_batch_lets_the_event_loop_run() -> None:
 
     await asyncio.gather(build(), other())  # build starts first
     assert 0 < turns.index(-1) < 3 * match_batch.BREATHE_EVERY  # other ran in between
+
+
+async def test_a_group_with_a_room_not_yet_written_goes_back_whole(
+    parts: tuple[RoomStore, PoolStore],
+) -> None:
+    """A seeker whose ticket is in the pool but whose room is still being written: nothing is
+    applied, and every ticket of the group waits for the next round (which can then form the
+    largest group, SPEC §5) instead of the host taking the others without it."""
+    rs, pools = parts
+    app = new_app_id()
+    host = await open_room(rs, pools, app, "max", 1, 2, invited=("ned",))
+    first = await open_room(rs, pools, app, "ola", 1, 3)
+    late = rooms.create(
+        room_id=new_room_id(), app_id=app, player_id="pam", name=None, avatar=None,
+        invited=[], criteria=Criteria(1, 3), variant=None, capabilities=[], xmpp_address=None,
+        ids=(f"pam_{n}" for n in itertools.count()), now_ms=now_ms(), limits=LIMITS,
+    )  # fmt: skip
+    await pools.enqueue(late)  # its room is not written yet
+    claimed = await claim_all(pools, app)
+    assert [len(c.group.members) for c in claimed] == [3]
+    await Matcher(rs, pools=pools)._drive_batch(claimed)
+    pool = keys.pool_id(app, None)
+    waiting = {m.decode() for m in await rs.store.zrange(keys.pool_tickets(pool), 0, -1)}
+    assert waiting == {host.room_id, first.room_id, late.room_id}
+    target = await rs.load(app, host.room_id, fresh=True)
+    assert target is not None and target.version == host.version

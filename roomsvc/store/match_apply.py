@@ -48,6 +48,8 @@ IDLE_FIRST_S = 0.002  # the first idle pause after work; it doubles up to `run_f
 ROUND_TICKETS = 1_000  # tickets one round claims at most (applied well within one lease)
 APPLYING = 2  # claimed rounds a process applies while it claims the next (SPEC §11)
 POOLS_AT_ONCE = 8  # pools one process claims from at once
+POOLS_REFRESH_MS = 20
+BUSY_ROUND = 64  # tickets a round must claim for the next one to start at once
 
 
 _Docs = dict[str, RoomDoc | None]  # room id -> its document as read (None: missing)
@@ -98,6 +100,8 @@ class Matcher:
         self._applying = asyncio.Semaphore(APPLYING)
         self._pool_gate = asyncio.Semaphore(POOLS_AT_ONCE)
         self._applies: set[asyncio.Task[None]] = set()
+        self._pools: list[str] = []
+        self._pools_read_at = 0
 
     # ---- rounds ---------------------------------------------------------------------------
 
@@ -107,8 +111,17 @@ class Matcher:
         (at most APPLYING at a time) so the next claim need not wait for it: the store's round
         trips of one round overlap the next round's reading and grouping."""
         self.contended = False
-        pools = await self.pools.pools()
-        return sum(await asyncio.gather(*(self._pool_round(pool, overlap) for pool in pools)))
+        pools = await self._active() if overlap else await self.pools.pools()
+        return sum(await asyncio.gather(*(self._pool_round(p, overlap) for p in pools)))
+
+    async def _active(self) -> list[str]:
+        """The active pools, read again at most every POOLS_REFRESH_MS: rounds come every few
+        milliseconds under load, and a new pool may wait that long for its first round."""
+        now = now_ms()
+        if now - self._pools_read_at >= POOLS_REFRESH_MS:
+            self._pools = await self.pools.pools()
+            self._pools_read_at = now
+        return self._pools
 
     async def _pool_round(self, pool: str, overlap: bool) -> int:
         async with self._pool_gate:
@@ -251,6 +264,12 @@ class Matcher:
         plans: list[tuple[Claimed, Write]] = []
         for n, c in enumerate(claimed):
             await breathe(n)
+            if any(by_room[t.room_id] is None for t in c.group.members):
+                # A room still being written (its ticket enters the pool first, DESIGN) or
+                # never written. Nothing was applied yet, so the group goes back whole and forms
+                # again once every room is there; a room missing past CREATE_GRACE_MS is dropped.
+                done.append(self._release(c, c.group.members, by_room))
+                continue
             target = c.group.target
             target_doc = by_room[target.room_id]
             if target_doc is None or _matched(target_doc, c.match_id) is not None:
@@ -486,7 +505,9 @@ async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
             work = await matcher.run_once(overlap=True)
             if work:
                 pause = IDLE_FIRST_S
-                await asyncio.sleep(0)
+                # A small round is followed by a short pause rather than at once: a few more
+                # tickets then arrive for the next round, which costs the same round trips.
+                await asyncio.sleep(0 if work >= BUSY_ROUND else IDLE_FIRST_S)
             elif matcher.contended:
                 await asyncio.sleep(CONTENDED_S)  # another process claims: our turn comes soon
             else:
