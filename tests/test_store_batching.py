@@ -108,9 +108,16 @@ async def test_a_connection_the_store_dropped_is_replaced(plain: ValkeyProcess) 
     try:
         batcher = CommandBatcher(client)
         key = _key("n")
+        # Two pooled connections (two batches in flight at once), both then killed by the
+        # store, as a restart would: the resend must not draw the other dead one.
+        first = batcher.execute("CLIENT", "ID")
+        batcher._flush()  # sent now; `second` goes in a batch of its own, on a second connection
+        second = batcher.execute("CLIENT", "ID")
+        ids = {await first, await second}
+        assert len(ids) == 2
         assert await batcher.execute("INCR", key) == 1
-        await observer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-        # The pooled connection is dead; the batch is sent again on a new one, once.
+        for client_id in ids:
+            await observer.execute_command("CLIENT", "KILL", "ID", client_id)
         assert await batcher.execute("INCR", key) == 2
         assert int(await observer.get(key)) == 2
     finally:

@@ -19,6 +19,7 @@ command is sent on its own, as before (README "Performance").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from typing import Any
 
@@ -130,6 +131,10 @@ class CommandBatcher:
                 await conn.disconnect()
                 if attempt == 2:
                     raise
+                # A lost connection usually means the store restarted or dropped its clients:
+                # the idle ones are as dead, so the resend must not draw another of them.
+                with contextlib.suppress(Exception):
+                    await pool.disconnect(inuse_connections=False)
             except BaseException:
                 await conn.disconnect()  # a half-read connection must not be reused
                 raise
