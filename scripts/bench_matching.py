@@ -266,7 +266,7 @@ async def throughput(
     print(f"  {processes} process(es), groups of {group}: {matched} tickets matched "
           f"in {elapsed:.2f}s = {rate:,.0f} tickets/s "
           f"({rate / TARGET_RATE:.0%} of the {TARGET_RATE:,}/s target, "
-          f"{rate / limit:.0%} of the {limit:,.0f}/s bare limit); start-up "
+          f"{rate / limit:.0%} of one process's bare limit, {limit:,.0f}/s); start-up "
           f"{started - launched:.2f}s not counted")  # fmt: skip
     print(f"    CPU per ticket: matchers {matcher_cpu / matched * 1e6:.0f} us, "
           f"store {valkey_cpu / matched * 1e6:.0f} us")  # fmt: skip
