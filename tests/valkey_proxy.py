@@ -1,0 +1,104 @@
+"""A TCP proxy in front of valkey that loses replies (SPEC §12 item 5).
+
+Bytes pass through unchanged, except that a chosen fraction of the client's writes (chunks
+that carry a script call or a SET) is forwarded to valkey, which runs it, while the reply is
+swallowed and both connections are dropped. The client then cannot know whether its command
+ran: exactly the case DESIGN "Retries never double-apply" is about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+
+LOSSY = (b"EVALSHA", b"\r\nSET\r\n")  # room mutations and create's requestId claim
+
+
+class LossyProxy:
+    def __init__(self, upstream_port: int, loss: float, seed: int = 0) -> None:
+        self.upstream_port = upstream_port
+        self.loss = loss  # set to 0 to heal the link
+        self.rng = random.Random(seed)
+        self.swallowed = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> LossyProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        link = _Link(self, writer, up_writer)
+        for task in (
+            asyncio.create_task(link.requests(reader)),
+            asyncio.create_task(link.replies(up_reader)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+class _Link:
+    """One client connection and its upstream twin; closed together."""
+
+    def __init__(
+        self, proxy: LossyProxy, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter
+    ) -> None:
+        self.proxy = proxy
+        self.client = client
+        self.upstream = upstream
+        self.swallowing = False
+        proxy._writers.update((client, upstream))
+
+    def close(self) -> None:
+        for writer in (self.client, self.upstream):
+            self.proxy._writers.discard(writer)
+            writer.close()
+
+    async def requests(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if (
+                    not self.swallowing
+                    and any(marker in data for marker in LOSSY)
+                    and self.proxy.rng.random() < self.proxy.loss
+                ):
+                    self.swallowing = True  # the replies to this write never come back
+                self.upstream.write(data)
+                await self.upstream.drain()
+        self.close()
+
+    async def replies(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if self.swallowing:
+                    # valkey has answered, so it ran at least the first command: drop the
+                    # answer and the connection.
+                    self.proxy.swallowed += 1
+                    break
+                self.client.write(data)
+                await self.client.drain()
+        self.close()
