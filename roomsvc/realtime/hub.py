@@ -109,6 +109,10 @@ class Hub:
             conns.remove(conn)
             self.count -= 1
             WS_CONNECTIONS.dec()
+            if conn.rooms_scope and not any(c.rooms_scope and not c.closed for c in conns):
+                # The player's last socket here closed: its grace starts now, not at the
+                # deadline its last heartbeat set (SPEC §6; presence.py `gone`).
+                self.presence.gone(conn.principal.app_id, conn.principal.player_id)
         if not conns:
             self.players.pop(channel, None)
             self.bridge.unsubscribe(channel)
