@@ -80,6 +80,9 @@ SEVERITY_INFO = 1
 SEVERITY_ERROR = 3
 
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+# Malformed JSON as msgspec reports it: DecodeError, UnicodeDecodeError for invalid UTF-8 in
+# a string, RecursionError past the recursion limit (RFC 8259 §9 allows a nesting limit).
+_MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _PATH_RE = re.compile(r" - at (?:`key` in )?`\$\.?([^`]*)`")
 _KEY_ERROR = " - at `key` in "
 _MISSING_RE = re.compile(r"missing required field `([^`]+)`")
@@ -177,7 +180,7 @@ def decode_request(raw: bytes) -> AddEventsRequest:
         raise InvalidBatch(
             N_("The field {field} of the request has the wrong type."), field=field
         ) from None
-    except msgspec.DecodeError:
+    except _MALFORMED:
         raise InvalidBatch(N_("The request body is not valid JSON.")) from None
 
 
@@ -191,7 +194,7 @@ def parse_batch(request: AddEventsRequest, raw: bytes, *, single: bool, max_item
         # below, which counts first (TooManyItems wins) and names the first bad item.
         try:
             decoded = items_decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except _MALFORMED:
             decoded = None
     if decoded is None or not decoded:
         raw_items = _raw_items(request, raw, single=single)
@@ -214,7 +217,7 @@ def _raw_items(request: AddEventsRequest, raw: bytes, *, single: bool) -> list[b
         return [data]
     try:
         items = [bytes(item) for item in _raw_list_decoder.decode(data)]
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except _MALFORMED:
         raise InvalidBatch(N_("eventData must be a list of items.")) from None
     if not items:
         raise InvalidBatch(N_("eventData must hold at least one item."))
@@ -244,6 +247,8 @@ def _decode_item(data: bytes, index: int) -> EventItem:
         if _KEY_ERROR in str(exc):
             raise InvalidItem(_KEY_RULE, index=index, field=path, limit=MAX_TEXT) from None
         raise _field_error(index, path.replace("[...]", "")) from None
+    except _MALFORMED:  # the envelope skips items without checking their strings
+        raise InvalidBatch(N_("The request body is not valid JSON.")) from None
 
 
 def _field_error(index: int, field: str) -> InvalidItem:
@@ -315,7 +320,7 @@ def decode_media_info(value: str | None) -> dict[str, Any] | None:
     try:
         decoded = base64.b64decode(text, validate=True)
         return media_info_decoder.decode(decoded)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
+    except (binascii.Error, ValueError, *_MALFORMED):
         raise InvalidMediaInfo() from None
 
 

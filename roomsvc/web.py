@@ -88,7 +88,9 @@ def decode_json(raw: bytes, typ: type[T]) -> T:
             field=field_of(exc),
             detail=str(exc).split(" - at ")[0],
         ) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # msgspec reports invalid UTF-8 in a string and nesting deeper than the recursion
+        # limit (RFC 8259 §9 allows one) outside DecodeError; all are malformed JSON (SPEC §12).
         raise InvalidArgument(N_("The request body is not valid JSON.")) from None
 
 

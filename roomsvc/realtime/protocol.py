@@ -91,6 +91,10 @@ class Call:
     notification: bool
 
 
+# Malformed JSON as msgspec reports it: besides DecodeError, invalid UTF-8 inside a string (a
+# bytes frame) is a UnicodeDecodeError, and nesting deeper than the interpreter's recursion
+# limit a RecursionError (RFC 8259 §9 lets a parser limit nesting). SPEC §12 item 7.
+_MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _envelope = msgspec.json.Decoder(_Envelope)
 _params = msgspec.json.Decoder(Params, strict=False)
 _encode = msgspec.json.Encoder().encode
@@ -111,7 +115,7 @@ def parse(frame: str | bytes) -> Call:
     except msgspec.ValidationError:
         raise RpcError(INVALID_REQUEST, N_("A request must be one JSON-RPC 2.0 object."),
                        "invalidRequest") from None  # fmt: skip
-    except msgspec.DecodeError:
+    except _MALFORMED:
         raise RpcError(PARSE_ERROR, N_("The frame is not valid JSON."), "parseError") from None
     notification = envelope.id is msgspec.UNSET
     request_id = None if notification else _request_id(envelope.id)
@@ -133,6 +137,9 @@ def parse(frame: str | bytes) -> Call:
             field = detail.rpartition("at `$.")[2].rstrip("`") if "at `$." in detail else "params"
             raise RpcError(INVALID_PARAMS, N_("Invalid value for params.{field}."),
                            "invalidParams", request_id, field=field) from None  # fmt: skip
+        except _MALFORMED:  # the envelope skips params without checking their strings
+            raise RpcError(PARSE_ERROR, N_("The frame is not valid JSON."), "parseError",
+                           request_id) from None  # fmt: skip
     return Call(envelope.method, params, request_id, notification)
 
 
