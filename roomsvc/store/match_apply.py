@@ -14,11 +14,20 @@ a step replayed by a retry or by a process that took the record over is a no-op:
    withdrawal wins: the player leaves the target room with leaveReason PLAYER_LEFT, as if they
    had left it a moment after the match, and the others keep their game.
 3. the record is retired, with the waits of the matched tickets (waitEstimateSeconds); a
-   round's records are retired together in one pipeline.
+   round's records are retired together, one script per pool.
 
 A ticket whose room is missing is put back until it has been queued for `CREATE_GRACE_MS`
 (its room may still be being written, DESIGN "add before the write") and dropped after that; a
 ticket whose room is closed is dropped.
+
+What a round costs (SPEC §11; store/pipelined.py sends each step as one round trip on a plain
+server): the window; the claim with the reads of every claimed room; the index additions with
+every target step; every mover step; the index removals with the retires. Five round trips for
+up to ROUND_TICKETS tickets, about three commands per ticket (a read and a compare-and-set of
+its room, half an index addition and half a removal). The background loop applies a round
+while it claims the next (APPLYING at once), so one process keeps its CPU busy instead of
+waiting on the store, and processes sharing a pool take turns only for the short read-group-
+claim step under the pool's lock, then apply side by side.
 """
 
 from __future__ import annotations
