@@ -27,7 +27,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from roomsvc.settings import Settings
-from roomsvc.store import analytics_keys as keys
+from roomsvc.store import keys
 from roomsvc.store.embedded import EmbeddedStore
 
 EXIT_FAILURE = 1
@@ -110,12 +110,12 @@ def _redacted(url: str) -> str:
 def applications(client: Any, only: str | None) -> list[str]:
     if only:
         return [only]
-    return sorted(member.decode() for member in client.smembers(keys.APPS))
+    return sorted(member.decode() for member in client.smembers(keys.ANALYTICS_APPS))
 
 
 def entries(client: Any, app_id: str, start: str) -> Iterator[list[bytes]]:
     """Pages of NDJSON lines of one application's stream from `start`, in stream order."""
-    key = keys.stream(app_id)
+    key = keys.analytics_stream(app_id)
     while True:
         page = client.xrange(key, min=start, max="+", count=PAGE)
         if not page:
@@ -157,7 +157,7 @@ class Progress:
 
 def export(client: Any, apps: list[str], start: str, out: IO[bytes], progress: Progress) -> int:
     for app_id in apps:
-        length = int(client.xlen(keys.stream(app_id)))
+        length = int(client.xlen(keys.analytics_stream(app_id)))
         done = 0
         for lines in entries(client, app_id, start):
             out.write(b"".join(lines))

@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 
 from roomsvc import analytics
 from roomsvc.auth import mint_token
-from roomsvc.store import analytics_keys
+from roomsvc.store import keys
 from roomsvc.store.analytics_store import AnalyticsStore
 from roomsvc.store.embedded import free_port, server_binary
 
@@ -183,7 +183,7 @@ async def run(args: argparse.Namespace, redis_url: str, base: str, pids: dict[st
     try:
         # Warm up both paths (script load, connections) outside the measured windows.
         await http_phase(base, raw, 0.5, args.concurrency)
-        await store.delete(analytics_keys.stream(app_id))
+        await store.delete(keys.analytics_stream(app_id))
         pids = {**pids, "client": os.getpid()}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         requests, http_elapsed = await http_phase(base, raw, args.seconds, args.concurrency)
@@ -193,7 +193,7 @@ async def run(args: argparse.Namespace, redis_url: str, base: str, pids: dict[st
             )
             for name, pid in pids.items()
         }
-        stored = int(await store.xlen(analytics_keys.stream(app_id)))
+        stored = int(await store.xlen(keys.analytics_stream(app_id)))
         if stored != requests * args.batch:
             raise SystemExit(f"bench: stream holds {stored}, expected {requests * args.batch}")
         bare_key = f"{{bench:{app_id}}}:bare"
@@ -203,9 +203,9 @@ async def run(args: argparse.Namespace, redis_url: str, base: str, pids: dict[st
         script_app = app_id + "-script"
         _, script_elapsed = await script_phase(store, script_app, docs, args.seconds,
                                                args.concurrency)  # fmt: skip
-        scripted = int(await store.xlen(analytics_keys.stream(script_app)))
-        await store.delete(analytics_keys.stream(app_id), bare_key,
-                           analytics_keys.stream(script_app))  # fmt: skip
+        scripted = int(await store.xlen(keys.analytics_stream(script_app)))
+        await store.delete(keys.analytics_stream(app_id), bare_key,
+                           keys.analytics_stream(script_app))  # fmt: skip
     finally:
         await store.aclose()
     http_rate = stored / http_elapsed

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from roomsvc.auth import mint_token  # noqa: E402
 from roomsvc.events import Period, PeriodUpdates, Update  # noqa: E402
-from roomsvc.store import events_keys, events_store  # noqa: E402
+from roomsvc.store import events_store, keys  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 24
@@ -166,7 +166,7 @@ async def drive_store(redis_url: str, args: argparse.Namespace) -> None:
                                      updates)]  # fmt: skip
             calls.append(periods)
             await script(
-                keys=events_keys.record_keys("bench", player),
+                keys=keys.events_record_keys("bench", player),
                 args=events_store.record_args(periods, None, now, 1_000_000),
                 client=pipe,
             )

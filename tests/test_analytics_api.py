@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from roomsvc.analytics_service import ANONYMOUS_AUDIENCE, anonymous_key
 from roomsvc.settings import Settings
-from roomsvc.store import analytics_keys
+from roomsvc.store import keys
 from roomsvc.store.embedded import free_port
 from tests.support import (
     JWT_SECRET,
@@ -49,19 +49,19 @@ async def add(
 
 
 async def stored(store: aioredis.Redis, app_id: str) -> list[dict[str, Any]]:
-    entries = await store.xrange(analytics_keys.stream(app_id))
+    entries = await store.xrange(keys.analytics_stream(app_id))
     return [json.loads(fields[b"item"]) for _, fields in entries]
 
 
 async def stream_length(store: aioredis.Redis, app_id: str) -> int:
-    return int(await store.xlen(analytics_keys.stream(app_id)))
+    return int(await store.xlen(keys.analytics_stream(app_id)))
 
 
 async def test_batch_is_stored_whole_and_read_by_a_consumer_group(
     http: httpx.AsyncClient, store: aioredis.Redis, app_id: str
 ) -> None:
     """A batch lands in the app's stream in order, and a consumer group reads all of it."""
-    key = analytics_keys.stream(app_id)
+    key = keys.analytics_stream(app_id)
     await store.xgroup_create(key, "warehouse", id="$", mkstream=True)
     response = await add(http, batch(app_id, 5))
     assert response.status_code == 200
@@ -76,7 +76,7 @@ async def test_batch_is_stored_whole_and_read_by_a_consumer_group(
         (app_id, "p1", False)
     }
     assert await store.xack(key, "warehouse", *[entry_id for entry_id, _ in entries]) == 5
-    assert await store.sismember(analytics_keys.APPS, app_id)
+    assert await store.sismember(keys.ANALYTICS_APPS, app_id)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from roomsvc.analytics_export import ExportError, since_id
-from roomsvc.store import analytics_keys
+from roomsvc.store import keys
 from tests.support import (
     ServerProcess,
     ValkeyProcess,
@@ -94,7 +94,7 @@ async def test_export_since_a_stream_id_or_a_time(
 ) -> None:
     """--since keeps items received at or after a stream id or an ISO time."""
     await send(http, sent_batch(app_id, 4))
-    ids = [entry_id.decode() for entry_id, _ in await store.xrange(analytics_keys.stream(app_id))]
+    ids = [entry_id.decode() for entry_id, _ in await store.xrange(keys.analytics_stream(app_id))]
     from_third = export(valkey, "--app", app_id, "--since", ids[2])
     assert [d["StreamId"] for d in lines(from_third.stdout)] == ids[2:]
     future = export(valkey, "--app", app_id, "--since", "2999-01-01T00:00:00Z")

@@ -20,7 +20,7 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from roomsvc.store import analytics_keys, keys
+from roomsvc.store import keys
 from roomsvc.store.connection import connect as store_connect
 from roomsvc.store.connection import run_scripts
 from roomsvc.store.scripts import register
@@ -130,7 +130,7 @@ async def test_analytics_batch_is_stored_once(clients: Any, cluster: ValkeyClust
         assert reply.status_code == 200, reply.text
         assert reply.json()["StatusCode"] == 0, reply.text
     with redis.RedisCluster.from_url(cluster.url) as store:
-        assert store.xlen(analytics_keys.stream(app)) == 3
+        assert store.xlen(keys.analytics_stream(app)) == 3
 
 
 async def test_auto_match_across_processes(clients: Any, app_id: str) -> None:

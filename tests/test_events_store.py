@@ -16,7 +16,7 @@ from roomsvc.config import load_config
 from roomsvc.events import DAY_MS, Period, PeriodUpdates, Update
 from roomsvc.events_service import list_by_player, list_definitions, now_ms, record
 from roomsvc.settings import Settings
-from roomsvc.store import events_keys, events_store
+from roomsvc.store import events_store, keys
 from roomsvc.store.events_store import PERIOD_KEEP_MS, REQUEST_ID_TTL_MS, RecordStatus
 
 NOW = 1_800_000_000_000
@@ -94,7 +94,7 @@ async def test_old_periods_are_pruned_and_keys_expire(store: aioredis.Redis) -> 
     await events_store.record(store, app, player, one(NOW - 2 * DAY_MS), 1, NOW, 10)
     later = NOW + PERIOD_KEEP_MS
     await events_store.record(store, app, player, one(later - MIN), 2, later, 10)
-    counts, periods, requests, bucket = events_keys.record_keys(app, player)
+    counts, periods, requests, bucket = keys.events_record_keys(app, player)
     assert await store.zcard(periods) == 1
     assert await store.ttl(counts) == -1
     for key in (periods, requests, bucket):
@@ -103,9 +103,9 @@ async def test_old_periods_are_pruned_and_keys_expire(store: aioredis.Redis) -> 
 
 def test_every_key_of_a_player_shares_one_slot() -> None:
     """All keys the record script touches hash to one Redis Cluster slot (SPEC §12.12)."""
-    keys = events_keys.record_keys("some-app", "some.player")
-    assert len({key_slot(k.encode()) for k in keys}) == 1
-    assert events_keys.counts("some-app", "some.player") == keys[0]
+    record_keys = keys.events_record_keys("some-app", "some.player")
+    assert len({key_slot(k.encode()) for k in record_keys}) == 1
+    assert keys.event_counts("some-app", "some.player") == record_keys[0]
 
 
 async def test_concurrent_scripts_apply_one_request_once(store: aioredis.Redis) -> None:

@@ -26,7 +26,7 @@ from roomsvc.room_view import ViewContext
 from roomsvc.rooms import Limits, PStatus
 from roomsvc.rooms_service import RoomsService
 from roomsvc.store import keys
-from roomsvc.store.realtime_keys import (
+from roomsvc.store.keys import (
     PRESENCE_SHARDS,
     presence_held,
     presence_member,

@@ -27,7 +27,7 @@ from roomsvc.room_view import ViewContext
 from roomsvc.rooms import Limits
 from roomsvc.rooms_service import RoomsService
 from roomsvc.store import keys
-from roomsvc.store.realtime_keys import presence_member, presence_shard_of
+from roomsvc.store.keys import presence_member, presence_shard_of
 from roomsvc.store.room_store import RoomStore
 from tests.support import ValkeyProcess, new_app_id
 

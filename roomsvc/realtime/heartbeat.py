@@ -2,7 +2,7 @@
 every player it holds a connection of, for a client cost that does not grow with its players.
 
 The store keeps, per presence shard and per process, the set of members that process holds
-(`realtime_keys.presence_held`, in the shard's slot). A beat sends only what changed since the
+(`keys.presence_held`, in the shard's slot). A beat sends only what changed since the
 last one (players who connected or went away here: a set difference, done in C), and
 `presence_refresh.lua` moves the deadline of every member of the set. Before, every beat
 encoded every player (a ZADD member each): 7.3 ms of client CPU per beat of 1,000 players,
@@ -24,7 +24,7 @@ from collections.abc import Collection
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from roomsvc.store.realtime_keys import presence_held, presence_member, presence_shard_of
+from roomsvc.store.keys import presence_held, presence_member, presence_shard_of
 from roomsvc.store.scripts import register
 
 FULL_EVERY = 8

@@ -3,7 +3,7 @@ the grace period leaves its rooms with leaveReason PRESENCE_FAILURE, also when t
 that held them is killed.
 
 The state lives in Redis, never in one process: each connected player has a deadline in a
-sharded sorted set (realtime_keys.py), pushed forward every `interval` by every process that
+sharded sorted set (store/keys.py), pushed forward every `interval` by every process that
 holds one of its connections (heartbeat.py: the store moves them all, the process only sends
 who arrived and who went away), and at once when a connection opens. The deadline is
 `now + grace + interval`: when a process dies its players' deadlines stop moving, and their
@@ -49,7 +49,7 @@ from roomsvc.realtime.heartbeat import Heartbeat
 from roomsvc.rooms import PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
-from roomsvc.store.realtime_keys import (
+from roomsvc.store.keys import (
     PRESENCE_SHARDS,
     presence_member,
     presence_shard,

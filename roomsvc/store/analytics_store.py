@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from roomsvc.store import analytics_keys as keys
+from roomsvc.store import keys
 from roomsvc.store.connection import Store
 
 _SCRIPT = (Path(__file__).with_name("lua") / "analytics_append.lua").read_text()
@@ -30,8 +30,8 @@ class AnalyticsStore:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._append = store.register_script(_SCRIPT)
-        # Applications this process has already added to keys.APPS: the SADD is idempotent,
-        # the cache only saves its round trip on every later batch.
+        # Applications this process has already added to keys.ANALYTICS_APPS: the SADD is
+        # idempotent, the cache only saves its round trip on every later batch.
         self._known_apps: set[str] = set()
 
     async def append(
@@ -48,11 +48,14 @@ class AnalyticsStore:
         Each item is one compact JSON document (no raw newline: the script splits on it).
         """
         if app_id not in self._known_apps:
-            await self._store.sadd(keys.APPS, app_id)
+            await self._store.sadd(keys.ANALYTICS_APPS, app_id)
             self._known_apps.add(app_id)
         user_key, batch_id = marker
         stored, count = await self._append(
-            keys=[keys.stream(app_id), keys.batch_marker(app_id, user_key, batch_id)],
+            keys=[
+                keys.analytics_stream(app_id),
+                keys.analytics_batch_marker(app_id, user_key, batch_id),
+            ],
             args=[maxlen, marker_ttl_ms, b"\n".join(items)],
         )
         return AppendResult(bool(stored), int(count))

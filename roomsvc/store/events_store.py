@@ -1,7 +1,7 @@
 """Events storage (SPEC §7): one atomic script per `events.record`, plain reads for the lists.
 
 `record` hands the pure core's surviving periods to `lua/events_record.lua`, which in one step
-in the player's slot (keys: roomsvc/store/events_keys.py) refuses a replayed requestId, refuses
+in the player's slot (keys: roomsvc/store/keys.py) refuses a replayed requestId, refuses
 periods recorded before, takes one token from the player's bucket, and adds every update. So
 concurrent retries of one request, or of one period under different requestIds, count once.
 
@@ -22,7 +22,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from roomsvc.events import DAY_MS, MAX_AGE_MS, PeriodUpdates
-from roomsvc.store import events_keys
+from roomsvc.store import keys
 from roomsvc.store.connection import Store
 
 # A requestId is remembered for a day: long enough for any client retry loop. A replay later
@@ -105,15 +105,15 @@ async def record(
     now_ms: int,
     rate_per_minute: int,
 ) -> RecordOutcome:
-    keys = events_keys.record_keys(app_id, player_id)
+    script_keys = keys.events_record_keys(app_id, player_id)
     args = record_args(periods, request_id, now_ms, rate_per_minute)
-    reply = await _script(store)(keys=keys, args=args)
+    reply = await _script(store)(keys=script_keys, args=args)
     return parse_reply(reply, periods)
 
 
 async def counters(store: Store, app_id: str, player_id: str) -> dict[str, int]:
     """Every counter of the player (one per definition ever recorded: a small hash)."""
-    raw = await store.hgetall(events_keys.counts(app_id, player_id))
+    raw = await store.hgetall(keys.event_counts(app_id, player_id))
     return {_text(k): int(v) for k, v in raw.items()}
 
 
@@ -123,7 +123,7 @@ async def counters_of(
     """The player's counters of `definition_ids` that exist."""
     if not definition_ids:
         return {}
-    values = await store.hmget(events_keys.counts(app_id, player_id), list(definition_ids))
+    values = await store.hmget(keys.event_counts(app_id, player_id), list(definition_ids))
     return {d: int(v) for d, v in zip(definition_ids, values, strict=True) if v is not None}
 
 

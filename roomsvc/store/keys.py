@@ -7,6 +7,9 @@ keys of one tag:
     {p:<app>:<playerId>}   a player: invitation inbox, rooms index, create requestIds
     {timers:<n>}           one of TIMER_SHARDS deadline sets (claim/lease, DESIGN)
     {mp:<app>:<variant>}   an auto-match pool and its match records (section below)
+    {presence:<n>}         one of PRESENCE_SHARDS presence deadline sets (section below)
+    {ev:<app>:<playerId>}  a player's event counters, periods, requests, bucket (events)
+    {analytics:<app>}      an application's analytics stream and batch markers
 
 Per-player indexes are hints kept correct without cross-slot atomicity: added before the room
 write, removed after it, verified on read. Ids never contain `{`, `}` or `:` (auth.py checks
@@ -104,3 +107,80 @@ def pool_lock(pool: str) -> str:
 def pool_waits(pool: str) -> str:
     """List: the last waits (ms) of matched tickets, newest first (waitEstimateSeconds)."""
     return f"{PREFIX}:{{mp:{pool}}}:waits"
+
+
+# ---- presence (SPEC §6) --------------------------------------------------------------------
+#
+#   {presence:<n>}   one of PRESENCE_SHARDS sorted sets: member `<app>:<playerId>`, score = the
+#                    deadline (ms) after which the player's seats are released unless a process
+#                    holding one of its connections pushes it forward (realtime/presence.py)
+#   {presence:<n>}:held:<process>
+#                    set: the members of that shard one process holds connections of, whose
+#                    deadlines its heartbeat moves (realtime/heartbeat.py); expires unless
+#                    refreshed
+#
+# Ids never contain `:` (auth.py), so a member splits back into (app, player) unambiguously.
+
+PRESENCE_SHARDS = 16
+
+
+def presence_member(app: str, player: str) -> str:
+    return f"{app}:{player}"
+
+
+def presence_shard(n: int) -> str:
+    return f"{PREFIX}:{{presence:{n}}}"
+
+
+def presence_shard_of(member: str) -> str:
+    return presence_shard(zlib.crc32(member.encode()) % PRESENCE_SHARDS)
+
+
+def presence_held(shard: str, process: str) -> str:
+    """The set of `shard`'s members `process` holds (the shard's hash tag: the same slot)."""
+    return f"{shard}:held:{process}"
+
+
+# ---- events (SPEC §7) ----------------------------------------------------------------------
+#
+# Everything `events.record` touches for one player shares the tag `{ev:<app>:<player>}`, so
+# the one script per request runs in one slot:
+#
+#   {ev:<app>:<player>}:counts     HASH  definitionId -> int64 counter (never expires)
+#   {ev:<app>:<player>}:periods    ZSET  "start:end" of every applied period, score = end ms
+#   {ev:<app>:<player>}:requests   ZSET  applied requestIds, score = when applied (ms)
+#   {ev:<app>:<player>}:bucket     HASH  tokens, ts: the record token bucket
+
+
+def events_tag(app_id: str, player_id: str) -> str:
+    return f"{{ev:{app_id}:{player_id}}}"
+
+
+def event_counts(app_id: str, player_id: str) -> str:
+    return f"{events_tag(app_id, player_id)}:counts"
+
+
+def events_record_keys(app_id: str, player_id: str) -> list[str]:
+    """KEYS of events_record.lua, in its order."""
+    tag = events_tag(app_id, player_id)
+    return [f"{tag}:counts", f"{tag}:periods", f"{tag}:requests", f"{tag}:bucket"]
+
+
+# ---- analytics (SPEC §8) -------------------------------------------------------------------
+#
+# `{analytics:<app>}` holds an application's stream and its batch markers, so the append
+# script (lua/analytics_append.lua) touches one slot. ANALYTICS_APPS (the applications that
+# have a stream, read by `roomsvc analytics export`) lives in a slot of its own: it is added to
+# before the first append (an index is written before what it points to, DESIGN "indexes as
+# hints"), so an export never misses a stream. Caller keys are `p:<playerId>` or
+# `a:<sessionId>`, and a BatchId is the marker key's last part.
+
+ANALYTICS_APPS = "analytics:apps"
+
+
+def analytics_stream(app_id: str) -> str:
+    return f"{{analytics:{app_id}}}:stream"
+
+
+def analytics_batch_marker(app_id: str, user_key: str, batch_id: str) -> str:
+    return f"{{analytics:{app_id}}}:batch:{user_key}:{batch_id}"
