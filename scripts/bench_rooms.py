@@ -434,10 +434,11 @@ def cpu_report(pids: list[int], before: list[float], after: list[float], span: f
 async def measured(name: str, args: argparse.Namespace, pids: list[int], phase: Any, *,
                    target: bool = True) -> tuple[Tally, float]:  # fmt: skip
     cpu_before = [cpu_seconds(p) for p in pids]
-    started = time.perf_counter()
+    started, client_before = time.perf_counter(), time.process_time()
     tally, pushes = await phase
     span = time.perf_counter() - started
     cpu_after = [cpu_seconds(p) for p in pids]
+    client = (time.process_time() - client_before) / span
     rate = report(name, tally, args.duration)
     if pushes:
         print(f"  pushes received by the players: {pushes / span:,.0f}/s")
@@ -445,6 +446,8 @@ async def measured(name: str, args: argparse.Namespace, pids: list[int], phase: 
         # CPU is counted over the warm-up too: divide by every request the span saw.
         requests = (len(tally.latencies) + tally.creates) * span / args.duration
         cpu_report(pids, cpu_before, cpu_after, span, int(requests))
+        # The client shares the machine: near a full core, it, not the server, sets the pace.
+        print(f"  this client: {client:.0%} of a core")
     if rate and target:
         ok = rate >= TARGET_RATE and percentile(tally.latencies, 0.99) <= TARGET_P99_MS
         print(f"  target >= {TARGET_RATE:,}/s with p99 <= {TARGET_P99_MS:.0f} ms: "
