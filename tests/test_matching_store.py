@@ -5,6 +5,7 @@ nothing. A private valkey keeps every other process's matcher away from these po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,7 +19,7 @@ from roomsvc.store import keys, match_apply, match_batch
 from roomsvc.store.match_apply import Matcher, run_forever
 from roomsvc.store.matcher_store import Claimed, PoolStore, Retirement
 from roomsvc.store.room_store import RoomStore, now_ms
-from tests.support import ValkeyProcess, new_app_id
+from tests.support import UNIT, ValkeyProcess, new_app_id
 
 LIMITS = Limits()
 
@@ -267,3 +268,22 @@ async def test_a_group_with_a_room_not_yet_written_goes_back_whole(
     assert waiting == {host.room_id, first.room_id, late.room_id}
     target = await rs.load(app, host.room_id, fresh=True)
     assert target is not None and target.version == host.version
+
+
+async def test_recovery_outlives_a_store_outage() -> None:
+    """The loop that recovers other processes' lapsed claims keeps going through store errors
+    (SPEC §12 #3): nothing else would pick those claims up."""
+    from roomsvc.store.embedded import free_port
+    from roomsvc.store.match_apply import _recover_forever
+
+    unreachable = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        matcher = Matcher(RoomStore(unreachable, Limits(), 60_000))
+        recovering = asyncio.create_task(_recover_forever(matcher, 0.01))
+        await asyncio.sleep(3 * UNIT)  # several passes, each failing to connect
+        assert not recovering.done(), recovering.exception()
+        recovering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recovering
+    finally:
+        await unreachable.aclose()

@@ -44,6 +44,7 @@ from roomsvc.errors import NotFound, RoomsvcError
 from roomsvc.matching import Group, Ticket
 from roomsvc.rooms import Participant, PStatus, RoomDoc, RoomState
 from roomsvc.store import keys
+from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.match_batch import CONFLICT, BatchWriter, Write, breathe
 from roomsvc.store.matcher_store import CREATE_GRACE_MS, Claimed, PoolStore, Retirement
 from roomsvc.store.pipelined import Batch
@@ -536,6 +537,15 @@ async def _hand_over(matcher: Matcher, applies: list[asyncio.Task[None]]) -> Non
 
 
 async def _recover_forever(matcher: Matcher, every_s: float) -> None:
+    """Drive other processes' lapsed records forward, for as long as the matcher runs: a
+    failed pass (the store unreachable a moment, a bug) is logged and the next one follows,
+    since nothing else would recover orphaned claims (SPEC §12 #3)."""
     while True:
-        await matcher.recover_all()
+        try:
+            await matcher.recover_all()
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("match recovery paused: store unavailable",
+                        extra={"error": type(exc).__name__})  # fmt: skip
+        except Exception:
+            log.exception("match recovery pass failed; retrying")
         await asyncio.sleep(every_s)
