@@ -19,16 +19,13 @@ command is sent on its own, as before (README "Performance").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from typing import Any
 
-import hiredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from roomsvc.store.connection import Store, is_cluster
+from roomsvc.store.pipelined import send_packed
 
 MAX_BATCH = 512  # commands per pipeline; more wait for the next one (bounded write size)
 
@@ -110,37 +107,7 @@ class CommandBatcher:
                 future.set_result(reply)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        # One write of every command (packed by hiredis, in C), then one reply each, read in
-        # order. A lost connection is retried once on a new one: every command sent through
-        # the batcher is idempotent (reads, ZADD/ZREM of a member, scripts that record their
-        # request id; DESIGN "Retries never double-apply").
-        packed = b"".join(map(hiredis.pack_command, commands))
-        for attempt in (1, 2):
-            pool = self.store.connection_pool  # type: ignore[union-attr]  # plain only
-            conn = await pool.get_connection()
-            try:
-                await conn.send_packed_command(packed)
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        replies.append(await conn.read_response())
-                    except ResponseError as exc:  # read whole: the next reply follows it
-                        replies.append(exc)
-                return replies
-            except (RedisConnectionError, RedisTimeoutError):
-                await conn.disconnect()
-                if attempt == 2:
-                    raise
-                # A lost connection usually means the store restarted or dropped its clients:
-                # the idle ones are as dead, so the resend must not draw another of them.
-                with contextlib.suppress(Exception):
-                    await pool.disconnect(inuse_connections=False)
-            except BaseException:
-                await conn.disconnect()  # a half-read connection must not be reused
-                raise
-            finally:
-                await pool.release(conn)
-        raise AssertionError("unreachable")
+        return await send_packed(self.store, commands)  # one write, one deadline, one resend
 
     async def _load_scripts(self, shas: set[Any]) -> None:
         for sha in shas:

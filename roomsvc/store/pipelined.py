@@ -23,6 +23,7 @@ only commands whose replies are the same either way).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from typing import Any
 
@@ -83,31 +84,7 @@ class Batch:
         return ("EVALSHA", script.sha, *self._commands[n][2:])  # the sha may have changed
 
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        packed = b"".join(map(hiredis.pack_command, commands))
-        pool = self.store.connection_pool
-        for attempt in (1, 2):
-            conn = await pool.get_connection()
-            try:
-                async with asyncio.timeout(BATCH_TIMEOUT_S + PER_COMMAND_S * len(commands)):
-                    await conn.send_packed_command(packed)
-                    replies: list[Any] = []
-                    for _ in commands:
-                        try:
-                            # (math.inf: no timer per reply; the batch has one deadline)
-                            replies.append(await conn.read_response(timeout=math.inf))
-                        except ResponseError as exc:  # read on: the next reply follows it
-                            replies.append(exc)
-                return replies
-            except (RedisConnectionError, RedisTimeoutError, TimeoutError):
-                await conn.disconnect()
-                if attempt == 2:
-                    raise
-            except BaseException:
-                await conn.disconnect()  # a half-read connection must not be reused
-                raise
-            finally:
-                await pool.release(conn)
-        raise AssertionError("unreachable")
+        return await send_packed(self.store, commands)
 
     async def _run_on_cluster(self) -> list[Any]:
         replies: list[Any] = []
@@ -130,3 +107,38 @@ class Batch:
                     replies += list(await pipe.execute())
             start = end
         return replies
+
+
+async def send_packed(store: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Raw replies of `commands` (error replies as ResponseError values, in place), sent to a
+    plain server in one write on one pooled connection and read under one deadline. Every
+    command must be idempotent: after a lost connection the batch is sent once more, on a new
+    connection (the idle ones are dropped first: a lost connection usually means the store
+    restarted or dropped its clients, and they are as dead)."""
+    packed = b"".join(map(hiredis.pack_command, commands))
+    pool = store.connection_pool
+    for attempt in (1, 2):
+        conn = await pool.get_connection()
+        try:
+            async with asyncio.timeout(BATCH_TIMEOUT_S + PER_COMMAND_S * len(commands)):
+                await conn.send_packed_command(packed)
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        # (math.inf: no timer per reply; the batch has one deadline)
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # read on: the next reply follows it
+                        replies.append(exc)
+            return replies
+        except (RedisConnectionError, RedisTimeoutError, TimeoutError):
+            await conn.disconnect()
+            if attempt == 2:
+                raise
+            with contextlib.suppress(Exception):
+                await pool.disconnect(inuse_connections=False)
+        except BaseException:
+            await conn.disconnect()  # a half-read connection must not be reused
+            raise
+        finally:
+            await pool.release(conn)
+    raise AssertionError("unreachable")
