@@ -43,6 +43,7 @@ import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from wsbench_support import SECRET, retrying_post, wait_for
 
 from roomsvc import rooms
 from roomsvc.auth import mint_token
@@ -50,20 +51,7 @@ from roomsvc.rooms import Limits
 from roomsvc.store.embedded import free_port, server_binary
 from roomsvc.store.room_store import RoomStore, now_ms
 
-SECRET = "bench-secret-" + "x" * 24
 _decode = msgspec.json.Decoder().decode
-
-
-def wait_for(check: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # not up yet
-            pass
-        time.sleep(0.05)
-    raise SystemExit("bench_presence: a process did not start in time")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -155,19 +143,7 @@ async def setup_rooms(base: str, app: str, players: int, size: int) -> list[list
     made: list[list[str]] = []
     async with httpx.AsyncClient(base_url=base, timeout=60,
                                  limits=httpx.Limits(max_connections=64)) as http:  # fmt: skip
-
-        async def post(path: str, player: str, body: dict[str, Any]) -> dict[str, Any]:
-            headers = {"Authorization": f"Bearer {mint_token(SECRET, player, app)}"}
-            for _ in range(20):
-                try:
-                    reply = await http.post(path, json=body, headers=headers)
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-                    continue
-                if reply.status_code == 200:
-                    return dict(reply.json())
-                await asyncio.sleep(0.1)
-            raise SystemExit(f"bench_presence: {path} failed: {reply.status_code} {reply.text}")
+        post = retrying_post(http, app, "bench_presence")
 
         gate = asyncio.Semaphore(32)
 

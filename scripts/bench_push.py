@@ -29,7 +29,6 @@ import shutil
 import tempfile
 import time
 import uuid
-from typing import Any
 
 import httpx
 import msgspec
@@ -40,6 +39,7 @@ from wsbench_support import (
     cpu_seconds,
     cpu_split,
     measure_bare_fanout,
+    retrying_post,
     start_bare_fanout,
     start_server,
     start_valkey,
@@ -114,19 +114,7 @@ async def setup_rooms(
     made: list[tuple[str, list[str]]] = []
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
-
-        async def post(path: str, player: str, body: dict[str, Any]) -> dict[str, Any]:
-            headers = {"Authorization": f"Bearer {mint_token(SECRET, player, app)}"}
-            for _ in range(20):
-                try:
-                    reply = await http.post(path, json=body, headers=headers)
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-                    continue
-                if reply.status_code == 200:
-                    return dict(reply.json())
-                await asyncio.sleep(0.1)
-            raise SystemExit(f"bench: {path} failed: {reply.status_code} {reply.text}")
+        post = retrying_post(http, app, "bench_push")
 
         async def one(n: int) -> None:
             players = [f"p{n}x{k}" for k in range(size)]

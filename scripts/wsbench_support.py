@@ -42,6 +42,29 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> None:
     raise SystemExit("bench: a process did not start in time")
 
 
+Post = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def retrying_post(http: httpx.AsyncClient, app: str, name: str) -> Post:
+    """`post(path, player, body)`: a REST call as `player` (a fresh dev token), retried while
+    the server is still starting or busy; the bench `name` stops on a call that never works."""
+
+    async def post(path: str, player: str, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {mint_token(SECRET, player, app)}"}
+        for _ in range(20):
+            try:
+                reply = await http.post(path, json=body, headers=headers)
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+                continue
+            if reply.status_code == 200:
+                return dict(reply.json())
+            await asyncio.sleep(0.1)
+        raise SystemExit(f"{name}: {path} failed: {reply.status_code} {reply.text}")
+
+    return post
+
+
 def start_valkey(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
     """A valkey-server from the wheel on a free loopback port, without persistence."""
     import redis
