@@ -96,9 +96,10 @@ def test_sigterm_on_an_idle_server_exits_zero_quickly() -> None:
     assert server.process is not None
     server.signal(signal.SIGTERM)
     try:
-        assert server.process.wait(timeout=100 * UNIT) == 0, server.output()
+        # A bound on a hang, not a timing: generous for a machine busy with other tests.
+        assert server.process.wait(timeout=300 * UNIT) == 0, server.output()
     except subprocess.TimeoutExpired:
         server.kill()
-        raise
+        raise AssertionError(f"serve still running after SIGTERM:\n{server.output()}") from None
     assert "Application shutdown complete" in server.output()
     server.process = None
