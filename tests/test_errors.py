@@ -155,6 +155,9 @@ def test_store_errors_become_503_and_unknown_errors_500() -> None:
 
     assert isinstance(as_roomsvc_error(RedisConnectionError("down")), StoreUnavailable)
     assert isinstance(as_roomsvc_error(ConnectionRefusedError()), StoreUnavailable)
+    assert isinstance(as_roomsvc_error(TimeoutError()), StoreUnavailable)
+    # Not every OSError is an outage: a file error is a bug or a misconfiguration.
+    assert isinstance(as_roomsvc_error(PermissionError("/etc/roomsvc.toml")), InternalError)
     internal = as_roomsvc_error(ZeroDivisionError("secret detail"))
     assert isinstance(internal, InternalError)
     assert "secret detail" not in error_body(internal, "en")["error"]["message"]

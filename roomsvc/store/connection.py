@@ -26,7 +26,9 @@ from roomsvc.errors import StoreUnavailable
 Store: TypeAlias = "aioredis.Redis | RedisCluster"
 
 # Errors that mean "the store is not reachable now": a 503 with Retry-After, never a 500.
-UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# The socket-level ones are named (refused, reset, broken pipe, timed out), not every OSError:
+# a file that cannot be read is a bug or a misconfiguration (500), not an outage.
+UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
 POOL_WAIT_SECONDS = 10.0
 _COMMON: dict[str, Any] = {
