@@ -16,7 +16,8 @@ from roomsvc import logs
 from roomsvc.rooms import Limits
 from roomsvc.settings import Settings, SettingsError
 from roomsvc.store.connection import connect
-from roomsvc.store.match_apply import Matcher, run_forever
+from roomsvc.store.match_apply import Matcher
+from roomsvc.store.match_loop import run_forever
 from roomsvc.store.matcher_store import LEASE_MS, PoolStore
 from roomsvc.store.room_store import RoomStore
 

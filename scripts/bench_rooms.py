@@ -42,6 +42,8 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rawhttp import Http  # noqa: E402
+
 from roomsvc import rooms  # noqa: E402
 from roomsvc.auth import SCOPE_GAMES, mint_token  # noqa: E402
 from roomsvc.store import keys  # noqa: E402
@@ -51,54 +53,6 @@ from roomsvc.store.scripts import register, source  # noqa: E402
 
 INVITEES = 7
 TARGET_RATE, TARGET_P99_MS = 3000, 20.0
-
-
-class Http:
-    """One keep-alive HTTP/1.1 connection; just enough of the protocol for roomsvc replies."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> Http:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        return self
-
-    async def post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
-        if self.reader is None or self.writer is None:
-            raise RuntimeError("connection not open")
-        self.writer.write(
-            (
-                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            + body
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length, chunked = 0, False
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-        if not chunked:
-            return status, await self.reader.readexactly(length)
-        parts = []
-        while True:
-            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
-            parts.append(await self.reader.readexactly(size + 2))
-            if size == 0:
-                return status, b"".join(p[:-2] for p in parts)
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
 
 
 class Tally:
@@ -142,7 +96,7 @@ class RestPlayers:
         self.tokens: dict[str, str] = {}
 
     async def open(self, players: list[str]) -> None:
-        self.http = await Http(self.host, self.port).open()
+        self.http = Http(self.host, self.port)
         for player in players:
             self.tokens[player] = mint_token(
                 self.secret, player, self.app, scopes=(SCOPE_GAMES,), ttl_seconds=3600

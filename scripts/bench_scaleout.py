@@ -39,6 +39,8 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rawhttp import Http  # noqa: E402
+
 from roomsvc.auth import SCOPE_GAMES, mint_token  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
 
@@ -51,48 +53,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
-
-
-class Http:
-    """One keep-alive HTTP/1.1 connection per server; just enough for roomsvc's replies."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
-        try:
-            return await self._post(path, token, body)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            # the server closed a keep-alive connection left idle past its timeout
-            await self.close()
-            self.reader = self.writer = None
-            return await self._post(path, token, body)
-
-    async def _post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
-        if self.writer is None or self.reader is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(
-            (
-                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            + body
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return int(head[9:12]), await self.reader.readexactly(length)
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
 
 
 class Driver:
@@ -152,7 +112,7 @@ class Driver:
         queue = iter(range(rooms))
 
         async def worker(w: int) -> None:
-            conns = [Http(port) for port in self.ports]
+            conns = [Http("127.0.0.1", port) for port in self.ports]
             try:
                 for n in queue:
                     await self.room(conns, f"{prefix}w{w}r{n}")

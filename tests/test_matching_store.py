@@ -16,7 +16,8 @@ from roomsvc import matching, rooms
 from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc, RoomState
 from roomsvc.rooms_service import new_room_id
 from roomsvc.store import keys, match_apply, match_batch
-from roomsvc.store.match_apply import Matcher, run_forever
+from roomsvc.store.match_apply import Matcher
+from roomsvc.store.match_loop import run_forever
 from roomsvc.store.matcher_store import Claimed, PoolStore, Retirement
 from roomsvc.store.room_store import RoomStore, now_ms
 from tests.support import UNIT, ValkeyProcess, new_app_id
@@ -274,7 +275,7 @@ async def test_recovery_outlives_a_store_outage() -> None:
     """The loop that recovers other processes' lapsed claims keeps going through store errors
     (SPEC §12 #3): nothing else would pick those claims up."""
     from roomsvc.store.embedded import free_port
-    from roomsvc.store.match_apply import _recover_forever
+    from roomsvc.store.match_loop import _recover_forever
 
     unreachable = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
     try:

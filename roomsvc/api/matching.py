@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from roomsvc.store.match_apply import Matcher, run_forever
+from roomsvc.store.match_apply import Matcher
+from roomsvc.store.match_loop import run_forever
 
 routes: list[Any] = []
 

@@ -171,9 +171,10 @@ class RoomStore:
                 )
                 if outcome == 1:
                     if removes:
-                        # Index removals are hints verified on read (DESIGN "Rooms"): nobody
-                        # waits for them, which saves the caller a round trip.
-                        self._index_remove(new, removes)
+                        # Index removals are hints verified on read (DESIGN "Rooms"): a failed
+                        # one is logged, never reported. Awaited all the same, so no store
+                        # work outlives the call (a shutdown closes the store right after).
+                        await self._index_remove(new, removes)
                     if new_status is not old_status:
                         ROOM_TRANSITIONS.labels(new_status.value).inc()
                     return Applied(new, True)
@@ -263,13 +264,8 @@ class RoomStore:
         # All queued before the first await: they share one round trip.
         await (added[0] if len(added) == 1 else asyncio.gather(*added))
 
-    def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
-        """Queue the removals (sent with the next batch) without waiting for them: a failure
-        leaves a stale hint that readers verify and drop (DESIGN "Rooms")."""
-        for key in index_keys:
-            self.commands.execute("ZREM", key, new.room_id).add_done_callback(_removal_done)
-
-
-def _removal_done(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("index update failed; repaired on read", exc_info=future.exception())
+    async def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
+        removed = [self.commands.execute("ZREM", k, new.room_id) for k in index_keys]
+        for outcome in await asyncio.gather(*removed, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("index update failed; repaired on read", exc_info=outcome)
