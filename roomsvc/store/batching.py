@@ -22,10 +22,8 @@ import asyncio
 import hashlib
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from roomsvc.store.connection import Store, is_cluster
-from roomsvc.store.pipelined import send_packed
+from roomsvc.store.pipelined import send_scripted
 
 MAX_BATCH = 512  # commands per pipeline; more wait for the next one (bounded write size)
 
@@ -84,13 +82,7 @@ class CommandBatcher:
 
     async def _send(self, batch: _Pending) -> None:
         try:
-            replies = await self._pipeline([args for args, _ in batch])
-            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-            if missing:
-                await self._load_scripts({batch[i][0][1] for i in missing})
-                again = await self._pipeline([batch[i][0] for i in missing])
-                for i, reply in zip(missing, again, strict=True):
-                    replies[i] = reply
+            replies = await send_scripted(self.store, [args for args, _ in batch], self._sources)
         except BaseException as exc:  # the whole round trip failed: every caller learns why
             for _, future in batch:
                 if not future.done():
@@ -105,10 +97,3 @@ class CommandBatcher:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
-
-    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        return await send_packed(self.store, commands)  # one write, one deadline, one resend
-
-    async def _load_scripts(self, shas: set[Any]) -> None:
-        for sha in shas:
-            await self.store.script_load(self._sources[str(sha)])

@@ -64,27 +64,12 @@ class Batch:
             return []
         if is_cluster(self.store):
             return await self._run_on_cluster()
-        replies = await self._send(self._commands)
-        missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            for script in {id(self._scripts[n]): self._scripts[n] for n in missing}.values():
-                script.sha = await self.store.script_load(script.script)
-            again = await self._send([self._call(n) for n in missing])
-            for n, reply in zip(missing, again, strict=True):
-                replies[n] = reply
+        sources = {script.sha: script.script for script in self._scripts.values()}
+        replies = await send_scripted(self.store, self._commands, sources)
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise reply
         return replies
-
-    def _call(self, n: int) -> tuple[Any, ...]:
-        script = self._scripts.get(n)
-        if script is None:
-            return self._commands[n]
-        return ("EVALSHA", script.sha, *self._commands[n][2:])  # the sha may have changed
-
-    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        return await send_packed(self.store, commands)
 
     async def _run_on_cluster(self) -> list[Any]:
         replies: list[Any] = []
@@ -142,3 +127,20 @@ async def send_packed(store: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         finally:
             await pool.release(conn)
     raise AssertionError("unreachable")
+
+
+async def send_scripted(
+    store: Any, commands: list[tuple[Any, ...]], sources: dict[str, str]
+) -> list[Any]:
+    """`send_packed`, then every EVALSHA the server answered NOSCRIPT (its script cache was
+    flushed, or it restarted: the call did not run, so nothing runs twice) sent once more after
+    its script (`sources`: sha -> Lua source) is loaded."""
+    replies = await send_packed(store, commands)
+    missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        for sha in {str(commands[n][1]) for n in missing}:
+            await store.script_load(sources[sha])  # the same sha: it is the source's SHA-1
+        again = await send_packed(store, [commands[n] for n in missing])
+        for n, reply in zip(missing, again, strict=True):
+            replies[n] = reply
+    return replies
