@@ -168,10 +168,51 @@ async def test_shutdown_hands_over_the_claims_in_flight(
     running = asyncio.create_task(run_forever(matcher))
     await asyncio.sleep(0.05)
     running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+    async with asyncio.timeout(30):  # a loop that lost its cancel fails here, not by hanging
+        await asyncio.gather(running, return_exceptions=True)
     pool = keys.pool_id(app, None)
     assert await rs.store.zscore(keys.pool_matches(pool), claimed.match_id) == 0
     assert await pools.lapsed(pool, now_ms()) == [claimed.match_id]
+
+
+class LosesFirstCancel(PoolStore):
+    """A pool store whose pool listing swallows the first cancellation that lands in it, as
+    Python 3.11's wait_for (inside redis-py's socket writes) can (roomsvc/cancellation.py)."""
+
+    lost = False
+
+    async def pools(self) -> list[str]:
+        listed = await super().pools()
+        try:
+            await asyncio.sleep(0.01)  # most of an idle loop's time is spent in here
+        except asyncio.CancelledError:
+            if LosesFirstCancel.lost:
+                raise
+            LosesFirstCancel.lost = True
+        return listed
+
+
+async def test_a_matcher_that_loses_its_cancel_still_stops(
+    parts: tuple[RoomStore, PoolStore],
+) -> None:
+    """Shutdown ends the matcher loop and its recovery loop even when the cancellation was
+    swallowed inside a store call (SPEC §12 item 11: the process must exit on SIGTERM)."""
+    rs, _ = parts
+    await open_room(rs, PoolStore(rs.store), new_app_id(), "una", 1, 1)  # one active pool
+    matcher = Matcher(rs, pools=LosesFirstCancel(rs.store, lease_ms=60_000))
+    running = asyncio.create_task(run_forever(matcher))
+    while not LosesFirstCancel.lost:
+        running.cancel()  # until one lands inside the listing and is lost there
+        await asyncio.sleep(0.003)
+        if running.done():
+            running = asyncio.create_task(run_forever(matcher))
+            await asyncio.sleep(0.02)
+    done, _ = await asyncio.wait({running}, timeout=5)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert running in done
+    await asyncio.sleep(0.05)
+    assert not [t for t in asyncio.all_tasks() if "_recover_forever" in repr(t.get_coro())]
 
 
 async def test_one_retire_call_retires_each_record_once(

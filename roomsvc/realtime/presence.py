@@ -44,6 +44,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from roomsvc import rooms
+from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.errors import NotFound
 from roomsvc.realtime.heartbeat import Heartbeat
 from roomsvc.rooms import PStatus, RoomDoc, RoomState
@@ -257,14 +258,6 @@ class Presence:
         return sum(await asyncio.gather(*(one(room_id) for room_id in room_ids)))
 
 
-def raise_if_cancelled() -> None:
-    """Honour a cancellation that a store call turned into another error (an asyncio timeout
-    expiring together with the cancel does that on 3.11): otherwise shutdown waits forever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError()
-
-
 async def run(presence: Presence, hub: Any) -> None:
     """The presence duty: refresh this process's players, write the deadlines of those gone,
     and sweep; forever, side by side."""
@@ -276,6 +269,7 @@ async def run(presence: Presence, hub: Any) -> None:
 
 async def forget_forever(presence: Presence, hub: Any) -> None:
     while True:
+        raise_if_cancelled()
         await presence._gone_event.wait()
         await asyncio.sleep(_MIN_PAUSE_S)  # a burst of closes shares one pipeline
         try:

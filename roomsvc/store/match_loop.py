@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.match_apply import BUSY_ROUND, CONTENDED_S, IDLE_FIRST_S, Matcher, log
 
@@ -25,6 +26,7 @@ async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
     pause = IDLE_FIRST_S
     try:
         while True:
+            raise_if_cancelled()
             work = await matcher.run_once(overlap=True)
             if work:
                 pause = IDLE_FIRST_S
@@ -54,6 +56,7 @@ async def _recover_forever(matcher: Matcher, every_s: float) -> None:
     failed pass (the store unreachable a moment, a bug) is logged and the next one follows,
     since nothing else would recover orphaned claims (SPEC §12 #3)."""
     while True:
+        raise_if_cancelled()
         try:
             await matcher.recover_all()
         except UNAVAILABLE_ERRORS as exc:

@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from roomsvc import rooms
+from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.errors import NotFound
 from roomsvc.store import keys
 from roomsvc.store.room_store import RoomStore, now_ms
@@ -73,5 +74,6 @@ class RoomTimers:
 async def timers_duty(app: Any) -> None:
     timers = RoomTimers(app.state.room_store)
     while True:
+        raise_if_cancelled()
         changed = await timers.run_once()
         await asyncio.sleep(0.05 if changed else 0.5)
