@@ -78,6 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return fail(str(exc))
     metrics_dir: Path | None = None
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        _remove_orphaned_metrics(settings.data_dir.resolve())
         metrics_dir = settings.data_dir.resolve() / f"metrics-{os.getpid()}"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
@@ -89,6 +90,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             store.stop()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _remove_orphaned_metrics(data_dir: Path) -> None:
+    """Delete the metrics directories of `serve` processes that no longer run: a serve that
+    was SIGKILLed could not remove its own, and nothing else ever would."""
+    for path in data_dir.glob("metrics-*"):
+        pid = path.name.removeprefix("metrics-")
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # a live process of another user
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

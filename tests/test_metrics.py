@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,10 +28,25 @@ N = 40
 
 @pytest.fixture(scope="module")
 def duo(valkey: ValkeyProcess) -> Iterator[ServerProcess]:
-    """One `serve` with two workers, metrics of its own (no other test talks to it)."""
-    process = ServerProcess(valkey.url, workers=2).start()
+    """One `serve` with two workers, metrics of its own (no other test talks to it). Its data
+    dir holds the metrics left by a serve that was SIGKILLed (see the test below)."""
+    cwd = Path(tempfile.mkdtemp(prefix="roomsvc-serve-"))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = cwd / ".roomsvc" / f"metrics-{gone.pid}"
+    orphan.mkdir(parents=True)
+    (orphan / f"counter_{gone.pid}.db").write_bytes(b"\0" * 64)
+    process = ServerProcess(valkey.url, workers=2, cwd=cwd).start()
     yield process
     process.stop()
+
+
+def test_metrics_of_a_killed_serve_are_removed_at_start(duo: ServerProcess) -> None:
+    """A serve killed with SIGKILL leaves its metrics dir behind; the next one removes it
+    (and only it: its own dir is the one left)."""
+    dirs = [p.name for p in Path(duo.cwd).glob(".roomsvc/metrics-*")]
+    assert duo.process is not None
+    assert dirs == [f"metrics-{duo.process.pid}"]
 
 
 @pytest.fixture
