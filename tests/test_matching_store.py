@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -213,6 +214,50 @@ async def test_a_matcher_that_loses_its_cancel_still_stops(
     assert running in done
     await asyncio.sleep(0.05)
     assert not [t for t in asyncio.all_tasks() if "_recover_forever" in repr(t.get_coro())]
+
+
+class SlowLapsedRead(PoolStore):
+    """A pool store whose first lapsed-record read takes 0.2 s and, if cancelled meanwhile,
+    swallows that and goes on a while longer (as 3.11's wait_for can, roomsvc/cancellation.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parked = asyncio.Event()
+
+    async def lapsed(self, pool: str, now: int, limit: int = 100) -> list[str]:
+        if not self.parked.is_set():
+            self.parked.set()
+            try:
+                await asyncio.sleep(0.2)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.2)  # the call goes on as if never cancelled
+            now = now_ms()
+        return await super().lapsed(pool, now, limit)
+
+
+async def test_a_recovery_pass_in_flight_never_retakes_what_shutdown_handed_over(
+    parts: tuple[RoomStore, PoolStore],
+) -> None:
+    """Shutdown hands its claims over only once its own recovery pass has ended: a pass still
+    running would read the just-lapsed record and take it over again, under a lease of a
+    process that is stopping (SPEC §12 items 3, 11)."""
+    rs, pools = parts
+    app = new_app_id()
+    await open_room(rs, pools, app, "vic", 1, 1)
+    await open_room(rs, pools, app, "wes", 1, 1)
+    (claimed,) = await claim_all(pools, app)
+    slow = SlowLapsedRead(rs.store, lease_ms=60_000)
+    matcher = Matcher(rs, pools=slow)
+    matcher._driving[claimed.match_id] = claimed  # as if this process were applying it
+    running = asyncio.create_task(run_forever(matcher))
+    await slow.parked.wait()  # the recovery pass is reading lapsed records
+    running.cancel()
+    async with asyncio.timeout(30):
+        await asyncio.gather(running, return_exceptions=True)
+    await asyncio.sleep(0.3)  # a pass that outlived the shutdown would act by now
+    pool = keys.pool_id(app, None)
+    assert await rs.store.zscore(keys.pool_matches(pool), claimed.match_id) == 0
+    assert await pools.lapsed(pool, now_ms()) == [claimed.match_id]
 
 
 async def test_one_retire_call_retires_each_record_once(

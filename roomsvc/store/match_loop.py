@@ -5,6 +5,7 @@ One round itself (claim, apply, retire) is match_apply.py."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
@@ -39,15 +40,16 @@ async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, idle_s)
     finally:
-        recovering.cancel()
-        applies = list(matcher._applies)
-        for task in applies:
+        stopping = [recovering, *matcher._applies]
+        for task in stopping:
             task.cancel()
-        await asyncio.shield(_hand_over(matcher, applies))
+        await asyncio.shield(_hand_over(matcher, stopping))
 
 
-async def _hand_over(matcher: Matcher, applies: list[asyncio.Task[None]]) -> None:
-    await asyncio.gather(*applies, return_exceptions=True)
+async def _hand_over(matcher: Matcher, stopping: list[asyncio.Task[Any]]) -> None:
+    # Only once nothing of this process touches the pools any more: a recovery pass still
+    # running would otherwise take back over the very records just handed over.
+    await asyncio.gather(*stopping, return_exceptions=True)
     await matcher.release_claims()
 
 
