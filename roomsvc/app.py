@@ -55,11 +55,10 @@ async def _supervise(duty: Duty, app: Starlette) -> None:
             raise
         except UNAVAILABLE_ERRORS as exc:
             raise_if_cancelled()  # a cancel turned into a timeout is shutdown, not an outage
-            # A store outage is expected operation, not a bug: one line, no traceback.
-            log.warning(
-                "background duty paused: store unavailable",
-                extra={"duty": name, "error": type(exc).__name__},
-            )
+            # A store outage is expected operation, not a bug: one line, no traceback, and
+            # while it lasts one line per duty every 30 s (with how many were held back).
+            logs.outage_warning(log, name, "background duty paused: store unavailable",
+                                duty=name, error=type(exc).__name__)  # fmt: skip
             await asyncio.sleep(1.0)
         except Exception:
             raise_if_cancelled()

@@ -108,3 +108,38 @@ def configure(level: str = "INFO") -> None:
 
 def monotonic_ms() -> float:
     return time.perf_counter() * 1000.0
+
+
+class Repeats:
+    """At most one record per `interval_s` for a warning that repeats while a condition lasts
+    (the store unreachable: every background loop retries about once a second, and an outage
+    of minutes would otherwise write thousands of identical lines). `due(key)` is None while
+    the key's record is held back, else how many were held back since the last one."""
+
+    def __init__(self, interval_s: float = 30.0, clock: Any = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, tuple[float, int]] = {}  # key -> (last written, held back)
+
+    def due(self, key: str) -> int | None:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.interval_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        self._last[key] = (now, 0)
+        return 0 if last is None else last[1]
+
+    def clear(self, key: str) -> bool:
+        """Forget `key` (the condition ended); True if a record of it had been written."""
+        return self._last.pop(key, None) is not None
+
+
+OUTAGE = Repeats()  # the process's store-unavailable warnings
+
+
+def outage_warning(logger: logging.Logger, key: str, message: str, **extra: Any) -> None:
+    """`logger.warning(message)` for a store outage seen by the loop `key`, through OUTAGE."""
+    held_back = OUTAGE.due(key)
+    if held_back is not None:
+        logger.warning(message, extra={**extra, "repeats_held_back": held_back})

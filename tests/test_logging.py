@@ -6,6 +6,7 @@ token, whether it came in a query string, an Authorization header or a WebSocket
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from roomsvc.logs import Repeats
 from tests.support import ServerProcess, ValkeyProcess, token
 
 ROOMS = "/games/v1/rooms"
@@ -82,3 +84,34 @@ async def test_no_token_ever_reaches_the_log(logged: ServerProcess, app_id: str)
     for secret in (good, other, forged):
         signature = secret.rsplit(".", 1)[-1]
         assert secret not in text and signature not in text
+
+
+def test_a_repeating_warning_is_written_once_per_interval_with_a_count() -> None:
+    now = [100.0]
+    repeats = Repeats(interval_s=30.0, clock=lambda: now[0])
+    assert repeats.due("store") == 0  # the first is written
+    assert [repeats.due("store") for _ in range(3)] == [None, None, None]
+    assert repeats.due("link") == 0  # another key has its own interval
+    now[0] += 30.0
+    assert repeats.due("store") == 3  # written again, saying how many were held back
+    assert repeats.due("store") is None
+    assert repeats.clear("store") and not repeats.clear("store")
+    assert repeats.due("store") == 0  # after the condition ended, the next is written at once
+
+
+def test_a_store_outage_is_logged_once_per_loop_not_every_retry() -> None:
+    """With the store gone, every background loop retries about once a second; the log gets
+    one warning per loop (and one every 30 s after that), not one per retry."""
+    store = ValkeyProcess().start()
+    server = ServerProcess(store.url).start()
+    try:
+        store.stop()
+        time.sleep(4.5)  # about four retries of each loop
+        warnings = [r for r in records(server) if r.get("level") == "warning"]
+        events = [(r["event"], r.get("duty")) for r in warnings]
+        assert events, "the outage was not logged at all"
+        assert len(events) == len(set(events)), events
+        assert ("background duty paused: store unavailable", "timers_duty") in events
+    finally:
+        server.stop()
+        store.stop()

@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from roomsvc import logs
 from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import PREFIX
@@ -35,6 +36,7 @@ HEALTH_INTERVAL_S = 2.0
 CONFIRM_TIMEOUT_S = 2.0
 _CHUNK = 500
 _RESYNC = b"resync"
+_LINK = "pubsub-link"  # the key of the link-lost warning in logs.OUTAGE
 
 
 def _client(url: str) -> Any:
@@ -127,11 +129,13 @@ class Bridge:
                         await pubsub.subscribe(*wanted[start : start + _CHUNK])
                     await pubsub.ping(_RESYNC)  # its PONG follows every confirmation
                 backoff = 0.05
+                if logs.OUTAGE.clear(_LINK):
+                    log.info("pub/sub link restored")
                 await self._relay(pubsub)
             except asyncio.CancelledError:
                 raise
             except (RedisError, *UNAVAILABLE_ERRORS) as exc:
-                log.warning("pub/sub link lost; reconnecting", extra={"error": repr(exc)})
+                logs.outage_warning(log, _LINK, "pub/sub link lost; reconnecting", error=repr(exc))
             finally:
                 self._pubsub = None
                 self.connected.clear()

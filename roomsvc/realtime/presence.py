@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from roomsvc import rooms
+from roomsvc import logs, rooms
 from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.errors import NotFound
 from roomsvc.realtime.heartbeat import Heartbeat
@@ -275,7 +275,10 @@ async def forget_forever(presence: Presence, hub: Any) -> None:
         try:
             await presence.forget(hub.is_local)
         except UNAVAILABLE_ERRORS:
-            log.warning("presence: store unavailable; the grace counts from the last beat")
+            logs.outage_warning(
+                log, "presence-forget",
+                "presence: store unavailable; the grace counts from the last beat",
+            )  # fmt: skip
 
 
 async def refresh_forever(presence: Presence, hub: Any) -> None:
@@ -286,7 +289,7 @@ async def refresh_forever(presence: Presence, hub: Any) -> None:
         try:
             await presence.refresh(hub.present_players(), now_ms())
         except UNAVAILABLE_ERRORS:
-            log.warning("presence: store unavailable; retrying")
+            logs.outage_warning(log, "presence-refresh", "presence: store unavailable; retrying")
         # At a fixed rate: a slow round trip eats into the pause, not into the grace.
         await asyncio.sleep(max(0.0, presence.interval_s - (loop.time() - started)))
 
@@ -298,6 +301,6 @@ async def sweep_forever(presence: Presence, hub: Any) -> None:
             await presence.sweep_once(now_ms(), hub.is_local)
             pause = presence.pause_s(now_ms())
         except UNAVAILABLE_ERRORS:
-            log.warning("presence: store unavailable; retrying")
+            logs.outage_warning(log, "presence-sweep", "presence: store unavailable; retrying")
             pause = presence.interval_s
         await asyncio.sleep(pause)

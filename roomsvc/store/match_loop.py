@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from roomsvc import logs
 from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.match_apply import BUSY_ROUND, CONTENDED_S, IDLE_FIRST_S, Matcher, log
@@ -62,8 +63,8 @@ async def _recover_forever(matcher: Matcher, every_s: float) -> None:
         try:
             await matcher.recover_all()
         except UNAVAILABLE_ERRORS as exc:
-            log.warning("match recovery paused: store unavailable",
-                        extra={"error": type(exc).__name__})  # fmt: skip
+            logs.outage_warning(log, "match-recovery", "match recovery paused: store unavailable",
+                                error=type(exc).__name__)  # fmt: skip
         except Exception:
             log.exception("match recovery pass failed; retrying")
         await asyncio.sleep(every_s)
