@@ -19,6 +19,7 @@ from roomsvc import wire
 from roomsvc.auth import SCOPE_GAMES, Principal
 from roomsvc.errors import NotFound
 from roomsvc.realtime import protocol
+from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import Connection, PeerTransport
 from roomsvc.realtime.endpoint import _strip_tokens, origin_allowed
 from roomsvc.realtime.methods import METHODS
@@ -300,3 +301,27 @@ async def test_presence_claim_survives_a_reconnect(redis_client: aioredis.Redis)
     lease = presence.deadline(t0) + 1 + 10_000
     assert await presence._retire(keys=[shard], args=[member, lease]) == 0
     assert await redis_client.zscore(shard, member) is not None
+
+
+async def test_a_resync_the_store_refuses_is_retried_until_it_runs(valkey: ValkeyProcess) -> None:
+    """Right after a store restart the new pub/sub link can work while reads still fail (the
+    store loading its AOF, pooled connections dead): the resync is retried, not given up,
+    so no client stays behind until its room next changes (SPEC §12 item 6)."""
+    attempts: list[int] = []
+    done = asyncio.Event()
+
+    async def resync() -> None:
+        attempts.append(len(attempts))
+        if len(attempts) < 3:
+            raise ConnectionError("the store is not answering yet")
+        done.set()
+
+    bridge = Bridge(valkey.url, lambda channel, data: None, resync)
+    running = asyncio.create_task(bridge.run())
+    try:
+        async with asyncio.timeout(10):
+            await done.wait()
+        assert attempts == [0, 1, 2]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -193,10 +193,23 @@ class Bridge:
                 self._spawn(self._resync())
 
     async def _resync(self) -> None:
-        try:
-            await self.on_resync()
-        except Exception:
-            log.exception("resync failed")
+        """`on_resync`, retried while the store is not answering yet (a store that just
+        restarted refuses, or is still loading its AOF, while the new link already works):
+        a resync given up would leave clients behind until their room next changes (SPEC §12
+        item 6). A link lost again ends the retries; its successor resyncs anew."""
+        pause = 0.05
+        while self.connected.is_set():
+            try:
+                await self.on_resync()
+                return
+            except UNAVAILABLE_ERRORS as exc:
+                logs.outage_warning(log, "resync", "resync paused: store unavailable",
+                                    error=type(exc).__name__)  # fmt: skip
+            except Exception:
+                log.exception("resync failed")
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
