@@ -261,7 +261,10 @@ async def test_lost_pubsub_link_resyncs_every_client(
         await toggle(rest, [server], app_id, room, "ana", "bo", 6)
         final = await rest_get_at(rest, server, app_id, "ana", room["roomId"])
         for feed in (ana, bo):
-            await reaches(feed, room["roomId"], final["roomStatusVersion"])
+            try:
+                await reaches(feed, room["roomId"], final["roomStatusVersion"])
+            except TimeoutError:
+                pytest.fail(f"a client stayed behind; the server said:\n{server.output()[-4000:]}")
             assert strictly_increasing(versions(feed, room["roomId"]))
             await feed.ws.close()
     finally:
