@@ -44,25 +44,25 @@ DUTIES_STOP_S = 5.0  # how long shutdown waits for the cancelled background duti
 FEATURES: tuple[Any, ...] = (health, rooms, matching, events, analytics, discovery, realtime)
 
 
+def _name_of(duty: Duty) -> str:
+    return getattr(duty, "__qualname__", repr(duty))
+
+
 async def _supervise(duty: Duty, app: Starlette) -> None:
-    name = getattr(duty, "__qualname__", repr(duty))
+    name = _name_of(duty)
     while True:
-        raise_if_cancelled()
         try:
             await duty(app)
             return
-        except asyncio.CancelledError:
-            raise
-        except UNAVAILABLE_ERRORS as exc:
-            raise_if_cancelled()  # a cancel turned into a timeout is shutdown, not an outage
-            # A store outage is expected operation, not a bug: one line, no traceback, and
-            # while it lasts one line per duty every 30 s (with how many were held back).
-            logs.outage_warning(log, name, "background duty paused: store unavailable",
-                                duty=name, error=type(exc).__name__)  # fmt: skip
-            await asyncio.sleep(1.0)
-        except Exception:
-            raise_if_cancelled()
-            log.exception("background duty crashed; restarting", extra={"duty": name})
+        except Exception as exc:
+            raise_if_cancelled()  # a cancel that came back as an error is shutdown, not a failure
+            if isinstance(exc, UNAVAILABLE_ERRORS):
+                # A store outage is expected operation, not a bug: no traceback, and while it
+                # lasts one line per duty every 30 s (with how many were held back).
+                logs.outage_warning(log, name, "background duty paused: store unavailable",
+                                    duty=name, error=type(exc).__name__)  # fmt: skip
+            else:
+                log.exception("background duty crashed; restarting", extra={"duty": name})
             await asyncio.sleep(1.0)
 
 
@@ -85,10 +85,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.store = await connect(settings.redis_url or "")
         app.state.room_store = RoomStore(app.state.store, limits, settings.tombstone_seconds * 1000)
         app.state.rooms = RoomsService(app.state.room_store, limits)
-        tasks = [
-            asyncio.create_task(_supervise(duty, app), name=getattr(duty, "__qualname__", "duty"))
-            for duty in duties
-        ]
+        tasks = [asyncio.create_task(_supervise(duty, app), name=_name_of(duty)) for duty in duties]
         if settings.uses_dev_secret:
             log.warning(
                 "ROOMSVC_JWT_SECRET is unset: using the public dev secret; anyone can mint "
