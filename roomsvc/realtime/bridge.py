@@ -24,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from roomsvc import logs
 from roomsvc.cancellation import raise_if_cancelled

@@ -19,7 +19,6 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from roomsvc.errors import StoreUnavailable
 
@@ -39,10 +38,11 @@ _COMMON: dict[str, Any] = {
 }
 
 
-def _retry() -> Retry:
+def _retry() -> AsyncRetry:
     # A few quick retries ride out a reconnect; mutations are idempotent by request id
-    # (DESIGN "Retries never double-apply"), so a replay after a lost reply is harmless.
-    return Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2)
+    # (docs/store.md "Retries never double-apply"), so a replay after a lost reply is harmless.
+    # The asyncio client wants the asyncio Retry (redis-py 8.2 warns on the synchronous one).
+    return AsyncRetry(ExponentialBackoff(cap=0.2, base=0.01), retries=2)
 
 
 async def connect(url: str, *, max_connections: int = 256) -> Store:
@@ -92,10 +92,11 @@ class _WaitingCluster(RedisCluster):
 
 async def _cluster(url: str, max_connections: int) -> RedisCluster:
     # RedisCluster takes no `retry_on_timeout` (timeouts are retried by its own redirection
-    # loop) and wants the asyncio Retry class.
+    # loop).
     options = {k: v for k, v in _COMMON.items() if k != "retry_on_timeout"}
-    retry = AsyncRetry(ExponentialBackoff(cap=0.2, base=0.01), retries=2)
-    cluster = _WaitingCluster.from_url(url, max_connections=max_connections, retry=retry, **options)
+    cluster = _WaitingCluster.from_url(
+        url, max_connections=max_connections, retry=_retry(), **options
+    )
     # Learn the slot map now: left to the first commands, a burst of them races the lazy
     # initialization, which closes connections other tasks are still opening (seen as
     # ConnectionError / AttributeError on a fresh client under 50 concurrent calls).

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the whole suite against the newest releases pyproject.toml's ranges allow, in a throwaway
+# virtualenv, so a new upstream release that breaks us is found here rather than by a user.
+# Prints each package whose newest version differs from requirements.lock. When it passes and
+# something moved, refresh the lock (bash scripts/lock.sh) and commit both. README "Dependencies"
+# says how often to run it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=$(mktemp -d)/venv
+trap 'rm -rf "$(dirname "$venv")"' EXIT
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --upgrade pip
+"$venv/bin/pip" install -q --upgrade --upgrade-strategy eager -e '.[test]'
+echo "== newest allowed versions that differ from requirements.lock"
+"$venv/bin/python" - <<'PY'
+import re
+from importlib import metadata
+
+locked = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", open("requirements.lock").read(), re.M))
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+locked = {norm(k): v for k, v in locked.items()}
+moved = 0
+for dist in sorted(metadata.distributions(), key=lambda d: norm(d.metadata["Name"])):
+    name = norm(dist.metadata["Name"])
+    if name in ("roomsvc", "pip") or name not in locked or locked[name] == dist.version:
+        continue
+    moved += 1
+    print(f"  {name}: locked {locked[name]}, newest {dist.version}")
+print(f"  ({moved} moved)")
+PY
+echo "== the suite against them"
+"$venv/bin/python" -m pytest "$@"
