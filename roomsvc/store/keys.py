@@ -34,6 +34,16 @@ def room_applied(app: str, room_id: str) -> str:
     return f"{PREFIX}:{{r:{app}:{room_id}}}:applied"
 
 
+def room_messages(app: str, room_id: str) -> str:
+    """Stream: the room's reliable messages, id `0-<seq>`, capped (docs/messages.md "Resume")."""
+    return f"{PREFIX}:{{r:{app}:{room_id}}}:msgs"
+
+
+def room_message_channel(app: str, room_id: str) -> str:
+    """Sharded pub/sub channel in the room's slot: `<seq> <msgpack message>` per message."""
+    return f"{PREFIX}:{{r:{app}:{room_id}}}:ch"
+
+
 def player_invitations(app: str, player: str) -> str:
     """Sorted set: roomIds the player is invited to (score = invited at, ms)."""
     return f"{PREFIX}:{{p:{app}:{player}}}:inv"
