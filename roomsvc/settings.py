@@ -110,6 +110,9 @@ class Settings:
     ws_rate_per_second: int = 20
     ws_send_timeout_seconds: int = 10
     ws_ping_seconds: int = 20
+    # failing fast (SPEC §12 items 16-17; docs/store.md)
+    store_deadline_ms: int = 1000
+    max_calls_in_flight: int = 256
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -161,6 +164,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ROOMSVC_WS_RATE_PER_SECOND": ("ws_rate_per_second", _int_in(1, 1_000_000)),
     "ROOMSVC_WS_SEND_TIMEOUT_SECONDS": ("ws_send_timeout_seconds", _int_in(1, 600)),
     "ROOMSVC_WS_PING_SECONDS": ("ws_ping_seconds", _int_in(1, 3600)),
+    "ROOMSVC_STORE_DEADLINE_MS": ("store_deadline_ms", _int_in(50, 60_000)),
+    "ROOMSVC_MAX_CALLS_IN_FLIGHT": ("max_calls_in_flight", _int_in(1, 1_000_000)),
 }
 
 KNOWN_VARIABLES = tuple(_VARIABLES)

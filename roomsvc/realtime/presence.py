@@ -52,6 +52,7 @@ from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
+    presence_clock,
     presence_member,
     presence_shard,
     presence_shard_of,
@@ -89,7 +90,15 @@ class Presence:
         self.store = room_store.store
         self.interval_s = refresh_interval_s(grace_seconds)
         self.grace_ms = grace_seconds * 1000
-        self.heartbeat = Heartbeat(self.store, int(self.interval_s * 1000))
+        interval_ms = int(self.interval_s * 1000)
+        # A stall (docs/store.md "Presence through a stall"): no heartbeat for `silence_ms`
+        # holds every claim for `hold_ms`, a grace and an interval from when it is noticed.
+        # Short enough that a stall it misses cannot lapse a live deadline (those are a grace
+        # and an interval ahead of a beat, and live processes beat within an interval of
+        # recovery), long enough that a late beat or two is not taken for a stall.
+        self.silence_ms = self.grace_ms - 2 * interval_ms
+        self.hold_ms = self.grace_ms + interval_ms
+        self.heartbeat = Heartbeat(self.store, interval_ms, self.silence_ms)
         self._claim = register(self.store, "presence_claim")
         self._retire = register(self.store, "presence_retire")
         # Per shard, the time (ms) before which nothing in it can lapse, learnt by claiming it;
@@ -104,7 +113,7 @@ class Presence:
 
     async def refresh(self, players: AbstractSet[tuple[str, str]], now: int) -> None:
         """The heartbeat: every player connected here (and only they) gets `deadline(now)`."""
-        await self.heartbeat.beat(players, self.deadline(now))
+        await self.heartbeat.beat(players, self.deadline(now), now)
 
     async def touch(self, players: Iterable[tuple[str, str]], now: int) -> None:
         """Push the deadline of these (app, player) forward now: a new connection, or a late
@@ -160,8 +169,9 @@ class Presence:
     async def sweep_once(self, now: int, is_local: Callable[[str, str], bool]) -> int:
         """Claim every lapsed deadline and release its seats; returns the seats released."""
         shards = self._shards_to_claim(now)
+        args = [now, LEASE_MS, BATCH, self.silence_ms, self.hold_ms]
         replies = await asyncio.gather(
-            *(self._claim(keys=[shard], args=[now, LEASE_MS, BATCH]) for shard in shards)
+            *(self._claim(keys=[shard, presence_clock(shard)], args=args) for shard in shards)
         )
         # Scores only ever move later (a refresh, a lease) and a new member's deadline is at
         # least `deadline(now)`: until a shard's earliest score, nothing in it can lapse.
