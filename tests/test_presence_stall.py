@@ -1,12 +1,15 @@
 """Presence through a stall (SPEC §6, §12 item 16; docs/store.md "Presence through a stall") on
-a real valkey, time passed as an argument: deadlines that lapsed while no heartbeat could reach
-the store are not failures, whether a beat or a claim reaches it first afterwards; a player whose
-socket closed meanwhile is released once, a hold after; and while heartbeats keep arriving, a
-dead process's players are released as before. Across real processes and a SIGSTOPped store:
-test_store_stall.py."""
+a real valkey: deadlines that lapsed while no heartbeat could reach the store are not failures,
+whether a beat or a claim reaches it first afterwards; a player whose socket closed meanwhile is
+released once, a hold after; and while heartbeats keep arriving, a dead process's players are
+released as before. Deadlines take `now` as an argument; the silence is judged by the store's
+own clock, so the tests let it run (a silence is time passing with no beat: the thing itself,
+not a guessed wait). Across real processes and a SIGSTOPped store: test_store_stall.py."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -36,16 +39,23 @@ async def redis_client(own_valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redi
     await client.aclose()
 
 
-async def beat_until(beats: list[tuple[Presence, Players]], start: int, end: int) -> int:
-    """Every process beats every interval from `start` to `end` (ms); returns the last beat."""
-    step = int(beats[0][0].interval_s * 1000)
-    at = start
+async def beat_for(beats: list[tuple[Presence, Players]], start: int, seconds: float) -> int:
+    """Every process beats once, then every interval for `seconds` of the store's clock, its
+    `now` advancing from `start` as the clock does; returns the last `now`."""
+    began = time.monotonic()
+    now = start
     while True:
         for presence, players in beats:
-            await presence.refresh(players, at)
-        if at + step > end:
-            return at
-        at += step
+            await presence.refresh(players, now)
+        if time.monotonic() - began >= seconds:
+            return now
+        await asyncio.sleep(beats[0][0].interval_s)
+        now = start + int((time.monotonic() - began) * 1000)
+
+
+async def a_silence(presence: Presence) -> None:
+    """The store hears no heartbeat for longer than the silence: a stall, as it sees one."""
+    await asyncio.sleep(1.5 * presence.silence_ms / 1000)
 
 
 async def version_of(room_store: RoomStore, app: str, room_id: str) -> int:
@@ -79,28 +89,25 @@ async def test_deadlines_lapsed_in_a_stall_are_not_failures(
     here: Players = {(app, "ray"), (app, "olga")}
     there: Players = {(app, "zed"), (app, "otto")}
     t0 = 80_000_000_000_000
-    last = await beat_until([(first, here), (second, there)], t0, t0 + 1000)
+    last = await beat_for([(first, here), (second, there)], t0, 0)
     await first.sweep_once(last, lambda a, p: (a, p) in here)  # learns every shard
 
-    resumed = last + 10_000  # the stall: ten graces without a beat or a claim
+    await a_silence(first)
+    resumed = last + 10_000  # ten graces later, by the processes' clocks
     if first_after_the_stall == "beat":
         await first.refresh(here, resumed)
     released = await first.sweep_once(resumed + 1, lambda a, p: (a, p) in here)
     assert released == 0  # zed's and otto's deadlines lapsed, for want of the second's beats
     there.discard((app, "zed"))  # zed's socket closed during the stall
-    last = await beat_until([(first, here), (second, there)], resumed, resumed + first.hold_ms)
-    assert await first.sweep_once(resumed + first.hold_ms - 1, lambda a, p: (a, p) in here) == 0
-
-    after_hold = resumed + first.hold_ms + 1
-    await first.refresh(here, after_hold)
-    await second.refresh(there, after_hold)
-    assert await first.sweep_once(after_hold, lambda a, p: (a, p) in here) == 1
+    hold_s = first.hold_ms / 1000
+    last = await beat_for([(first, here), (second, there)], resumed, hold_s + first.interval_s)
+    assert await first.sweep_once(last + 1, lambda a, p: (a, p) in here) == 1
     assert await status_of(room_store, app, zed_room, "zed") is PStatus.LEFT
     for room_id, player in ((ray_room, "ray"), (ray_room, "olga"), (zed_room, "otto")):
         assert await status_of(room_store, app, room_id, player) is PStatus.JOINED
     assert await version_of(room_store, app, ray_room) == versions[ray_room]
     assert await version_of(room_store, app, zed_room) == versions[zed_room] + 1  # zed, once
-    assert await second.sweep_once(after_hold + 1, lambda a, p: (a, p) in there) == 0  # once
+    assert await second.sweep_once(last + 2, lambda a, p: (a, p) in there) == 0  # once
 
 
 async def test_while_heartbeats_arrive_a_dead_process_players_are_released(
@@ -119,8 +126,8 @@ async def test_while_heartbeats_arrive_a_dead_process_players_are_released(
                if presence_shard_of(presence_member(app, f"amy{n}")) not in theirs)  # fmt: skip
     t0 = 90_000_000_000_000
     await second.refresh({(app, "zed"), (app, "otto")}, t0)  # its last beat
-    end = second.deadline(t0) + 1
-    await beat_until([(first, {(app, amy)})], t0, end)
+    last = await beat_for([(first, {(app, amy)})], t0, 1.5 * first.silence_ms / 1000)
+    end = max(last, second.deadline(t0) + 1)
     assert await first.sweep_once(end, lambda a, p: p == amy) == 2
     assert await status_of(room_store, app, zed_room, "zed") is PStatus.LEFT
     assert await status_of(room_store, app, zed_room, "otto") is PStatus.LEFT

@@ -54,7 +54,7 @@ class Heartbeat:
         self._held: dict[str, set[str]] = {}  # shard -> members, as the store should have them
         self._beats = 0
 
-    async def beat(self, players: AbstractSet[tuple[str, str]], deadline: int, now: int) -> None:
+    async def beat(self, players: AbstractSet[tuple[str, str]], deadline: int) -> None:
         """Move every held player's deadline to `deadline`; `players` are those held now."""
         now_held = frozenset(players)
         previous, self._present = self._present, now_held
@@ -62,9 +62,9 @@ class Heartbeat:
         self._beats += 1
         try:
             if full:
-                await self._full(now_held, deadline, now)
+                await self._full(now_held, deadline)
             else:
-                await self._changes(now_held - previous, previous - now_held, deadline, now)
+                await self._changes(now_held - previous, previous - now_held, deadline)
         except BaseException:
             # Some changes may not have landed: the next beat sends everything again.
             self._present, self._beats = previous, 0
@@ -72,7 +72,7 @@ class Heartbeat:
 
     async def _changes(
         self, arrived: AbstractSet[tuple[str, str]], gone: AbstractSet[tuple[str, str]],
-        deadline: int, now: int,
+        deadline: int,
     ) -> None:  # fmt: skip
         changes: dict[str, tuple[list[str], list[str]]] = {}
         for players, index in ((arrived, 0), (gone, 1)):
@@ -84,28 +84,28 @@ class Heartbeat:
             held.update(added)
             held.difference_update(removed)
         counts = await asyncio.gather(
-            *(self._call(s, deadline, now, *changes.get(s, ((), ()))) for s in SHARDS)
+            *(self._call(s, deadline, *changes.get(s, ((), ()))) for s in SHARDS)
         )
         kept = self._held
         lost = [s for s, n in zip(SHARDS, counts, strict=True) if n != len(kept.get(s, ()))]
         await asyncio.gather(
-            *(self._call(s, deadline, now, kept.get(s, ()), (), True) for s in lost)
+            *(self._call(s, deadline, kept.get(s, ()), (), True) for s in lost)
         )
         self._held = {s: m for s, m in kept.items() if m}
 
-    async def _full(self, players: AbstractSet[tuple[str, str]], deadline: int, now: int) -> None:
+    async def _full(self, players: AbstractSet[tuple[str, str]], deadline: int) -> None:
         held: dict[str, set[str]] = {s: set() for s in SHARDS}  # emptied shards too
         for app, player in players:
             member = presence_member(app, player)
             held[presence_shard_of(member)].add(member)
-        await asyncio.gather(*(self._call(s, deadline, now, m, (), True) for s, m in held.items()))
+        await asyncio.gather(*(self._call(s, deadline, m, (), True) for s, m in held.items()))
         self._held = {s: m for s, m in held.items() if m}
 
     async def _call(
-        self, shard: str, deadline: int, now: int, added: Collection[str],
-        removed: Collection[str], replace: bool = False,
+        self, shard: str, deadline: int, added: Collection[str], removed: Collection[str],
+        replace: bool = False,
     ) -> int:  # fmt: skip
-        args = [now, self.silence_ms, deadline, self._ttl_ms, int(replace), len(added),
+        args = [self.silence_ms, deadline, self._ttl_ms, int(replace), len(added),
                 *added, *removed]  # fmt: skip
         keys = [shard, presence_held(shard, self.process), presence_clock(shard)]
         return int(await self._refresh(keys=keys, args=args))
