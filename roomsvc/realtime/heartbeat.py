@@ -88,9 +88,7 @@ class Heartbeat:
         )
         kept = self._held
         lost = [s for s, n in zip(SHARDS, counts, strict=True) if n != len(kept.get(s, ()))]
-        await asyncio.gather(
-            *(self._call(s, deadline, kept.get(s, ()), (), True) for s in lost)
-        )
+        await asyncio.gather(*(self._call(s, deadline, kept.get(s, ()), (), True) for s in lost))
         self._held = {s: m for s, m in kept.items() if m}
 
     async def _full(self, players: AbstractSet[tuple[str, str]], deadline: int) -> None:
