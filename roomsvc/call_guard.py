@@ -24,8 +24,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.errors import OutcomeUnknown, Overloaded, StoreUnavailable
-from roomsvc.metrics import CALLS_IN_FLIGHT, CALLS_SHED, STORE_ERRORS
+from roomsvc.metrics import CALLS_IN_FLIGHT, CALLS_SHED, LOOP_LAG, STORE_ERRORS
 from roomsvc.settings import Settings
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
@@ -33,20 +34,38 @@ log = logging.getLogger("roomsvc.web")
 RETRY_AFTER_S = 1
 
 
+# How late the event loop runs is exported (roomsvc_event_loop_lag_seconds) for operators
+# choosing ROOMSVC_MAX_CALLS_IN_FLIGHT (docs/store.md "Admission"); it does not gate admission:
+# a loaded machine or a collection pause makes it jump on a healthy process, and refusing calls
+# then would only add retries.
+LAG_TICK_S = 0.1
+
+
 class CallGuard:
     def __init__(self, settings: Settings) -> None:
         self.deadline_s = settings.store_deadline_ms / 1000
         self.limit = settings.max_calls_in_flight
         self.in_flight = 0
+        self.lag_s = 0.0  # how late the loop ran lately (decays by half each tick)
 
     @property
     def saturated(self) -> bool:
         return self.in_flight >= self.limit
 
+    async def watch_loop(self) -> None:
+        """Forever: how late a timer of this loop fires, for /metrics (api/health.py)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            raise_if_cancelled()
+            due = loop.time() + LAG_TICK_S
+            await asyncio.sleep(LAG_TICK_S)
+            self.lag_s = max(loop.time() - due, self.lag_s / 2)
+            LOOP_LAG.set(self.lag_s)
+
     def try_enter(self, transport: str) -> bool:
         """Take one unit of work (False, counted as shed, when the process is saturated);
         every True is followed by exactly one `leave`."""
-        if self.in_flight >= self.limit:
+        if self.saturated:
             CALLS_SHED.labels(transport).inc()
             return False
         self.in_flight += 1

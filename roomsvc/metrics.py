@@ -40,6 +40,10 @@ CALLS_IN_FLIGHT = Gauge(
 CALLS_SHED = Counter(
     "roomsvc_calls_shed_total", "Calls and sockets refused at once (503 / 1013)", ["transport"]
 )
+LOOP_LAG = Gauge(
+    "roomsvc_event_loop_lag_seconds", "How late the event loop ran lately",
+    multiprocess_mode="livemax",
+)  # fmt: skip
 STORE_READY = Gauge(
     "roomsvc_store_ready", "1 while the readiness probe's last ping answered in time",
     multiprocess_mode="livemin",

@@ -74,9 +74,14 @@ async def readiness_duty(app: Any) -> None:
         await asyncio.sleep(PROBE_EVERY_S)
 
 
+async def loop_watch_duty(app: Any) -> None:
+    """How late the event loop runs, for /metrics (call_guard.py)."""
+    await app.state.guard.watch_loop()
+
+
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),
 ]
-duties = [readiness_duty]
+duties = [readiness_duty, loop_watch_duty]

@@ -98,7 +98,7 @@ class Client:
             if data.get("code") != 503 or data.get("reason") != "overloaded":
                 break
             self.stats.shed[op or method] += 1
-            pause = min(float(data.get("retryAfter", 1)), 1.0) * random.uniform(0.5, 1.0)
+            pause = min(float(data.get("retryAfter", 1)), 1.0) * random.uniform(0.5, 1.5)
             if time.perf_counter() + pause >= give_up:
                 raise Failure("timeout", f"{method} for {self.player}: shed until the timeout")
             await asyncio.sleep(pause)
