@@ -70,6 +70,7 @@ async def test_past_its_calls_in_flight_a_process_refuses_at_once() -> None:
             metrics = (await rest.get(f"{server.base_url}/metrics")).text
             assert 'roomsvc_calls_shed_total{transport="rest"}' in metrics
             assert 'roomsvc_calls_shed_total{transport="socket"}' in metrics
+            assert "roomsvc_event_loop_lag_seconds" in metrics  # what sizing the limit needs
             await pat.ws.close()
     finally:
         store.process.send_signal(signal.SIGCONT)
