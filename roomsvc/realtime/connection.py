@@ -202,6 +202,10 @@ class Connection:
         if version > self.shown_version(room_id):
             self.sent[room_id] = -version if final else version
 
+    def holds(self, room_id: str) -> bool:
+        """A rooms call on `room_id` (or on every room) is waiting to send its reply."""
+        return self._held(room_id)
+
     def _held(self, room_id: str) -> bool:
         return self._hold is not None and (self._hold == "" or self._hold == room_id)
 

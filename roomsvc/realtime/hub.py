@@ -198,6 +198,12 @@ class Hub:
         if conn.sent.get(doc.room_id, 0) < 0:
             conn.offer(doc.room_id, announced)  # shown leaving the room: the queue forgets it
             return
+        if not conn.ready or conn.holds(doc.room_id):
+            # The welcome or a reply that shows the room is being built: what this connection
+            # has shown is not known yet, and a push taking the player out of the room would
+            # look "never shown" and be lost. The queue renders it once that is settled.
+            conn.offer(doc.room_id, announced)
+            return
         frame = self._frame_for(conn, doc)
         if frame is None:
             return
