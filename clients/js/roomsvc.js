@@ -17,7 +17,7 @@ const EVENTS = [
 // Close codes after which reconnecting cannot help unless the token changes (README,
 // "A socket lives as long as its token"): 1008 is policy, which includes an expired token.
 const CLOSE_POLICY = 1008;
-const CLOSE_RESTARTING = 1012;
+const CLOSE_LANGUAGE = 4000; // ours: setLanguage() reconnects at once
 // Our own data channel frames (docs/clients.md, "Peer-to-peer"): one type byte, then the rest.
 const FRAME_DATA = 0;
 const FRAME_PING = 1;
@@ -219,10 +219,8 @@ export class RoomsvcClient {
       this.emit("disconnected", { code, reason, willReconnect });
     }
     if (!willReconnect) return;
-    // 1012 is a planned restart: come back soon, but still spread out.
-    const delay = code === CLOSE_RESTARTING && this.attempt === 0
-      ? backoffDelay(0, this.reconnectPolicy, this.random)
-      : backoffDelay(this.attempt, this.reconnectPolicy, this.random);
+    let delay = backoffDelay(this.attempt, this.reconnectPolicy, this.random);
+    if (code === CLOSE_LANGUAGE) delay = 0;
     this.attempt += 1;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
@@ -246,6 +244,15 @@ export class RoomsvcClient {
     this.live = false;
     this.failPending(clientError("closed", "the client was closed"));
     if (socket) socket.close(1000, "client closed");
+  }
+
+  /**
+   * Switches the language of every later call and, by reconnecting, of the pushes (the
+   * server renders them in the socket's language). Seats are kept: it is a reconnect.
+   */
+  setLanguage(language) {
+    this.language = language || null;
+    if (this.live && this.socket) this.socket.close(CLOSE_LANGUAGE, "language changed");
   }
 
   get connected() {
