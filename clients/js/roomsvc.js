@@ -286,19 +286,21 @@ export class RoomsvcClient {
     const gone = [...before.keys()].filter((roomId) => !this.rooms.has(roomId));
     for (const roomId of gone) this.forgetRoom(roomId);
     // The server holds each room's live messages until we resume it (README, "Messages").
-    await Promise.all([...this.rooms.keys()].map((roomId) => this.resume(roomId)));
-    for (const room of this.rooms.values()) {
+    await Promise.all([...this.rooms.values()].map((room) => {
       const known = before.get(room.roomId);
-      if (!known || known.roomStatusVersion < room.roomStatusVersion) this.emit("roomStatus", room);
-      this.afterRoomChange(room);
-    }
+      return this.resume(room.roomId, !known || known.roomStatusVersion < room.roomStatusVersion);
+    }));
     // A room we lost while away (e.g. the grace ran out): show its listeners how it ended.
     for (const roomId of gone) this.getRoom(roomId).catch(() => {});
     if (reconnect) this.emit("reconnected", welcome);
     return welcome;
   }
 
-  async resume(roomId) {
+  /**
+   * Resumes a welcome room's reliable messages; until the reply, the room's events are held
+   * (the replay comes first), then: the welcome's Room when `announce`, the held events.
+   */
+  async resume(roomId, announce) {
     try {
       await this.call("rooms.resumeMessages", { roomId, afterSeq: this.lastSeq.get(roomId) ?? 0 });
     } catch (err) {
@@ -307,6 +309,9 @@ export class RoomsvcClient {
     } finally {
       const held = this.gates.get(roomId) ?? [];
       this.gates.delete(roomId);
+      const room = this.rooms.get(roomId);
+      if (room && announce) this.emit("roomStatus", room);
+      if (room) this.afterRoomChange(room);
       for (const frame of held) this.onFrame(frame);
     }
   }
