@@ -55,6 +55,28 @@ MATCH_WAIT = Gauge(
     ["quantile"],
     multiprocess_mode="mostrecent",
 )
+# In-room messages (docs/messages.md).
+MESSAGES_SENT = Counter("roomsvc_messages_sent_total", "In-room messages and signals accepted",
+                        ["kind"])  # fmt: skip
+MESSAGES_DELIVERED = Counter("roomsvc_messages_delivered_total",
+                             "In-room messages written to a recipient's socket")  # fmt: skip
+MESSAGES_DROPPED = Counter("roomsvc_messages_dropped_total",
+                           "Unreliable messages dropped (rate limit, slow recipient)",
+                           ["reason"])  # fmt: skip
+MESSAGES_LOST = Counter("roomsvc_messages_lost_total",
+                        "Reliable messages a recipient missed: the backlog no longer had them")
+MESSAGE_LATENCY = Histogram("roomsvc_message_seconds", "Message accepted -> written, this process",
+                            buckets=_LATENCY_BUCKETS)  # fmt: skip
+# reportStatus diagnostics: how often peer-to-peer fails and the relay carries the game.
+_RTC_BUCKETS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+P2P_SETUP = Histogram("roomsvc_p2p_setup_milliseconds",
+                      "Peer-to-peer connection setup latency reported by clients",
+                      buckets=_RTC_BUCKETS)  # fmt: skip
+P2P_ROUNDTRIP = Histogram("roomsvc_p2p_roundtrip_milliseconds",
+                          "Unreliable round-trip latency reported by clients",
+                          buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))  # fmt: skip
+P2P_FAILURES = Counter("roomsvc_p2p_failures_total", "Peer-to-peer failures reported by clients",
+                       ["error"])  # fmt: skip
 EVENTS_RECORDED = Counter("roomsvc_events_updates_total", "events.record updates applied")
 ANALYTICS_ITEMS = Counter("roomsvc_analytics_items_total", "Analytics items ingested")
 

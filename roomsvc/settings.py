@@ -76,6 +76,17 @@ def _nonempty(raw: str) -> str:
     return raw
 
 
+def _uris(*schemes: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        uris = tuple(u.strip() for u in raw.split(",") if u.strip())
+        for uri in uris:
+            if not uri.startswith(schemes) or len(uri) <= uri.index(":") + 1:
+                raise ValueError(f"{uri!r} must start with {' or '.join(schemes)} and name a host")
+        return uris
+
+    return parse
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -110,6 +121,13 @@ class Settings:
     ws_rate_per_second: int = 20
     ws_send_timeout_seconds: int = 10
     ws_ping_seconds: int = 20
+    # in-room messages (docs/messages.md)
+    messages_per_second: int = 120
+    message_backlog: int = 256
+    stun_uris: tuple[str, ...] = ()
+    turn_uris: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl_seconds: int = 3600
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -130,6 +148,9 @@ class Settings:
                 problems.append(f"{var}: {exc}")
         unknown = sorted(v for v in env if v.startswith("ROOMSVC_") and v not in _VARIABLES)
         problems += [f"{v}: unknown setting (known: see README, Configuration)" for v in unknown]
+        if values.get("turn_uris") and not values.get("turn_secret"):
+            problems.append("ROOMSVC_TURN_SECRET: required when ROOMSVC_TURN_URIS is set "
+                            "(the TURN credentials are signed with it)")  # fmt: skip
         if problems:
             raise SettingsError(problems)
         return cls(**values)
@@ -161,6 +182,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ROOMSVC_WS_RATE_PER_SECOND": ("ws_rate_per_second", _int_in(1, 1_000_000)),
     "ROOMSVC_WS_SEND_TIMEOUT_SECONDS": ("ws_send_timeout_seconds", _int_in(1, 600)),
     "ROOMSVC_WS_PING_SECONDS": ("ws_ping_seconds", _int_in(1, 3600)),
+    "ROOMSVC_MESSAGES_PER_SECOND": ("messages_per_second", _int_in(1, 100_000)),
+    "ROOMSVC_MESSAGE_BACKLOG": ("message_backlog", _int_in(1, 100_000)),
+    "ROOMSVC_STUN_URIS": ("stun_uris", _uris("stun:", "stuns:")),
+    "ROOMSVC_TURN_URIS": ("turn_uris", _uris("turn:", "turns:")),
+    "ROOMSVC_TURN_SECRET": ("turn_secret", _nonempty),
+    "ROOMSVC_TURN_TTL_SECONDS": ("turn_ttl_seconds", _int_in(60, 86_400 * 7)),
 }
 
 KNOWN_VARIABLES = tuple(_VARIABLES)

@@ -47,6 +47,7 @@ from websockets.exceptions import ConnectionClosed
 from roomsvc import analytics, events, events_wire, paging, wire
 from roomsvc.analytics_wire import AddEventsRequest, AnonymousSessionRequest, EventItem
 from roomsvc.errors import InvalidArgument, RoomsvcError
+from roomsvc.messages import frames as binary_frames
 from roomsvc.realtime import methods, protocol
 from roomsvc.web import decode_json, error_body
 from tests.fuzzing import field_names, mutants, shown
@@ -421,7 +422,14 @@ async def fuzz_socket(
             await ws.send(frame)
         try:
             while due:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 100 * UNIT))
+                raw = await asyncio.wait_for(ws.recv(), 100 * UNIT)
+                if isinstance(raw, bytes):  # a binary frame is a SEND: REJECTED is its error
+                    rejected = binary_frames.decode_server(raw)
+                    assert rejected.op == binary_frames.REJECTED, rejected
+                    message = {"jsonrpc": "2.0", "id": None,
+                               "error": json.loads(rejected.error_json)}
+                else:
+                    message = json.loads(raw)
                 if "method" in message:
                     continue  # a push (roomStatus) of a room a fuzzed call touched
                 due -= 1

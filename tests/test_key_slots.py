@@ -42,6 +42,7 @@ from roomsvc.rooms import Limits
 from roomsvc.store.matcher_store import Claimed, PoolStore
 from roomsvc.store.room_store import RoomStore
 from roomsvc.store.scripts import LUA_DIR
+from tests.messaging import players, room_of
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token
 
 ROOMS = "/games/v1/rooms"
@@ -205,6 +206,12 @@ async def drive_every_feature(valkey: ValkeyProcess, server: ServerProcess) -> N
         }
         reply = await http.post("/analytics/v1/AddEventBatch", json=batch)
         assert reply.status_code == 200 and reply.json()["StatusCode"] == 0, reply.text
+    async with players(server, app, "m1", "m2") as (m1, m2):  # in-room messages
+        room_id = await room_of(m1, m2)
+        await m1.client.send_message(room_id, b"reliable")
+        await m1.client.send_message(room_id, b"unreliable", reliable=False)
+        await m2.until(lambda: len(m2.messages) == 2)
+        await m2.client.resume_messages(room_id, 0)
 
     store = aioredis.Redis.from_url(valkey.url)
     try:

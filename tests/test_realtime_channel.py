@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from roomsvc.messages import frames
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token
 
 ORIGIN = "https://game.example"
@@ -48,7 +49,10 @@ class Feed:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                self.messages.append(json.loads(raw))
+                # a binary frame is in-room game traffic (docs/messages.md "Binary frames")
+                binary = isinstance(raw, bytes)
+                self.messages.append({"binary": frames.decode_server(raw)} if binary
+                                     else json.loads(raw))  # fmt: skip
                 self.changed.set()
         except ConnectionClosed:
             pass
@@ -265,9 +269,11 @@ async def test_bad_frames_get_errors_and_the_connection_lives(
         assert reply["id"] == request_id
         assert reply["error"]["message"] and reply["error"]["data"]["code"] == 400
     count = len(feed.messages)
-    await feed.ws.send(b"\x00binary")
-    binary = await feed.next_after(count)
-    assert binary["error"]["code"] == -32600 and binary["id"] is None
+    await feed.ws.send(b"\x00binary")  # binary frames are SEND frames: this is a bad one
+    rejected = (await feed.next_after(count))["binary"]
+    assert rejected.op == frames.REJECTED and rejected.tag == 0
+    error = json.loads(rejected.error_json)
+    assert error["data"]["reason"] == "badFrame" and "binary frame" in error["message"]
     assert (await feed.call("rooms.list", "still-alive"))["result"]["kind"] == "games#roomList"
     await feed.ws.close()
 

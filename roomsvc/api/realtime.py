@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -20,6 +21,15 @@ async def bridge_duty(app: Any) -> None:
         await hub.bridge.stop()
 
 
+async def message_links_duty(app: Any) -> None:
+    """The sharded pub/sub links of in-room messages: made as rooms are followed, closed here."""
+    hub = hub_of(app)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await hub.feeds.stop()
+
+
 async def presence_duty(app: Any) -> None:
     """Refresh this process's players' presence deadlines and release lapsed seats."""
     hub = hub_of(app)
@@ -29,4 +39,4 @@ async def presence_duty(app: Any) -> None:
 routes: list[BaseRoute] = [
     WebSocketRoute("/games/v1/realtime", RealtimeEndpoint(), name="realtime"),
 ]
-duties = [bridge_duty, presence_duty]
+duties = [bridge_duty, message_links_duty, presence_duty]

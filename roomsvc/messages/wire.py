@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 
@@ -31,7 +29,7 @@ class Message(msgspec.Struct, rename="camel", omit_defaults=True):
 
 class SignalRequest(msgspec.Struct, rename="camel"):
     recipient_participant_id: str
-    data: dict[str, Any]
+    data: msgspec.Raw  # checked to be a JSON object, passed on as it came
 
 
 class SignalSent(msgspec.Struct):

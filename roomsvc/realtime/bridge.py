@@ -11,6 +11,11 @@ A half-open link is detected by a PING after `HEALTH_INTERVAL_S` of silence, and
 nothing at all arrived for two intervals (a watchdog beside the reader, which itself waits
 without a deadline). redis-py's own reconnect-and-resubscribe is not used:
 it would hide the gap that makes a resync necessary.
+
+A sharded link (`sharded=True`) does the same with SSUBSCRIBE for the rooms' message channels
+(docs/messages.md "Across processes"): on a cluster each primary has its own link, since a
+shard channel is served only by the node that owns its slot; `own` then names a channel in one
+of that node's slots.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.asyncio.retry import Retry
 
 from roomsvc import logs
 from roomsvc.cancellation import raise_if_cancelled
@@ -59,8 +64,14 @@ class Bridge:
         url: str,
         on_message: Callable[[bytes, bytes], None],
         on_resync: Callable[[], Awaitable[None]],
+        *,
+        sharded: bool = False,
+        own: bytes | None = None,
     ) -> None:
         self.url = url
+        self.sharded = sharded
+        self._message = "smessage" if sharded else "message"
+        self._confirm = "ssubscribe" if sharded else "subscribe"
         self.on_message = on_message
         self.on_resync = on_resync
         self.wanted: set[bytes] = set()
@@ -68,7 +79,7 @@ class Bridge:
         self._pubsub: Any = None
         self._lock = asyncio.Lock()  # keeps (un)subscribe commands in call order
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
-        self._own = f"{PREFIX}:ch:bridge:{uuid.uuid4().hex}".encode()
+        self._own = own or f"{PREFIX}:ch:bridge:{uuid.uuid4().hex}".encode()
         self._tasks: set[asyncio.Task[None]] = set()
         self._heard = 0.0  # loop time anything last arrived on the link
 
@@ -84,7 +95,7 @@ class Bridge:
         self._waiters.setdefault(channel, []).append(waiter)
         try:
             async with self._lock:
-                await pubsub.subscribe(channel)
+                await self._subscribe(pubsub, channel)
             await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT_S)
         except Exception:  # the link failed under us (redis-py raises many kinds then):
             pass  # the relay starts a new link, which subscribes `wanted` and resyncs
@@ -107,7 +118,10 @@ class Bridge:
         try:
             async with self._lock:
                 if pubsub is not None and channel not in self.wanted:
-                    await pubsub.unsubscribe(channel)
+                    if self.sharded:
+                        await pubsub.sunsubscribe(channel)
+                    else:
+                        await pubsub.unsubscribe(channel)
         except Exception:
             pass  # the link is failing: the next one subscribes only what is wanted
 
@@ -123,10 +137,10 @@ class Bridge:
                     # Published before the snapshot is read: a subscribe() racing with this
                     # sends its own SUBSCRIBE after ours (a duplicate is harmless).
                     self._pubsub = pubsub
-                    await pubsub.subscribe(self._own)
+                    await self._subscribe(pubsub, self._own)
                     wanted = list(self.wanted)
                     for start in range(0, len(wanted), _CHUNK):
-                        await pubsub.subscribe(*wanted[start : start + _CHUNK])
+                        await self._subscribe(pubsub, *wanted[start : start + _CHUNK])
                     await pubsub.ping(_RESYNC)  # its PONG follows every confirmation
                 backoff = 0.05
                 if logs.OUTAGE.clear(_LINK):
@@ -182,9 +196,9 @@ class Bridge:
             if message is None:
                 continue
             kind = message["type"]
-            if kind == "message":
+            if kind == self._message:
                 self.on_message(message["channel"], message["data"])
-            elif kind == "subscribe":
+            elif kind == self._confirm:
                 for waiter in self._waiters.get(message["channel"], ()):
                     if not waiter.done():
                         waiter.set_result(None)
@@ -210,6 +224,12 @@ class Bridge:
                 return
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
+
+    async def _subscribe(self, pubsub: Any, *channels: bytes) -> None:
+        if self.sharded:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -84,6 +84,10 @@ class PeerTransport:
     def write_text(self, text: str) -> bool:
         """Write one text frame now; False (nothing written) when the ASGI send would wait
         (the peer is not reading: flow control paused the transport) or cannot send."""
+        return self.write_frame(text)
+
+    def write_frame(self, frame: str | bytes) -> bool:
+        """`write_text`, for a text (str) or a binary (bytes) frame."""
         p = self._protocol
         if (
             p is None
@@ -95,7 +99,10 @@ class PeerTransport:
         ):
             return False
         try:
-            p.conn.send_text(text.encode())
+            if isinstance(frame, str):
+                p.conn.send_text(frame.encode())
+            else:
+                p.conn.send_binary(frame)
         except InvalidState:
             return False
         p.transport.write(b"".join(p.conn.data_to_send()))
@@ -118,8 +125,9 @@ class Connection:
     # Slots: tens of thousands of these live in one process (SPEC §11: RSS per socket).
     __slots__ = (
         "_burst", "_closing", "_hold", "_peer", "_rate", "_refilled", "_render", "_room_calls",
-        "_send_lock", "_send_timeout", "_sender", "_tokens", "base_url", "closed", "id", "inflight",
-        "locale", "pending", "principal", "ready", "rooms_scope", "sent", "slots", "websocket",
+        "_send_lock", "_send_timeout", "_sender", "_tokens", "base_url", "closed", "id", "inbox",
+        "inflight", "locale", "pending", "principal", "ready", "rooms_scope", "sent", "slots",
+        "websocket",
     )  # fmt: skip
 
     def __init__(
@@ -156,6 +164,7 @@ class Connection:
         self._send_lock = asyncio.Lock()
         self._sender: asyncio.Task[None] | None = None
         self._render: Any = None  # hub.push_frame, set by the hub on register
+        self.inbox: Any = None  # its in-room messages (realtime/inbox.py), set on register
         self._rate = rate_per_second
         self._burst = 2.0 * rate_per_second
         self._tokens = self._burst
@@ -289,17 +298,26 @@ class Connection:
                 self.shown(room_id, version, final=final)
             await self._write(text)
 
-    async def send(self, text: str) -> None:
+    async def send(self, frame: str | bytes) -> None:
         async with self._send_lock:
-            await self._write(text)
+            await self._write(frame)
 
-    async def _write(self, text: str) -> None:
+    def write_now(self, frame: str | bytes) -> bool:
+        """Write a frame synchronously when nothing is being sent; False: send it later."""
+        if not self.ready or self.closed or self._send_lock.locked():
+            return False
+        return self._peer.write_frame(frame)
+
+    async def _write(self, frame: str | bytes) -> None:
         """Send one frame; the caller holds the send lock."""
         if self.closed:
             raise ConnectionGone()
         try:
             async with asyncio.timeout(self._send_timeout):
-                await self.websocket.send_text(text)
+                if isinstance(frame, str):
+                    await self.websocket.send_text(frame)
+                else:
+                    await self.websocket.send_bytes(frame)
         except TimeoutError:
             self.closed = True
             log.warning("realtime peer stopped reading; cut", extra={"conn_id": self.id})

@@ -47,6 +47,7 @@ from roomsvc.realtime.connection import (
     PeerTransport,
 )
 from roomsvc.realtime.hub import Hub
+from roomsvc.realtime.inbox import Inbox
 from roomsvc.realtime.methods import METHODS, Caller
 from roomsvc.rooms import RoomState
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
@@ -162,6 +163,8 @@ class RealtimeEndpoint:
             send_timeout=float(settings.ws_send_timeout_seconds),
             rate_per_second=float(settings.ws_rate_per_second),
         )
+        binary = query.get("messageFormat") == "binary"  # docs/messages.md "Binary frames"
+        conn.inbox = Inbox(conn, float(settings.messages_per_second), binary=binary)
         token_ctx = logs.bind(conn_id=conn.id, player_id=principal.player_id)
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, _expires_in(token)), conn.close_soon, CLOSE_POLICY, TOKEN_EXPIRED
@@ -173,6 +176,7 @@ class RealtimeEndpoint:
             await conn.send(welcome)
             conn.ready = True
             conn.kick()
+            conn.inbox.kick()
             await _receive_loop(hub, conn)
         except ConnectionGone:
             pass
@@ -188,34 +192,40 @@ class RealtimeEndpoint:
 
 
 async def _receive_loop(hub: Hub, conn: Connection) -> None:
+    messaging = hub.messaging
     while True:
         message = await conn.websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
-        if text is None:
+        if text is None:  # a binary frame: a SEND of game traffic (docs/messages.md)
             raw = message.get("bytes") or b""
             if len(raw) > MAX_FRAME_BYTES:
                 await conn.close(CLOSE_TOO_BIG, "frame larger than 65536 bytes")
                 return
-            text = ""  # a binary frame: answered as an invalid request below
-            binary = True
-        else:
-            binary = False
-            if _too_big(text):
-                await conn.close(CLOSE_TOO_BIG, "frame larger than 65536 bytes")
-                return
+            if not hub.draining:
+                await conn.slots.acquire()
+                _start(conn, messaging.serve_frame(conn, raw, conn.locale))
+            continue
+        if _too_big(text):
+            await conn.close(CLOSE_TOO_BIG, "frame larger than 65536 bytes")
+            return
+        try:
+            call = protocol.parse(text)
+        except protocol.RpcError as error:
+            call = None
+            failure = error
+        if call is not None and call.method in messaging.methods and not hub.draining:
+            # Messages have their own rate (inbox.py); the request rate is for everything else.
+            await conn.slots.acquire()
+            _start(conn, _serve_message(hub, conn, call))
+            continue
         allowed = conn.allow_request()
         if not allowed and conn.abusive:
             await conn.close(CLOSE_POLICY, "request rate limit exceeded")
             return
-        try:
-            if binary:
-                msgid = N_("Requests must be text frames.")
-                raise protocol.RpcError(protocol.INVALID_REQUEST, msgid, "invalidRequest")
-            call = protocol.parse(text)
-        except protocol.RpcError as error:
-            await conn.send(protocol.rpc_error(error, conn.locale))
+        if call is None:
+            await conn.send(protocol.rpc_error(failure, conn.locale))
             continue
         if hub.draining:  # the socket closes with 1012 once the calls in flight finish
             if not call.notification:
@@ -227,9 +237,25 @@ async def _receive_loop(hub: Hub, conn: Connection) -> None:
                 await conn.send(protocol.app_error(call.id, limited, conn.locale))
             continue
         await conn.slots.acquire()
-        task = asyncio.create_task(_serve(hub, conn, call))
-        conn.inflight.add(task)
-        task.add_done_callback(lambda done: _finished(conn, done))
+        _start(conn, _serve(hub, conn, call))
+
+
+def _start(conn: Connection, work: Any) -> None:
+    """Serve one request as its own task, in one of the connection's slots (acquired by the
+    caller: a connection with every slot busy is not read, so a flood cannot pile up tasks)."""
+    task = asyncio.create_task(work)
+    conn.inflight.add(task)
+    task.add_done_callback(lambda done: _finished(conn, done))
+
+
+async def _serve_message(hub: Hub, conn: Connection, call: protocol.Call) -> None:
+    language = call.params.language
+    locale = i18n.negotiate(language) if language else conn.locale
+    token = logs.bind(rpc_method=call.method)
+    try:
+        await hub.messaging.serve(conn, call, locale)
+    finally:
+        logs.unbind(token)
 
 
 def _finished(conn: Connection, task: asyncio.Task[None]) -> None:
@@ -291,6 +317,9 @@ async def _answer(hub: Hub, conn: Connection, call: protocol.Call) -> None:
         reply = protocol.app_error(call.id, as_roomsvc_error(exc), locale)
     finally:
         logs.unbind(token)
+    if shown:
+        with contextlib.suppress(*UNAVAILABLE_ERRORS):  # the next push of the room follows it
+            await hub.observe_reply(conn, shown)
     if not call.notification:
         with contextlib.suppress(ConnectionGone):
             await conn.reply(reply, shown)

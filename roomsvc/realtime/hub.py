@@ -25,10 +25,12 @@ from typing import Any
 import msgspec
 
 from roomsvc import rooms, wire
+from roomsvc.messages.wire import IceServer
 from roomsvc.metrics import PUSH_LATENCY, WS_CONNECTIONS
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_POLICY, CLOSE_RESTART, Connection
+from roomsvc.realtime.messaging import Messaging
 from roomsvc.realtime.presence import Presence
 from roomsvc.realtime.views import Views
 from roomsvc.room_view import ViewContext, render_room
@@ -52,6 +54,7 @@ class Welcome(msgspec.Struct, rename="camel"):
     server_time_millis: str  # int64 travels as a string, like every *Millis field (SPEC §3)
     rooms: list[wire.Room]
     invitations: list[wire.Room]
+    ice_servers: list[IceServer]  # RTCPeerConnection's shape (docs/messages.md)
 
 
 class Hub:
@@ -62,6 +65,8 @@ class Hub:
         self.views = Views(self.room_store, self.wait_estimate)
         self.presence = Presence(self.room_store, settings.presence_grace_seconds)
         self.bridge = Bridge(settings.redis_url or "", self.on_message, self.resync)
+        self.messaging = Messaging(state, settings)
+        self.feeds = self.messaging.feeds
         self.players: dict[bytes, list[Connection]] = {}
         self.count = 0
         self.draining = False
@@ -103,6 +108,7 @@ class Hub:
 
     def unregister(self, conn: Connection) -> None:
         conn.stop()
+        self.feeds.forget(conn)
         channel = self.channel_of(conn)
         conns = self.players.get(channel, [])
         if conn in conns:
@@ -186,6 +192,7 @@ class Hub:
 
     def deliver(self, conn: Connection, doc: RoomDoc, announced: int) -> None:
         """Push `doc` (at or past the announced version) to `conn`: at once, or via its queue."""
+        self.feeds.observe(conn, doc)
         if conn.closed or doc.version <= conn.shown_version(doc.room_id):
             return
         if conn.sent.get(doc.room_id, 0) < 0:
@@ -218,6 +225,7 @@ class Hub:
         doc = await self.views.doc(conn.principal.app_id, room_id, version)
         if doc is None:
             return None
+        self.feeds.observe(conn, doc)
         frame = self._frame_for(conn, doc)
         if frame is None:
             return None
@@ -249,6 +257,8 @@ class Hub:
                     continue
                 self.views.put(doc)
                 joined.append(render_room(doc, principal.player_id, ctx))
+                # held until the client resumes the room's messages (docs/messages.md)
+                self.feeds.follow(conn, doc.room_id, seq=None, held=True)
             page_token: str | None = None
             while True:
                 page = await self.state.rooms.list_invitations(
@@ -267,8 +277,16 @@ class Hub:
             server_time_millis=str(int(time.time() * 1000)),
             rooms=joined,
             invitations=invitations,
+            ice_servers=self.messaging.ice_for(principal.player_id).ice_servers,
         )
         return protocol.notification("welcome", _encode(message))
+
+    async def observe_reply(self, conn: Connection, shown: list[tuple[str, int, bool]]) -> None:
+        """A rooms call's reply showed these rooms: follow or stop following their messages."""
+        for room_id, version, _ in shown:
+            doc = await self.room_store.load(conn.principal.app_id, room_id)
+            if doc is not None and doc.version >= version:
+                self.feeds.observe(conn, doc)
 
     async def resync(self) -> None:
         """After a (re)subscribe: re-read every room this process's clients follow and queue

@@ -81,6 +81,7 @@ class Params(msgspec.Struct, rename="camel"):
     language: str | None = None
     max_results: int | str | None = None
     page_token: str | None = None
+    after_seq: int | None = None  # rooms.resumeMessages (docs/messages.md "Resume")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,5 +188,8 @@ def app_error(request_id: RequestId, error: RoomsvcError, locale: str) -> str:
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         data["retryAfter"] = retry_after
+    gpgs_status = getattr(error, "gpgs_status", None)
+    if gpgs_status is not None:  # GPGS's status code for the same case (docs/messages.md)
+        data["gpgsStatus"] = gpgs_status
     body = _ErrorObject(error.rpc_code, error.message(locale), data)
     return _encode(_Error("2.0", request_id, body)).decode()

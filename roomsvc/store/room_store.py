@@ -91,6 +91,13 @@ class RoomStore:
             raws = await pipe.execute()
         return [None if raw is None else _decode(raw) for raw in raws]
 
+    def adopt(self, raw: bytes) -> RoomDoc:
+        """A document another script returned (a refused check): decoded and cached, so the
+        next caller starts from it rather than from the stale copy."""
+        doc = _decode(raw)
+        self._remember(keys.room(doc.app_id, doc.room_id), doc)
+        return doc
+
     def _remember(self, key: str, doc: RoomDoc) -> None:
         cached = self._cache.get(key)
         if cached is not None and cached.version > doc.version:
