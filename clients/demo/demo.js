@@ -339,6 +339,7 @@ function renderRoom(client) {
     return element("li", { "data-participant-id": id, "data-status": p.status, "data-leave-reason": p.leaveReason ?? "" },
       `${nameOf(p)} (${bits.join(", ")})`);
   }));
+  if (opponent(room)?.status !== "PARTICIPANT_JOINED") state.rtt = null; // nobody to ping
   renderBoard(room);
   renderRoundTrip();
 }

@@ -119,6 +119,7 @@ export class RoomsvcClient {
     this.pending = new Map(); // request id -> {resolve, reject, timer, method}
     this.closedByUser = false;
     this.live = false; // between a welcome and the close of its socket
+    this.welcomeLanguage = null; // the language of the socket that sent the last welcome
     this.connectedOnce = false;
     this.attempt = 0;
     this.reconnectTimer = null;
@@ -173,6 +174,7 @@ export class RoomsvcClient {
     const token = typeof this.token === "function" ? await this.token() : this.token;
     return new Promise((resolve, reject) => {
       const socket = new this.WebSocket(realtimeUrl(this.url, token, this.language));
+      const language = this.language;
       this.socket = socket;
       let welcomed = false;
       socket.onmessage = (event) => {
@@ -185,7 +187,7 @@ export class RoomsvcClient {
         }
         if (!welcomed && frame.method === "welcome") {
           welcomed = true;
-          this.onWelcome(frame.params).then(resolve, reject);
+          this.onWelcome(frame.params, language).then(resolve, reject);
           return;
         }
         this.onFrame(frame);
@@ -259,8 +261,11 @@ export class RoomsvcClient {
     return this.live && this.socket !== null && this.socket.readyState === 1;
   }
 
-  async onWelcome(welcome) {
+  async onWelcome(welcome, language) {
     const reconnect = this.connectedOnce;
+    // Rooms are worded in the socket's language: a new one shows every room anew.
+    const reworded = reconnect && language !== this.welcomeLanguage;
+    this.welcomeLanguage = language;
     this.connectedOnce = true;
     this.live = true;
     this.attempt = 0;
@@ -288,11 +293,13 @@ export class RoomsvcClient {
     // The server holds each room's live messages until we resume it (README, "Messages").
     await Promise.all([...this.rooms.values()].map((room) => {
       const known = before.get(room.roomId);
-      return this.resume(room.roomId, !known || known.roomStatusVersion < room.roomStatusVersion);
+      return this.resume(room.roomId, reworded || !known || known.roomStatusVersion < room.roomStatusVersion);
     }));
     // A room we lost while away (e.g. the grace ran out): show its listeners how it ended.
     for (const roomId of gone) this.getRoom(roomId).catch(() => {});
     if (reconnect) this.emit("reconnected", welcome);
+    // setLanguage() while this socket was opening: it speaks the old language.
+    if (language !== this.language) this.setLanguage(this.language);
     return welcome;
   }
 

@@ -207,3 +207,23 @@ test("setLanguage reconnects at once with the new language", async () => {
   assert.equal(second.url.searchParams.get("language"), "hi");
   client.close();
 });
+
+test("setLanguage while a socket opens reconnects again once it is welcomed", async () => {
+  const network = new FakeNetwork();
+  const client = newClient(network, { language: "en" });
+  const statuses = collect(client, "roomStatus");
+  const r1 = room("r1", 2, [joined("p_a", ME)]);
+  const connecting = client.connect();
+  const first = await network.socket(0);
+  serve(first, { "rooms.resumeMessages": () => ({ kind: "roomsvc#messagesResumed", replayed: 0, lastSeq: 0, complete: true }) });
+  client.setLanguage("hi"); // not welcomed yet: nothing to close
+  first.accept(welcome([r1]));
+  await connecting;
+  const second = await network.socket(1);
+  assert.equal(second.url.searchParams.get("language"), "hi");
+  serve(second, { "rooms.resumeMessages": () => ({ kind: "roomsvc#messagesResumed", replayed: 0, lastSeq: 0, complete: true }) });
+  second.accept(welcome([{ ...r1, description: "in Hindi" }]));
+  await until(() => statuses.length === 2);
+  assert.equal(statuses[1].description, "in Hindi"); // same version, new words: shown again
+  client.close();
+});
