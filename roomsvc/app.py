@@ -42,7 +42,14 @@ log = logging.getLogger("roomsvc.app")
 Duty = Callable[[Starlette], Awaitable[None]]
 DUTIES_STOP_S = 5.0  # how long shutdown waits for the cancelled background duties
 FEATURES: tuple[Any, ...] = (
-    health, rooms, matching, events, analytics, discovery, realtime, clients,
+    health,
+    rooms,
+    matching,
+    events,
+    analytics,
+    discovery,
+    realtime,
+    clients,
 )
 
 

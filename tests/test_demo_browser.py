@@ -65,9 +65,7 @@ def _play(mover, watcher, index: int, mark: str) -> None:  # type: ignore[no-unt
     watcher.wait_for_selector(f"#board [data-cell='{index}'][data-mark='{mark}']", timeout=WAIT_MS)
 
 
-def test_two_tabs_quick_match_play_and_see_a_leave(
-    browser, demo_server: ServerProcess
-) -> None:  # type: ignore[no-untyped-def]
+def test_two_tabs_quick_match_play_and_see_a_leave(browser, demo_server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
     """Two Chromium tabs quick-match into one active room, play a game to its end over
     messages, and the tab left behind sees the other leave (PRESENCE_FAILURE) after the grace."""
     SHOTS.mkdir(parents=True, exist_ok=True)

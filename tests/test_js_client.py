@@ -48,5 +48,6 @@ def test_js_client_against_a_real_server(demo_server: ServerProcess) -> None:
     messages in order and resumed across a reconnect."""
     env = {"ROOMSVC_TEST_URL": demo_server.base_url}
     run = _node(*_websocket_flags(), "--test", "clients/js/test/live.test.js", env=env)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:] + demo_server.output()[-3000:]
+    log = demo_server.output()[-3000:]
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:] + log
     assert "# pass 0" not in run.stdout

@@ -9,6 +9,7 @@ secret or public keys it is a 404 like any unknown path (README, "The browser de
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -24,6 +25,7 @@ from roomsvc.web import read_body, respond
 CLIENTS_DIR = Path(__file__).resolve().parent.parent.parent / "clients"
 DEMO_APP_ID = "demo"
 DEMO_TOKEN_TTL_S = 12 * 3600
+_ID_RULE = "1 to 128 printable characters, no spaces, braces or colons"
 _SDK_FILES = {
     "roomsvc.js": "text/javascript; charset=utf-8",
     "roomsvc.d.ts": "application/typescript; charset=utf-8",
@@ -60,7 +62,7 @@ async def demo_token(request: Request) -> Response:
     for field, value in (("playerId", body.player_id), ("applicationId", body.application_id)):
         if not _is_id(value):
             raise InvalidArgument(N_("Invalid value for field {field}: {detail}"), field=field,
-                                  detail="1 to 128 printable characters, no spaces, braces or colons")  # fmt: skip
+                                  detail=_ID_RULE)  # fmt: skip
     name = (body.name or "").strip()[:64] or None
     token = mint_token(settings.jwt_secret, body.player_id, body.application_id, name=name,
                        ttl_seconds=DEMO_TOKEN_TTL_S)  # fmt: skip
@@ -70,7 +72,7 @@ async def demo_token(request: Request) -> Response:
 class _DemoFiles(StaticFiles):
     """The demo's files; revalidated on every load, like the SDK it imports."""
 
-    def file_response(self, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
         response = super().file_response(*args, **kwargs)
         response.headers["Cache-Control"] = "no-cache"
         return response
