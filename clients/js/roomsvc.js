@@ -1,7 +1,7 @@
 // roomsvc JavaScript client: one ES module, no build step, no dependency.
 //
 // Its surface mirrors GPGS's RealTimeMultiplayerClient (docs/clients.md has the table), over
-// roomsvc's realtime channel: JSON-RPC 2.0 on a WebSocket (README, "Realtime channel"). It
+// roomsvc's realtime channel: JSON-RPC 2.0 on a WebSocket (docs/clients.md). It
 // reconnects by itself, rebuilds its state from each welcome, resumes every room's reliable
 // messages, and can build a WebRTC mesh that carries unreliable traffic peer to peer, with the
 // relay as the fallback of each pair.
@@ -290,7 +290,7 @@ export class RoomsvcClient {
     this.invitations = invitations;
     const gone = [...before.keys()].filter((roomId) => !this.rooms.has(roomId));
     for (const roomId of gone) this.forgetRoom(roomId);
-    // The server holds each room's live messages until we resume it (README, "Messages").
+    // The server holds each room's live messages until we resume it (docs/clients.md, "Reconnecting, state and resume").
     await Promise.all([...this.rooms.values()].map((room) => {
       const known = before.get(room.roomId);
       return this.resume(room.roomId, reworded || !known || known.roomStatusVersion < room.roomStatusVersion);
