@@ -261,31 +261,31 @@ class RoomsvcClient:
         if variant is not None:
             body["variant"] = variant
         body["requestId"] = str(request_id if request_id is not None else random.getrandbits(62))
-        return await self._room("rooms.create", None, body)  # type: ignore[no-any-return]
+        return await self._room("rooms.create", None, body)
 
     async def join_room(self, room_id: str) -> dict[str, Any]:
-        return await self._room("rooms.join", room_id, {"kind": "games#roomJoinRequest"})  # type: ignore[no-any-return]
+        return await self._room("rooms.join", room_id, {"kind": "games#roomJoinRequest"})
 
     async def leave_room(self, room_id: str, reason: str | None = None) -> dict[str, Any]:
         body = {"kind": "games#roomLeaveRequest", **({"reason": reason} if reason else {})}
-        return await self._room("rooms.leave", room_id, body)  # type: ignore[no-any-return]
+        return await self._room("rooms.leave", room_id, body)
 
     async def decline_invitation(self, room_id: str) -> dict[str, Any]:
-        return await self._room("rooms.decline", room_id)  # type: ignore[no-any-return]
+        return await self._room("rooms.decline", room_id)
 
     async def dismiss_invitation(self, room_id: str) -> None:
         await self._room("rooms.dismiss", room_id)
 
     async def list_invitations(self) -> list[dict[str, Any]]:
         result = await self._room("rooms.list", None)
-        return result.get("items") or []  # type: ignore[no-any-return]
+        return result.get("items") or []
 
     async def get_room(self, room_id: str) -> dict[str, Any]:
-        return await self._room("rooms.get", room_id)  # type: ignore[no-any-return]
+        return await self._room("rooms.get", room_id)
 
     async def report_status(self, room_id: str, updates: list[dict[str, Any]]) -> dict[str, Any]:
         body = {"kind": "games#roomP2PStatuses", "updates": updates}
-        return await self._room("rooms.reportStatus", room_id, body)  # type: ignore[no-any-return]
+        return await self._room("rooms.reportStatus", room_id, body)
 
     # ---- messages ------------------------------------------------------------------------------
 
@@ -328,8 +328,8 @@ class RoomsvcClient:
         await self._room("rooms.signal", room_id, body)
 
     async def resume_messages(self, room_id: str, after_seq: int) -> dict[str, Any]:
-        return await self.call("rooms.resumeMessages", {"roomId": room_id,  # type: ignore[no-any-return]
+        return await self.call("rooms.resumeMessages", {"roomId": room_id,
                                                         "afterSeq": after_seq})  # fmt: skip
 
     async def ice_servers(self) -> dict[str, Any]:
-        return await self.call("rtc.iceServers")  # type: ignore[no-any-return]
+        return await self.call("rtc.iceServers")

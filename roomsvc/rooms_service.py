@@ -15,6 +15,7 @@ import msgspec
 from roomsvc import rooms, wire
 from roomsvc.auth import Principal
 from roomsvc.errors import N_, InvalidArgument, NotFound
+from roomsvc.metrics import P2P_FAILURES, P2P_ROUNDTRIP, P2P_SETUP
 from roomsvc.paging import page_size
 from roomsvc.room_view import ViewContext, render_room, render_status
 from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc
@@ -59,6 +60,22 @@ def _criteria(body: wire.RoomCreateRequest) -> Criteria | None:
 
 def _xmpp(address: wire.ClientAddressIn | None) -> str | None:
     return address.xmpp_address if address is not None else None
+
+
+P2P_ERRORS = frozenset({"P2P_FAILED", "PRESENCE_FAILED", "RELAY_SERVER_FAILED"})
+
+
+def observe_diagnostics(updates: list[wire.RoomP2PStatusIn]) -> None:
+    """reportStatus diagnostics as metrics (docs/messages.md "Diagnostics"): how long peers
+    take to connect, their round trip, and how often peer-to-peer fails, so the operator sees
+    how much of the game the relay carries."""
+    for update in updates:
+        if update.connection_setup_latency_millis is not None:
+            P2P_SETUP.observe(max(0, update.connection_setup_latency_millis))
+        if update.unreliable_roundtrip_latency_millis is not None:
+            P2P_ROUNDTRIP.observe(max(0, update.unreliable_roundtrip_latency_millis))
+        if update.error is not None:
+            P2P_FAILURES.labels(update.error).inc()
 
 
 class RoomsService:
@@ -175,6 +192,10 @@ class RoomsService:
                 raise InvalidArgument(
                     N_("{field} is required."), field=f"updates[{index}].participantId"
                 )
+            if update.error is not None and update.error not in P2P_ERRORS:
+                raise InvalidArgument(N_("{field} must be one of {allowed}."),
+                                      field=f"updates[{index}].error",
+                                      allowed=", ".join(sorted(P2P_ERRORS)))  # fmt: skip
             updates.append((update.participant_id, update.status or ""))
         doc = await self._mutate(
             principal,
@@ -183,6 +204,7 @@ class RoomsService:
                 d, principal.player_id, updates, now_ms=now_ms(), limits=self.limits
             ),
         )
+        observe_diagnostics(body.updates)
         return render_status(doc, principal.player_id, ctx)
 
     async def dismiss(self, principal: Principal, room_id: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from redis.crc import key_slot
 from websockets.asyncio.client import connect
 
 from roomsvc.store import keys
@@ -25,6 +26,7 @@ from roomsvc.store.connection import connect as store_connect
 from roomsvc.store.connection import run_scripts
 from roomsvc.store.scripts import register
 from tests.cluster import ValkeyCluster
+from tests.messaging import Player, players, room_of
 from tests.pool_burst import failures_past_the_pool
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token, wait_until
 
@@ -204,3 +206,41 @@ async def test_run_scripts_batches_on_both_kinds_of_store(
 async def test_a_burst_past_the_pool_on_one_node_waits(cluster: ValkeyCluster) -> None:
     """300 commands in flight on one slot: those past the pool of 256 wait, none fails."""
     assert await failures_past_the_pool(cluster.url, "{burst}") == []
+
+
+async def test_messages_cross_processes_on_every_shard(
+    pair: tuple[ServerProcess, ServerProcess], cluster: ValkeyCluster, app_id: str
+) -> None:
+    """docs/messages.md "Across processes": each room's messages are published once on its own
+    shard channel (SPUBLISH in the room's slot); rooms on every master, senders and recipients
+    on different processes, reliable messages in order and exactly once, and a resume that
+    reads the backlog from the room's node."""
+    servers = list(pair)
+    rooms: list[tuple[str, Player, Player]] = []
+    async with players(servers, app_id, *(f"p{n}" for n in range(12))) as everyone:
+        for n in range(0, len(everyone), 2):
+            sender, recipient = everyone[n], everyone[n + 1]  # alternating processes
+            rooms.append((await room_of(sender, recipient), sender, recipient))
+        owners = {
+            cluster_node_of(cluster, keys.room_message_channel(app_id, r)) for r, _, _ in rooms
+        }
+        assert len(owners) > 1, "every room landed on one master: make more rooms"
+
+        async def burst(room_id: str, sender: Player) -> None:
+            await asyncio.gather(*(sender.client.send_message(room_id, str(n).encode())
+                                   for n in range(40)))  # fmt: skip
+
+        await asyncio.gather(*(burst(room_id, sender) for room_id, sender, _ in rooms))
+        for _, _, recipient in rooms:
+            await recipient.until(lambda r=recipient: len(r.messages) >= 40)
+            assert [m.seq for m in recipient.messages] == list(range(1, 41))
+            assert sorted(int(m.data) for m in recipient.messages) == list(range(40))
+        room_id, _, recipient = rooms[0]
+        resumed = await recipient.client.resume_messages(room_id, 30)
+        assert resumed["complete"] and resumed["lastSeq"] == 40 and resumed["replayed"] == 0
+
+
+def cluster_node_of(cluster: ValkeyCluster, key: str) -> int:
+    """Which master owns `key`: the cluster splits the slots in equal ranges (cluster.py)."""
+    slot = key_slot(key.encode())
+    return slot * len(cluster.ports) // 16384

@@ -119,7 +119,7 @@ STATUSES = {
         {
             "participantId": "p_3",
             "status": "CONNECTION_FAILED",
-            "error": "x",
+            "error": "P2P_FAILED",
             "error_reason": "timeout",
         },
     ]

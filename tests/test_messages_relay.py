@@ -71,9 +71,7 @@ async def test_unreliable_messages_and_the_binary_format(
         assert dee.messages[0].is_reliable and dee.messages[0].seq == 1
 
 
-async def test_limits_and_errors_name_the_problem(
-    pair: list[ServerProcess], app_id: str
-) -> None:
+async def test_limits_and_errors_name_the_problem(pair: list[ServerProcess], app_id: str) -> None:
     async with players(pair, app_id, "fay", "gus", "hal") as (fay, gus, hal):
         room = fay.learn(await fay.client.create_room(invited_player_ids=["gus"]))
         room_id = room["roomId"]
