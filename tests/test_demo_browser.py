@@ -118,3 +118,31 @@ def test_two_tabs_quick_match_play_and_see_a_leave(browser, demo_server: ServerP
     assert "ha salido de la sala" in o_page.inner_text("#turn")
     o_page.screenshot(path=str(SHOTS / "demo-opponent-left.png"))
     assert alice.errors == [] and bob.errors == []
+
+
+def test_an_invitation_is_accepted_from_the_lobby(browser, demo_server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    """A player invited by id sees the invitation, worded by the server, accepts it, and both
+    tabs reach ROOM_ACTIVE; a declined one leaves the inviter's room deleted."""
+    url = f"{demo_server.base_url}/demo/?app={new_app_id()}"
+    carol = _signed_in(browser, url, "Carol")
+    dave = _signed_in(browser, url, "Dave")
+    carol.fill("#invitee", "dave")
+    carol.click("#invite-button")
+    carol.wait_for_selector("#room-status[data-status=ROOM_INVITING]", timeout=WAIT_MS)
+    invitation = dave.wait_for_selector("#invitations li[data-room-id]", timeout=WAIT_MS)
+    assert "Carol invited you to play" in invitation.inner_text()
+    dave.click("#invitations li[data-room-id] .accept")
+    for page in (carol, dave):
+        page.wait_for_selector("#room-status[data-status=ROOM_ACTIVE]", timeout=WAIT_MS)
+    assert carol.inner_text("#room-id") == dave.inner_text("#room-id")
+    dave.click("#leave")
+    dave.wait_for_selector("#room", state="hidden", timeout=WAIT_MS)
+    carol.wait_for_selector("#participants li[data-status=PARTICIPANT_LEFT]", timeout=WAIT_MS)
+
+    carol.click("#leave")
+    dave.fill("#invitee", "carol")
+    dave.click("#invite-button")
+    carol.wait_for_selector("#invitations li[data-room-id] .decline", timeout=WAIT_MS).click()
+    dave.wait_for_selector("#room", state="hidden", timeout=WAIT_MS)  # no game can form
+    carol.wait_for_selector("#invitations li.empty", timeout=WAIT_MS)
+    assert carol.errors == [] and dave.errors == []

@@ -167,10 +167,11 @@ export class RoomsvcClient {
       return Promise.reject(clientError("noWebSocket", "no WebSocket: pass the WebSocket option"));
     }
     this.closedByUser = false;
-    return this.open();
+    return this.open(true);
   }
 
-  async open() {
+  /** One socket; `initial`: connect()'s, whose failure rejects instead of reconnecting. */
+  async open(initial = false) {
     const token = typeof this.token === "function" ? await this.token() : this.token;
     return new Promise((resolve, reject) => {
       const socket = new this.WebSocket(realtimeUrl(this.url, token, this.language));
@@ -200,7 +201,7 @@ export class RoomsvcClient {
         if (!welcomed) {
           const err = clientError("connectFailed", `the realtime socket closed before the welcome (code ${event.code})`);
           err.closeCode = event.code;
-          if (!this.connectedOnce || this.closedByUser) {
+          if (initial || this.closedByUser) {
             reject(err);
             return;
           }

@@ -227,3 +227,15 @@ test("setLanguage while a socket opens reconnects again once it is welcomed", as
   assert.equal(statuses[1].description, "in Hindi"); // same version, new words: shown again
   client.close();
 });
+
+test("connect() after close() is a fresh start: its failure rejects", async () => {
+  const network = new FakeNetwork();
+  const client = newClient(network);
+  const connecting = client.connect();
+  (await network.socket(0)).accept(welcome());
+  await connecting;
+  client.close();
+  const again = client.connect();
+  (await network.socket(1)).drop(1006);
+  assert.equal((await again.catch((e) => e)).reason, "connectFailed");
+});
