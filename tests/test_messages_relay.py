@@ -7,11 +7,13 @@ import asyncio
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from roomsvc.client import CallError
 from tests.messaging import Player, players, room_of
-from tests.support import UNIT, ServerProcess, ValkeyProcess
+from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, wait_until
+from tests.test_realtime_processes import drained_until_cut, stalled_socket
 
 GRACE = {"ROOMSVC_PRESENCE_GRACE_SECONDS": "3", "ROOMSVC_MESSAGES_PER_SECOND": "5000"}
 
@@ -20,8 +22,6 @@ GRACE = {"ROOMSVC_PRESENCE_GRACE_SECONDS": "3", "ROOMSVC_MESSAGES_PER_SECOND": "
 def pair(valkey: ValkeyProcess) -> Iterator[list[ServerProcess]]:
     first = ServerProcess(valkey.url, env=GRACE).start(wait=False)
     second = ServerProcess(valkey.url, env=GRACE).start()
-    from tests.support import wait_until
-
     wait_until(first.healthy, timeout=200 * UNIT)
     yield [first, second]
     first.stop()
@@ -268,3 +268,34 @@ async def test_a_player_who_left_gets_nothing_more(pair: list[ServerProcess], ap
             await yan.client.resume_messages(room_id, 0)
         assert caught.value.data["gpgsStatus"] == 7004
         assert json.dumps(caught.value.data)
+
+
+async def test_a_recipient_that_stops_reading_is_cut_and_others_get_everything(
+    valkey: ValkeyProcess, app_id: str
+) -> None:
+    """docs/messages.md "Bounded queues": a recipient whose socket never reads is cut (its
+    queue bounded, its sends timed out); the sender is never stalled and the other recipient
+    gets every message, in order."""
+    env = {"ROOMSVC_MESSAGES_PER_SECOND": "100000", "ROOMSVC_WS_SEND_TIMEOUT_SECONDS": "1"}
+    server = ServerProcess(valkey.url, env=env).start()
+    try:
+        async with players(server, app_id, "ava", "ben") as (ava, ben):
+            room = ava.learn(await ava.client.create_room(invited_player_ids=["ben", "sly"]))
+            room_id = room["roomId"]
+            ben.learn(await ben.client.join_room(room_id))
+            # sly's socket: the handshake, then it never reads again
+            sly = await asyncio.to_thread(stalled_socket, server, "sly", app_id)
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+                joined = await http.post(f"/games/v1/rooms/{room_id}/join", json={},
+                                         headers=auth("sly", app_id))  # fmt: skip
+                assert joined.status_code == 200, joined.text
+            count = 3000
+            for start in range(0, count, 100):
+                await asyncio.gather(*(ava.client.send_message(room_id, str(n).encode() * 100)
+                                       for n in range(start, start + 100)))  # fmt: skip
+            await ben.until(lambda: len(payloads(ben, room_id)) == count, within=300 * UNIT)
+            assert [m.seq for m in ben.messages] == list(range(1, count + 1))
+            assert await asyncio.to_thread(drained_until_cut, sly), "the stalled reader lives on"
+            sly.close()
+    finally:
+        server.stop()

@@ -273,28 +273,37 @@ class Feeds:
             await self._catch_up(feed, list(feed.conns))
 
     def _link_for(self, channel: bytes) -> Bridge:
-        url, own = self._node_of(channel)
+        node = self.redis.get_node_from_key(channel) if is_cluster(self.redis) else None
+        url = self._url_of(node)
         link = self.links.get(url)
         if link is None:
-            link = Bridge(url, self.on_publication, self._no_resync, sharded=True, own=own)
+            link = Bridge(url, self.on_publication, self._no_resync, sharded=True,
+                          own=self._own_channel(node))  # fmt: skip
             link.on_resync = functools.partial(self.resync, link)
             self.links[url] = link
             self._link_tasks.append(asyncio.create_task(link.run(), name=f"message-link {url}"))
         return link
 
-    def _node_of(self, channel: bytes) -> tuple[str, bytes | None]:
-        """(the URL of the node serving `channel`, a channel of its own on that node)."""
-        if not is_cluster(self.redis):
-            return self.url.replace("+cluster://", "://", 1), None
-        node = self.redis.get_node_from_key(channel)
-        parts = urlsplit(self.url.replace("+cluster://", "://", 1))
+    def _url_of(self, node: Any) -> str:
+        """The URL of the node serving a channel: the store's own URL on a plain server."""
+        url = self.url.replace("+cluster://", "://", 1)
+        if node is None:
+            return url
+        parts = urlsplit(url)
         auth = parts.netloc.rpartition("@")[0]
         netloc = f"{auth}@{node.host}:{node.port}" if auth else f"{node.host}:{node.port}"
-        for n in range(100_000):  # a channel in one of this node's slots: its link's anchor
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+    def _own_channel(self, node: Any) -> bytes | None:
+        """A channel in one of `node`'s slots, for its link to hold while no room is followed
+        (a shard channel of another node's slot would be refused with MOVED)."""
+        if node is None:
+            return None
+        for n in range(100_000):
             own = f"{keys.PREFIX}:{{own:{n}}}:ch".encode()
             if self.redis.get_node_from_key(own).name == node.name:
-                break
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), own
+                return own
+        return None
 
     @staticmethod
     async def _no_resync() -> None:
