@@ -318,8 +318,7 @@ async def _answer(hub: Hub, conn: Connection, call: protocol.Call) -> None:
     finally:
         logs.unbind(token)
     if shown:
-        with contextlib.suppress(*UNAVAILABLE_ERRORS):  # the next push of the room follows it
-            await hub.observe_reply(conn, shown)
+        hub.observe_reply(conn, value)
     if not call.notification:
         with contextlib.suppress(ConnectionGone):
             await conn.reply(reply, shown)
