@@ -25,7 +25,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from roomsvc import discovery, logs, metrics
-from roomsvc.api import analytics, events, health, matching, realtime, rooms
+from roomsvc.api import analytics, clients, events, health, matching, realtime, rooms
 from roomsvc.auth import TokenVerifier
 from roomsvc.call_guard import CallGuard
 from roomsvc.cancellation import raise_if_cancelled
@@ -42,7 +42,16 @@ from roomsvc.web import handle_error, handle_http_exception
 log = logging.getLogger("roomsvc.app")
 Duty = Callable[[Starlette], Awaitable[None]]
 DUTIES_STOP_S = 5.0  # how long shutdown waits for the cancelled background duties
-FEATURES: tuple[Any, ...] = (health, rooms, matching, events, analytics, discovery, realtime)
+FEATURES: tuple[Any, ...] = (
+    health,
+    rooms,
+    matching,
+    events,
+    analytics,
+    discovery,
+    realtime,
+    clients,
+)
 
 
 def _name_of(duty: Duty) -> str:

@@ -79,8 +79,10 @@ MESSAGES_DELIVERED = Counter("roomsvc_messages_delivered_total",
 MESSAGES_DROPPED = Counter("roomsvc_messages_dropped_total",
                            "Unreliable messages dropped (rate limit, slow recipient)",
                            ["reason"])  # fmt: skip
-MESSAGES_LOST = Counter("roomsvc_messages_lost_total",
-                        "Reliable messages a recipient missed: the backlog no longer had them")
+MESSAGES_LOST = Counter(
+    "roomsvc_messages_lost_total",
+    "Reliable messages a recipient missed: the backlog no longer had them",
+)
 MESSAGE_LATENCY = Histogram("roomsvc_message_seconds", "Message accepted -> written, this process",
                             buckets=_LATENCY_BUCKETS)  # fmt: skip
 # reportStatus diagnostics: how often peer-to-peer fails and the relay carries the game.

@@ -18,7 +18,10 @@ import msgspec
 
 # int64 fields: numbers (or numeric strings) in, JSON strings out; the discovery document
 # generator reads the format from this metadata.
-Int64 = Annotated[int, msgspec.Meta(extra={"format": "int64"})]
+# Ranges are checked at decode: a value outside them is a 400 naming the field, never an
+# overflow deeper in (the discovery document says int64 and int32).
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1, extra={"format": "int64"})]
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1, extra={"format": "int32"})]
 Int64Str = Annotated[str, msgspec.Meta(extra={"format": "int64"})]
 
 
@@ -69,7 +72,7 @@ class RoomCreateRequest(_In):
     invited_player_ids: list[str] = []
     network_diagnostics: NetworkDiagnosticsIn | None = None
     request_id: Int64 | None = None
-    variant: int | None = None
+    variant: Int32 | None = None
 
 
 class RoomJoinRequest(_In):

@@ -117,7 +117,17 @@ async def saturate(rooms: list[Room], size: int, window: int, seconds: float, ta
     await asyncio.sleep(0.3)  # the last ones land
     elapsed = time.perf_counter() - t0
     delivered = tally.received - start_count
-    return delivered / elapsed, (cpu_seconds(server_pid) - cpu0) / max(1, delivered)
+    result = delivered / elapsed, (cpu_seconds(server_pid) - cpu0) / max(1, delivered)
+    await quiesce(tally)
+    return result
+
+
+async def quiesce(tally: Tally) -> None:
+    """Until nothing more arrives: the next phase must not time this one's stragglers."""
+    last = -1
+    while tally.received != last:
+        last = tally.received
+        await asyncio.sleep(0.5)
 
 
 async def paced(rooms: list[Room], size: int, rate: float, seconds: float,

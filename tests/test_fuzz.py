@@ -426,8 +426,11 @@ async def fuzz_socket(
                 if isinstance(raw, bytes):  # a binary frame is a SEND: REJECTED is its error
                     rejected = binary_frames.decode_server(raw)
                     assert rejected.op == binary_frames.REJECTED, rejected
-                    message = {"jsonrpc": "2.0", "id": None,
-                               "error": json.loads(rejected.error_json)}
+                    message = {
+                        "jsonrpc": "2.0",
+                        "id": None,
+                        "error": json.loads(rejected.error_json),
+                    }
                 else:
                     message = json.loads(raw)
                 if "method" in message:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from roomsvc.errors import NotFound
 from roomsvc.messages import frames, ice, rules
+from roomsvc.rate import TokenBucket
 from roomsvc.room_doc import Participant, PStatus, RoomDoc, Via
 
 
@@ -88,14 +89,14 @@ def test_size_limits_are_gpgs_limits() -> None:
 
 def test_the_rate_bucket_refills_and_marks_a_flood_abusive() -> None:
     """120/s with bursts of 240: the 241st at once is refused; 240 more in debt is abusive."""
-    bucket = rules.TokenBucket(120.0, now=0.0)
+    bucket = TokenBucket(120.0, now=0.0)
     assert all(bucket.take(0.0) for _ in range(240))
     assert not bucket.take(0.0)
     assert not bucket.abusive
     for _ in range(240):
         bucket.take(0.0)
     assert bucket.abusive
-    later = rules.TokenBucket(120.0, now=0.0)
+    later = TokenBucket(120.0, now=0.0)
     for _ in range(241):
         later.take(0.0)
     assert later.take(1.0)  # a second refills 120 tokens

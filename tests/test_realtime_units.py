@@ -5,7 +5,9 @@ and presence deadlines on a real valkey with time passed as an argument (SPEC §
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import types
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,18 +17,20 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomsvc import wire
+from roomsvc import rooms, wire
 from roomsvc.auth import SCOPE_GAMES, Principal
 from roomsvc.errors import NotFound
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import Connection, PeerTransport
 from roomsvc.realtime.endpoint import _strip_tokens, origin_allowed
+from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.methods import METHODS
 from roomsvc.realtime.presence import Presence
 from roomsvc.room_view import ViewContext
 from roomsvc.rooms import Limits
 from roomsvc.rooms_service import RoomsService
+from roomsvc.settings import Settings
 from roomsvc.store import keys
 from roomsvc.store.keys import presence_member, presence_shard_of
 from roomsvc.store.room_store import RoomStore
@@ -325,3 +329,33 @@ async def test_a_resync_the_store_refuses_is_retried_until_it_runs(valkey: Valke
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_push_taking_the_player_out_waits_for_the_welcome(
+    store: Any, valkey: ValkeyProcess
+) -> None:
+    """A push that takes the player out of a room, landing while the connection's welcome (which
+    shows the room) is being built, is queued and sent once the welcome is out; it used to look
+    "never shown" and be dropped, leaving the client on the room's old version."""
+    state = types.SimpleNamespace(store=store, room_store=RoomStore(store, Limits(), 60_000))
+    hub = Hub(state, Settings(redis_url=valkey.url))
+    app = new_app_id()
+    shown = rooms.create(
+        room_id="r-merge", app_id=app, player_id="ana", name=None, avatar=None, invited=["bo"],
+        criteria=None, variant=None, capabilities=[], xmpp_address=None,
+        ids=(f"p{n}" for n in itertools.count()), now_ms=1_000, limits=Limits(),
+    )  # fmt: skip
+    gone = rooms.leave(shown, "ana", reason=None, now_ms=2_000, limits=Limits())
+    conn, socket = _sending(hub.push_frame)
+    conn.principal = Principal("ana", app, frozenset({SCOPE_GAMES}))
+    conn.ready = False  # the welcome is being built
+    hub.views.put(gone)
+    hub.deliver(conn, gone, gone.version)
+    assert conn.pending == {"r-merge": gone.version}  # queued, not dropped
+    conn.shown("r-merge", shown.version)  # what the welcome showed
+    conn.ready = True
+    conn.kick()
+    await _settle()
+    assert len(socket.frames) == 1
+    pushed = json.loads(socket.frames[0])["params"]
+    assert pushed["roomStatusVersion"] == gone.version and pushed["status"] == "ROOM_DELETED"

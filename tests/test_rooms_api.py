@@ -11,6 +11,8 @@ import pytest
 from googleapiclient.errors import HttpError
 
 from roomsvc.auth import SCOPE_GAMES_LITE
+from roomsvc.client import CallError
+from tests.messaging import players
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token, wait_until
 
 ROOMS = "/games/v1/rooms"
@@ -327,3 +329,27 @@ def test_unanswered_invitation_times_out_without_any_request(google) -> None:  #
     finally:
         with_timeout.stop()
         own_store.stop()
+
+
+async def test_out_of_range_integers_are_400_naming_the_field(
+    http: httpx.AsyncClient, server: ServerProcess, app_id: str
+) -> None:
+    """`variant` is int32 and `requestId` int64 (the discovery document): past either range is a
+    400 naming the field over REST and -32602 on the socket, never a 500 from deeper in."""
+    cases = [({"variant": 2**64}, "variant"), ({"variant": 2**31}, "variant"),
+             ({"requestId": str(2**63)}, "requestId")]  # fmt: skip
+    for body, field in cases:
+        reply = await http.post(f"{ROOMS}/create", json=body, headers=auth("ivy", app_id))
+        assert reply.status_code == 400, reply.text
+        assert field in reply.json()["error"]["message"]
+    async with players(server, app_id, "ivy") as (ivy,):
+        for body, field in cases:
+            with pytest.raises(CallError) as caught:
+                await ivy.client.call("rooms.create", {"body": body})
+            assert caught.value.code == -32602 and field in str(caught.value)
+    ok = await http.post(
+        f"{ROOMS}/create",
+        json={"variant": 2**31 - 1, "invitedPlayerIds": ["jo"]},
+        headers=auth("ivy", app_id),
+    )
+    assert ok.status_code == 200 and ok.json()["variant"] == 2**31 - 1

@@ -39,6 +39,7 @@ from websockets.exceptions import InvalidState
 from roomsvc import logs
 from roomsvc.auth import Principal
 from roomsvc.metrics import PUSH_LATENCY
+from roomsvc.rate import TokenBucket
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
 log = logging.getLogger("roomsvc.realtime")
@@ -124,8 +125,8 @@ class PeerTransport:
 class Connection:
     # Slots: tens of thousands of these live in one process (SPEC §11: RSS per socket).
     __slots__ = (
-        "_burst", "_closing", "_hold", "_peer", "_rate", "_refilled", "_render", "_room_calls",
-        "_send_lock", "_send_timeout", "_sender", "_tokens", "base_url", "closed", "id", "inbox",
+        "_bucket", "_closing", "_hold", "_peer", "_render", "_room_calls", "_send_lock",
+        "_send_timeout", "_sender", "base_url", "closed", "id", "inbox",
         "inflight", "locale", "pending", "principal", "ready", "rooms_scope", "sent", "slots",
         "websocket",
     )  # fmt: skip
@@ -165,10 +166,7 @@ class Connection:
         self._sender: asyncio.Task[None] | None = None
         self._render: Any = None  # hub.push_frame, set by the hub on register
         self.inbox: Any = None  # its in-room messages (realtime/inbox.py), set on register
-        self._rate = rate_per_second
-        self._burst = 2.0 * rate_per_second
-        self._tokens = self._burst
-        self._refilled = time.monotonic()
+        self._bucket = TokenBucket(rate_per_second, time.monotonic())
 
     # ---- pushes --------------------------------------------------------------------------------
 
@@ -201,6 +199,10 @@ class Connection:
         send that shows it (or before any push can go out, as the welcome does)."""
         if version > self.shown_version(room_id):
             self.sent[room_id] = -version if final else version
+
+    def holds(self, room_id: str) -> bool:
+        """A rooms call on `room_id` (or on every room) is waiting to send its reply."""
+        return self._held(room_id)
 
     def _held(self, room_id: str) -> bool:
         return self._hold is not None and (self._hold == "" or self._hold == room_id)
@@ -356,16 +358,10 @@ class Connection:
     # ---- requests ------------------------------------------------------------------------------
 
     def allow_request(self) -> bool:
-        """Token bucket: `rate` requests per second, bursts of twice that (SPEC §6 limits).
-
-        A refused request still spends a token, so the bucket goes into debt; a client that
-        sends another burst's worth while refused is `abusive` and gets closed with 1008."""
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
-        self._refilled = now
-        self._tokens -= 1.0
-        return self._tokens >= 0.0
+        """`rate` requests per second, bursts of twice that (SPEC §6 limits); a client that
+        keeps sending while refused becomes `abusive` and gets closed with 1008."""
+        return self._bucket.take(time.monotonic())
 
     @property
     def abusive(self) -> bool:
-        return self._tokens < -self._burst
+        return self._bucket.abusive

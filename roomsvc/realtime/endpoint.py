@@ -128,7 +128,10 @@ class RealtimeEndpoint:
         _strip_tokens(scope)
         locale = i18n.negotiate(query.get("language"), websocket.headers.get("accept-language"))
         origin = websocket.headers.get("origin")
-        if not origin_allowed(origin, settings.allowed_origins):
+        allowed = settings.allowed_origins
+        if settings.uses_dev_secret:  # the demo at /demo/ runs on our own origin (README)
+            allowed = (*allowed, _http_base_url(websocket))
+        if not origin_allowed(origin, allowed):
             denied = PermissionDenied(N_("The origin {origin} may not open this socket."),
                                       origin=origin)  # fmt: skip
             await _deny(websocket, denied, locale)
@@ -325,8 +328,7 @@ async def _answer(hub: Hub, conn: Connection, call: protocol.Call) -> None:
     finally:
         logs.unbind(token)
     if shown:
-        with contextlib.suppress(*UNAVAILABLE_ERRORS):  # the next push of the room follows it
-            await hub.observe_reply(conn, shown)
+        hub.observe_reply(conn, value)
     if not call.notification:
         with contextlib.suppress(ConnectionGone):
             await conn.reply(reply, shown)

@@ -105,14 +105,15 @@ class Feeds:
     def observe(self, conn: Connection, doc: RoomDoc) -> None:
         """`doc` is the newest this process knows of a room `conn` is told about: follow the
         room's messages while the player is live in it, stop when it no longer is."""
-        if conn.inbox is None:
-            return
-        following = doc.room_id in conn.inbox.cursors
-        if is_live(doc, conn.principal.player_id):
-            if not following:
-                self.follow(conn, doc.room_id, seq=0, held=False)
-        elif following:
-            self.unfollow(conn, doc.room_id)
+        if conn.inbox is not None:
+            self.observe_live(conn, doc.room_id, is_live(doc, conn.principal.player_id))
+
+    def observe_live(self, conn: Connection, room_id: str, live: bool) -> None:
+        following = room_id in conn.inbox.cursors
+        if live and not following:
+            self.follow(conn, room_id, seq=0, held=False)
+        elif following and not live:
+            self.unfollow(conn, room_id)
 
     def follow(self, conn: Connection, room_id: str, *, seq: int | None, held: bool) -> Cursor:
         inbox: Inbox = conn.inbox

@@ -198,6 +198,12 @@ class Hub:
         if conn.sent.get(doc.room_id, 0) < 0:
             conn.offer(doc.room_id, announced)  # shown leaving the room: the queue forgets it
             return
+        if not conn.ready or conn.holds(doc.room_id):
+            # The welcome or a reply that shows the room is being built: what this connection
+            # has shown is not known yet, and a push taking the player out of the room would
+            # look "never shown" and be lost. The queue renders it once that is settled.
+            conn.offer(doc.room_id, announced)
+            return
         frame = self._frame_for(conn, doc)
         if frame is None:
             return
@@ -281,12 +287,18 @@ class Hub:
         )
         return protocol.notification("welcome", _encode(message))
 
-    async def observe_reply(self, conn: Connection, shown: list[tuple[str, int, bool]]) -> None:
-        """A rooms call's reply showed these rooms: follow or stop following their messages."""
-        for room_id, version, _ in shown:
-            doc = await self.room_store.load(conn.principal.app_id, room_id)
-            if doc is not None and doc.version >= version:
-                self.feeds.observe(conn, doc)
+    def observe_reply(self, conn: Connection, value: Any) -> None:
+        """A rooms call's reply showed a room: follow or stop following its messages, judged
+        from the view itself (the player's own participant, and the room's status)."""
+        if not isinstance(value, wire.Room) or not value.room_id or conn.inbox is None:
+            return
+        player = conn.principal.player_id
+        mine = next((p for p in value.participants or ()
+                     if p.player is not None and p.player.player_id == player), None)  # fmt: skip
+        if mine is None:
+            return  # the view does not show the player itself: the pushes will tell
+        live = mine.status == "PARTICIPANT_JOINED" and value.status != RoomState.DELETED.value
+        self.feeds.observe_live(conn, value.room_id, live)
 
     async def resync(self) -> None:
         """After a (re)subscribe: re-read every room this process's clients follow and queue

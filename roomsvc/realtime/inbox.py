@@ -24,14 +24,16 @@ import collections
 import logging
 import time
 
-from roomsvc.messages.rules import TokenBucket
 from roomsvc.metrics import MESSAGE_LATENCY, MESSAGES_DELIVERED, MESSAGES_DROPPED
+from roomsvc.rate import TokenBucket
 from roomsvc.realtime.connection import CLOSE_OVERLOADED, Connection, ConnectionGone
 
 log = logging.getLogger("roomsvc.realtime")
 MAX_QUEUED = 2048
 DROP_UNRELIABLE_AT = 256
 MAX_WAITING = 2048  # reliable messages held per room behind a gap or a resume
+LATENCY_SAMPLE = 8
+_sampled = [0]
 
 
 class Cursor:
@@ -50,7 +52,9 @@ class Cursor:
 
 
 class Inbox:
-    __slots__ = ("_drainer", "binary", "bucket", "conn", "cursors", "queue", "send_lock",
+    # Slots, and the lock and queue made on first use: tens of thousands of connections live
+    # in one process and most never send or queue a message (SPEC §11: RSS per socket).
+    __slots__ = ("_drainer", "_lock", "binary", "bucket", "conn", "cursors", "queue",
                  "tokens")  # fmt: skip
 
     def __init__(self, conn: Connection, rate: float, *, binary: bool) -> None:
@@ -58,10 +62,16 @@ class Inbox:
         self.binary = binary  # MESSAGE frames rather than `message` notifications
         self.bucket = TokenBucket(rate, time.monotonic())
         self.tokens = 0
-        self.send_lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None
         self.cursors: dict[str, Cursor] = {}
-        self.queue: collections.deque[tuple[str | bytes, bool, float]] = collections.deque()
+        self.queue: collections.deque[tuple[str | bytes, bool, float]] | None = None
         self._drainer: asyncio.Task[None] | None = None
+
+    @property
+    def send_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     def next_token(self) -> int:
         self.tokens += 1
@@ -78,6 +88,8 @@ class Inbox:
         if not self.queue and conn.write_now(frame):
             self._written(accepted_s)
             return
+        if self.queue is None:
+            self.queue = collections.deque()
         if not reliable and len(self.queue) >= DROP_UNRELIABLE_AT:
             MESSAGES_DROPPED.labels("slow-recipient").inc()
             return
@@ -98,7 +110,7 @@ class Inbox:
                 await self.conn.send(frame)
                 self._written(accepted_s)
         except ConnectionGone:
-            self.queue.clear()
+            self.queue = None
         except Exception:
             log.exception("message delivery failed", extra={"conn_id": self.conn.id})
         finally:
@@ -108,9 +120,13 @@ class Inbox:
     def _written(accepted_s: float) -> None:
         if accepted_s:
             MESSAGES_DELIVERED.inc()
-            MESSAGE_LATENCY.observe(max(0.0, time.time() - accepted_s))
+            # One delivery in LATENCY_SAMPLE is timed: a histogram observation costs more than
+            # the rest of the bookkeeping of a delivery (docs/performance.md, messages).
+            _sampled[0] += 1
+            if _sampled[0] % LATENCY_SAMPLE == 0:
+                MESSAGE_LATENCY.observe(max(0.0, time.time() - accepted_s))
 
     def stop(self) -> None:
-        self.queue.clear()
+        self.queue = None
         if self._drainer is not None:
             self._drainer.cancel()

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None, description: str = "") -> int:
     parser.add_argument("--app", default="demo")
     parser.add_argument("--event", default="ev_matches", help="definition events.record counts")
     parser.add_argument("--record-share", type=float, default=0.5)
+    parser.add_argument("--messages", type=int, default=5,
+                        help="reliable in-room messages each player sends per game")  # fmt: skip
     parser.add_argument("--play-min", type=float, default=0.2)
     parser.add_argument("--play-max", type=float, default=1.5)
     parser.add_argument("--presence-grace", type=int, default=None)

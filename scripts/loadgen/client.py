@@ -1,11 +1,15 @@
 """One player's socket (compression off, SPEC §11): every call is a JSON-RPC request matched to
-its reply by id, every room change arrives as a `roomStatus` push (SPEC §6)."""
+its reply by id, every room change arrives as a `roomStatus` push (SPEC §6), and every in-room
+message as a `message` notification (docs/messages.md), counted per room and sender."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import collections
 import itertools
 import random
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +23,7 @@ from loadgen.stats import Failure, Stats
 LIVE = ("ROOM_CONNECTING", "ROOM_ACTIVE")
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+STAMP = struct.Struct(">d")  # a message's payload starts with its send time (perf_counter)
 
 
 def version_of(room: dict[str, Any]) -> int:
@@ -31,6 +36,9 @@ class Client:
     def __init__(self, ws: ClientConnection, player: str, stats: Stats) -> None:
         self.ws, self.player, self.stats = ws, player, stats
         self.rooms: dict[str, dict[str, Any]] = {}
+        # (roomId, sender participant id) -> reliable messages received, and the last seq
+        self.heard: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.last_seq: dict[str, int] = {}
         self.finished: set[str] = set()  # rooms of this player's earlier games
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
@@ -52,6 +60,8 @@ class Client:
                     self.stats.pushes += 1
                     self.stats.arrivals.append((room["roomId"], version_of(room), at))
                     self.observe(room)
+                elif method == "message":
+                    self.on_message(message["params"], at)
                 elif method == "welcome":
                     if not self.welcome.done():
                         self.welcome.set_result(message["params"])
@@ -76,6 +86,16 @@ class Client:
     def _wake(self) -> None:
         self.changed.set()
         self.changed = asyncio.Event()
+
+    def on_message(self, params: dict[str, Any], at: float) -> None:
+        room_id, seq = params["roomId"], params.get("seq") or 0
+        if seq and seq <= self.last_seq.get(room_id, 0):
+            self.stats.error(Failure("message out of order", f"{room_id} seq {seq}"))
+        self.last_seq[room_id] = max(seq, self.last_seq.get(room_id, 0))
+        self.heard[(room_id, params["senderParticipantId"])] += 1
+        (sent,) = STAMP.unpack_from(base64.b64decode(params["messageData"]))
+        self.stats.lat["message"].append(at - sent)
+        self._wake()
 
     def observe(self, room: dict[str, Any]) -> None:
         """Keep the newest version of each room (pushes, replies and RoomStatus alike)."""

@@ -6,20 +6,22 @@
 - drop: an invitation game in which one invitee cuts its socket during play; the others wait
   for the push showing it LEFT (presence, SPEC §6).
 
-Then every participant reports its peers connected, waits for ROOM_ACTIVE, plays (a short
-random sleep, sometimes an events.record) and leaves. Every unexpected reply, state, close or
-timeout raises `Failure`.
+Then every participant reports its peers connected, waits for ROOM_ACTIVE, plays (sends
+`--messages` reliable in-room messages to the others and waits for every one of theirs, in
+order; a short random sleep; sometimes an events.record) and leaves. Every unexpected reply,
+state, close or timeout raises `Failure`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import random
 import time
 from typing import Any
 
-from loadgen.client import LIVE, Client, version_of
+from loadgen.client import LIVE, STAMP, Client, version_of
 from loadgen.players import Players
 from loadgen.stats import Failure, Stats
 
@@ -84,6 +86,7 @@ class Games:
                 )
 
             await me.wait(f"{room_id} ACTIVE", active, t)
+        await self.exchange(me, room_id, peers)
         await asyncio.sleep(self.rng.uniform(self.args.play_min, self.args.play_max))
         if self.rng.random() < self.args.record_share:
             await self.record(me)
@@ -108,6 +111,20 @@ class Games:
                              body={"reason": "PLAYER_LEFT"})  # fmt: skip
         if left.get("status") == "ROOM_DELETED":
             self.stats.games[kind] += 1
+
+    async def exchange(self, me: Client, room_id: str, peers: list[str]) -> None:
+        """The game's traffic: `--messages` reliable messages to the others, then every one of
+        theirs (each arrives once and in order: the client checks the seq)."""
+        count, t = self.args.messages, self.args.timeout
+        for n in range(count):
+            data = STAMP.pack(time.perf_counter()) + n.to_bytes(4, "big")
+            body = {"messageData": base64.b64encode(data).decode(), "reliable": True}
+            await me.call("send", "rooms.sendMessage", t, roomId=room_id, body=body)
+
+        def heard_all() -> bool:
+            return all(me.heard[(room_id, peer)] >= count for peer in peers)
+
+        await me.wait(f"messages in {room_id}", heard_all, t)
 
     async def record(self, me: Client) -> None:
         end = int(time.time() * 1000)

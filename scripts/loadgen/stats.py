@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 
-OPS = ("connect", "create", "join", "reportStatus", "matched", "push", "record", "presence",
-       "leave")  # fmt: skip
+OPS = ("connect", "create", "join", "reportStatus", "matched", "push", "send", "message",
+       "record", "presence", "leave")  # fmt: skip
 KINDS = ("invite", "auto", "drop")
 
 
