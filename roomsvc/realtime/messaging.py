@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from roomsvc.call_guard import CallGuard
 from roomsvc.errors import N_, InvalidArgument, NotFound, RateLimited, RoomsvcError
 from roomsvc.messages import envelope, frames, ice, rules, wire
 from roomsvc.messages.envelope import MESSAGE, SIGNAL, Envelope
@@ -47,7 +48,8 @@ _encode = msgspec.json.Encoder().encode
 class Messaging:
     def __init__(self, state: Any, settings: Settings) -> None:
         self.settings = settings
-        self.guard = state.guard  # the store deadline (call_guard.py; SPEC §12 item 16)
+        # The store deadline (call_guard.py; SPEC §12 item 16): the app's, or its own.
+        self.guard = getattr(state, "guard", None) or CallGuard(settings)
         self.rooms: RoomStore = state.room_store
         self.store = MessageStore(state.room_store.commands, settings.message_backlog)
         self.feeds = Feeds(state.store, self.store, settings.redis_url or "")
