@@ -7,7 +7,7 @@ from typing import Any
 from loadgen.run import Run
 from loadgen.stats import KINDS, OPS
 
-CALL_OPS = ("create", "join", "reportStatus", "record", "leave")  # request -> reply on a socket
+CALL_OPS = ("create", "join", "reportStatus", "send", "record", "leave")  # request -> reply
 
 
 def quantile(values: list[float], q: float) -> float:
