@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute
 from roomsvc import discovery, logs, metrics
 from roomsvc.api import analytics, clients, events, health, matching, realtime, rooms
 from roomsvc.auth import TokenVerifier
+from roomsvc.call_guard import CallGuard
 from roomsvc.cancellation import raise_if_cancelled
 from roomsvc.config import load_config
 from roomsvc.errors import RoomsvcError
@@ -134,6 +135,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
+    app.state.guard = CallGuard(settings)
     app.state.config = load_config(settings.config_path)
     app.state.stopping = False
     return app

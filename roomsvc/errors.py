@@ -16,6 +16,8 @@ those fields, so the transport renders the message in the caller's language::
     ├── Conflict                409  ABORTED             conflict            -32009
     ├── RateLimited             429  RESOURCE_EXHAUSTED  rateLimitExceeded   -32029
     ├── StoreUnavailable        503  UNAVAILABLE         backendError        -32053
+    │   ├── OutcomeUnknown      503  UNAVAILABLE         outcomeUnknown      -32053
+    │   └── Overloaded          503  UNAVAILABLE         overloaded          -32053
     └── InternalError           500  INTERNAL            backendError        -32603
 
 Message ids are marked with `N_()` so Babel's extractor finds them; the catalogs under
@@ -144,6 +146,22 @@ class StoreUnavailable(_RetryLater):
     reason = "backendError"
     rpc_code = -32053
     default_msgid = N_("The store is unavailable; retry shortly.")
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """A change the store did not confirm in time: it may have been applied, now or later
+    (docs/store.md "Retries never double-apply" says which retries are safe)."""
+
+    reason = "outcomeUnknown"
+    default_msgid = N_("The change may or may not have been applied; read it back or retry.")
+
+
+class Overloaded(StoreUnavailable):
+    """Refused at once, before any work: the process has as much in flight as it takes
+    (ROOMSVC_MAX_CALLS_IN_FLIGHT). Nothing was applied; retry after Retry-After."""
+
+    reason = "overloaded"
+    default_msgid = N_("The server is busy; nothing was changed. Retry after {seconds} seconds.")
 
 
 class InternalError(RoomsvcError):

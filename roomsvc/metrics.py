@@ -32,6 +32,22 @@ REQUEST_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 STORE_ERRORS = Counter("roomsvc_store_errors_total", "Store calls that failed", ["kind"])
+# Admission control (call_guard.py): the work each process has in flight, and what it refused.
+CALLS_IN_FLIGHT = Gauge(
+    "roomsvc_calls_in_flight", "REST and JSON-RPC calls and socket handshakes being served",
+    multiprocess_mode="livesum",
+)  # fmt: skip
+CALLS_SHED = Counter(
+    "roomsvc_calls_shed_total", "Calls and sockets refused at once (503 / 1013)", ["transport"]
+)
+LOOP_LAG = Gauge(
+    "roomsvc_event_loop_lag_seconds", "How late the event loop ran lately",
+    multiprocess_mode="livemax",
+)  # fmt: skip
+STORE_READY = Gauge(
+    "roomsvc_store_ready", "1 while the readiness probe's last ping answered in time",
+    multiprocess_mode="livemin",
+)  # fmt: skip
 WS_CONNECTIONS = Gauge(
     "roomsvc_websocket_connections", "Open realtime connections", multiprocess_mode="livesum"
 )
@@ -117,5 +133,6 @@ def render() -> bytes:
 async def metrics_endpoint(request: Request) -> Response:
     from roomsvc.metrics_sample import sample_pools
 
-    await sample_pools(request.app.state.store)
+    state = request.app.state
+    await sample_pools(state.store, state.settings.store_deadline_ms / 1000)
     return Response(render(), media_type=CONTENT_TYPE_LATEST)

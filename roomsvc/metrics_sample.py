@@ -6,6 +6,7 @@ and never fails the scrape: /metrics must still answer to show the store errors.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from typing import Any
 
@@ -17,17 +18,21 @@ MAX_POOLS = 1000  # a bound on the work of one scrape
 QUANTILES = (0.5, 0.9)
 
 
-async def sample_pools(store: Any) -> None:
+async def sample_pools(store: Any, deadline_s: float) -> None:
     try:
-        pools = sorted(m.decode() for m in await store.smembers(keys.POOLS))[:MAX_POOLS]
-        async with store.pipeline(transaction=False) as pipe:
-            for pool in pools:
-                pipe.zcard(keys.pool_tickets(pool))
-                pipe.lrange(keys.pool_waits(pool), 0, 99)
-            replies = await pipe.execute() if pools else []
+        async with asyncio.timeout(deadline_s):  # a stalled store must not hold the scrape
+            await _sample(store)
     except UNAVAILABLE_ERRORS as exc:
         STORE_ERRORS.labels(type(exc).__name__).inc()
-        return
+
+
+async def _sample(store: Any) -> None:
+    pools = sorted(m.decode() for m in await store.smembers(keys.POOLS))[:MAX_POOLS]
+    async with store.pipeline(transaction=False) as pipe:
+        for pool in pools:
+            pipe.zcard(keys.pool_tickets(pool))
+            pipe.lrange(keys.pool_waits(pool), 0, 99)
+        replies = await pipe.execute() if pools else []
     POOL_SIZE.set(sum(int(n) for n in replies[0::2]))
     waits = sorted(int(w) / 1000 for reply in replies[1::2] for w in reply)
     for q in QUANTILES:

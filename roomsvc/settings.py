@@ -128,6 +128,9 @@ class Settings:
     turn_uris: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl_seconds: int = 3600
+    # failing fast (SPEC §12 items 16-17; docs/store.md)
+    store_deadline_ms: int = 1000
+    max_calls_in_flight: int = 256
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -188,6 +191,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ROOMSVC_TURN_URIS": ("turn_uris", _uris("turn:", "turns:")),
     "ROOMSVC_TURN_SECRET": ("turn_secret", _nonempty),
     "ROOMSVC_TURN_TTL_SECONDS": ("turn_ttl_seconds", _int_in(60, 86_400 * 7)),
+    "ROOMSVC_STORE_DEADLINE_MS": ("store_deadline_ms", _int_in(50, 60_000)),
+    "ROOMSVC_MAX_CALLS_IN_FLIGHT": ("max_calls_in_flight", _int_in(1, 1_000_000)),
 }
 
 KNOWN_VARIABLES = tuple(_VARIABLES)

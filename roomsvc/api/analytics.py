@@ -64,15 +64,16 @@ async def _ingest(request: Request, *, single: bool) -> Response:
     try:
         raw = await read_raw(request, settings.analytics_max_body_bytes)
         _check_content_type(request, raw)
-        result = await analytics_service.add_events(
-            _store(request.app),
-            settings,
-            request.app.state.verifier,
-            raw,
-            authorization=request.headers.get("authorization"),
-            single=single,
-            now_ms=time.time_ns() // 1_000_000,
-        )
+        async with request.app.state.guard.call("rest", mutation=True):  # call_guard.py
+            result = await analytics_service.add_events(
+                _store(request.app),
+                settings,
+                request.app.state.verifier,
+                raw,
+                authorization=request.headers.get("authorization"),
+                single=single,
+                now_ms=time.time_ns() // 1_000_000,
+            )
     except Exception as exc:
         return _failure(request, exc)
     if result.stored:

@@ -59,13 +59,16 @@ def api_route(
     response, query, empty_status). The route is named after the method id without "games."."""
     spec = ApiMethod(method_id, description, **fields)
     body_type: type[Any] | None = spec.request or (NoBody if verb == "POST" else None)
+    mutation = verb != "GET"
 
     def build(handler: Handler) -> Route:
         @api_method(id=method_id, description=description, **fields)
         async def endpoint(request: Request) -> Response:
             principal = authenticate(request, *spec.scopes)
             body = await read_body(request, body_type) if body_type is not None else None
-            result = await handler(Call(request, principal, body))
+            # Admitted and held to the store deadline (call_guard.py; SPEC §12 items 16-17).
+            async with request.app.state.guard.call("rest", mutation=mutation):
+                result = await handler(Call(request, principal, body))
             if spec.empty_status is not None:
                 return Response(status_code=spec.empty_status)
             return respond(request, result)

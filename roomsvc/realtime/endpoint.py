@@ -34,7 +34,7 @@ from starlette.websockets import WebSocket
 from roomsvc import i18n, logs, wire
 from roomsvc.auth import _LEEWAY as TOKEN_LEEWAY_S
 from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal, bearer_token
-from roomsvc.errors import N_, PermissionDenied, RateLimited, RoomsvcError
+from roomsvc.errors import N_, PermissionDenied, RateLimited, RoomsvcError, StoreUnavailable
 from roomsvc.realtime import protocol
 from roomsvc.realtime.connection import (
     CLOSE_OVERLOADED,
@@ -153,6 +153,10 @@ class RealtimeEndpoint:
         if hub.full:
             await websocket.close(CLOSE_OVERLOADED, "too many connections; retry later")
             return
+        guard = app.state.guard  # admission and the store deadline (call_guard.py)
+        if not guard.try_enter("socket"):
+            await websocket.close(CLOSE_OVERLOADED, "server busy; retry later")
+            return
         conn = Connection(
             websocket,
             principal,
@@ -170,9 +174,12 @@ class RealtimeEndpoint:
             max(0.0, _expires_in(token)), conn.close_soon, CLOSE_POLICY, TOKEN_EXPIRED
         )
         try:
-            async with hub.admission:
-                await hub.register(conn)
-                welcome = await hub.welcome(conn)
+            try:
+                async with hub.admission, guard.deadline(mutation=False):
+                    await hub.register(conn)
+                    welcome = await hub.welcome(conn)
+            finally:
+                guard.leave()
             await conn.send(welcome)
             conn.ready = True
             conn.kick()
@@ -180,7 +187,7 @@ class RealtimeEndpoint:
             await _receive_loop(hub, conn)
         except ConnectionGone:
             pass
-        except UNAVAILABLE_ERRORS:  # the store is unreachable: the client retries later
+        except (StoreUnavailable, *UNAVAILABLE_ERRORS):  # the client retries later
             await conn.close(CLOSE_OVERLOADED, "store unavailable; retry shortly")
         except Exception:
             log.exception("realtime connection failed")
@@ -263,6 +270,8 @@ def _finished(conn: Connection, task: asyncio.Task[None]) -> None:
     conn.slots.release()
 
 
+# Calls that change nothing: a store failure in one is a plain 503, never "outcome unknown".
+READS = frozenset({"rooms.get", "rooms.list", "events.listByPlayer", "events.listDefinitions"})
 # Rooms calls whose rooms are known only from the result: they hold back every room's pushes.
 _ANY_ROOM = frozenset({"rooms.create", "rooms.list"})
 # A successful reply to these shows the player out of the room (SPEC §6: pushes then stop).
@@ -307,7 +316,8 @@ async def _answer(hub: Hub, conn: Connection, call: protocol.Call) -> None:
             raise protocol.RpcError(protocol.METHOD_NOT_FOUND, N_("Unknown method {method}."),
                                     "methodNotFound", call.id, method=call.method[:64])  # fmt: skip
         caller = Caller(conn.principal, locale, hub.view_context(conn, locale))
-        value = await method(hub.state, caller, call.params)
+        async with hub.state.guard.call("socket", mutation=call.method not in READS):
+            value = await method(hub.state, caller, call.params)
         reply = protocol.result(call.id, value)
         shown = _rooms_shown(call.method, value)
     except protocol.RpcError as error:

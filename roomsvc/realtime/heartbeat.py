@@ -14,6 +14,10 @@ script counts other than we do (the store lost the set: a restart, a failover, o
 after a stall), and every FULL_EVERY beats whatever happened. Between two full beats the set
 expires if nobody refreshes it, so a killed process leaves nothing behind for long; its
 players' deadlines simply stop moving, as before.
+
+Every beat reaches every shard, also those where this process holds nobody: each call is also
+the shard's clock tick, by which the sweepers tell a stalled store from lapsed players
+(presence_claim.lua; docs/store.md "Presence through a stall").
 """
 
 from __future__ import annotations
@@ -24,15 +28,24 @@ from collections.abc import Collection
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from roomsvc.store.keys import presence_held, presence_member, presence_shard_of
+from roomsvc.store.keys import (
+    PRESENCE_SHARDS,
+    presence_clock,
+    presence_held,
+    presence_member,
+    presence_shard,
+    presence_shard_of,
+)
 from roomsvc.store.scripts import register
 
 FULL_EVERY = 8
+SHARDS = tuple(presence_shard(n) for n in range(PRESENCE_SHARDS))
 
 
 class Heartbeat:
-    def __init__(self, store: Any, interval_ms: int) -> None:
+    def __init__(self, store: Any, interval_ms: int, silence_ms: int) -> None:
         self.process = uuid.uuid4().hex[:16]
+        self.silence_ms = silence_ms
         self._refresh = register(store, "presence_refresh")
         # Renewed by every full beat, and set whenever a beat adds to a set: a set always
         # outlives the next full beat of a live process, never long its process.
@@ -70,19 +83,19 @@ class Heartbeat:
             held = self._held.setdefault(shard, set())
             held.update(added)
             held.difference_update(removed)
-        shards = [s for s in self._held if self._held[s] or s in changes]
         counts = await asyncio.gather(
-            *(self._call(s, deadline, *changes.get(s, ((), ()))) for s in shards)
+            *(self._call(s, deadline, *changes.get(s, ((), ()))) for s in SHARDS)
         )
-        lost = [s for s, n in zip(shards, counts, strict=True) if n != len(self._held[s])]
-        await asyncio.gather(*(self._call(s, deadline, self._held[s], (), True) for s in lost))
-        self._held = {s: m for s, m in self._held.items() if m}
+        kept = self._held
+        lost = [s for s, n in zip(SHARDS, counts, strict=True) if n != len(kept.get(s, ()))]
+        await asyncio.gather(*(self._call(s, deadline, kept.get(s, ()), (), True) for s in lost))
+        self._held = {s: m for s, m in kept.items() if m}
 
     async def _full(self, players: AbstractSet[tuple[str, str]], deadline: int) -> None:
-        held: dict[str, set[str]] = {s: set() for s in self._held}  # emptied shards too
+        held: dict[str, set[str]] = {s: set() for s in SHARDS}  # emptied shards too
         for app, player in players:
             member = presence_member(app, player)
-            held.setdefault(presence_shard_of(member), set()).add(member)
+            held[presence_shard_of(member)].add(member)
         await asyncio.gather(*(self._call(s, deadline, m, (), True) for s, m in held.items()))
         self._held = {s: m for s, m in held.items() if m}
 
@@ -90,5 +103,7 @@ class Heartbeat:
         self, shard: str, deadline: int, added: Collection[str], removed: Collection[str],
         replace: bool = False,
     ) -> int:  # fmt: skip
-        args = [deadline, self._ttl_ms, int(replace), len(added), *added, *removed]
-        return int(await self._refresh(keys=[shard, presence_held(shard, self.process)], args=args))
+        args = [self.silence_ms, deadline, self._ttl_ms, int(replace), len(added),
+                *added, *removed]  # fmt: skip
+        keys = [shard, presence_held(shard, self.process), presence_clock(shard)]
+        return int(await self._refresh(keys=keys, args=args))

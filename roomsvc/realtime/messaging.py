@@ -40,12 +40,14 @@ from roomsvc.store.room_store import RoomStore
 from roomsvc.web import as_roomsvc_error
 
 _ATTEMPTS = 16
+_SENDS = frozenset({"rooms.sendMessage", "rooms.signal"})  # past the deadline: outcome unknown
 _encode = msgspec.json.Encoder().encode
 
 
 class Messaging:
     def __init__(self, state: Any, settings: Settings) -> None:
         self.settings = settings
+        self.guard = state.guard  # the store deadline (call_guard.py; SPEC §12 item 16)
         self.rooms: RoomStore = state.room_store
         self.store = MessageStore(state.room_store.commands, settings.message_backlog)
         self.feeds = Feeds(state.store, self.store, settings.redis_url or "")
@@ -125,7 +127,8 @@ class Messaging:
     async def serve(self, conn: Connection, call: protocol.Call, locale: str) -> None:
         """Run one message call and queue its reply (or error) behind the messages before it."""
         try:
-            value = await self.methods[call.method](conn, call)
+            async with self.guard.deadline(mutation=call.method in _SENDS):
+                value = await self.methods[call.method](conn, call)
             if value is _REPLIED:
                 return
             reply = protocol.result(call.id, value)
@@ -142,7 +145,8 @@ class Messaging:
         try:
             frame = frames.decode_send(raw)
             tag = frame.tag
-            sent = await self.send_frame(conn, frame)
+            async with self.guard.deadline(mutation=True):
+                sent = await self.send_frame(conn, frame)
             if tag:
                 conn.inbox.put(frames.encode_sent(tag, sent.token_id), reliable=True)
         except Exception as exc:

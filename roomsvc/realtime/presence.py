@@ -32,6 +32,13 @@ every sequential await cost a whole lap of it):
   process's clock may run a little behind, and its `gone` writes move scores earlier: that
   process's own sweeper knows of them). A lapsed deadline is swept when it lapses, and an
   idle sweep costs the store nothing.
+
+A stall is not a lapse (SPEC §12 item 16; docs/store.md "Presence through a stall"): while no
+process can write a refresh, deadlines pass for want of one. Every beat reaches every shard and
+stamps its clock with the store's own time; a claim or beat that finds the clock silent for
+longer than `silence_ms` holds every claim of the shard for `hold_ms` (a grace and an
+interval), in which every live process beats again. A player whose socket closed meanwhile is
+released after the hold, once.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
+    presence_clock,
     presence_member,
     presence_shard,
     presence_shard_of,
@@ -65,6 +73,7 @@ BATCH = 200
 RELEASES_AT_ONCE = 32
 _ZADD_CHUNK = 1000
 FULL_SWEEP_INTERVALS = 8
+CLAIM_DEADLINE_S = 1.0
 _MIN_PAUSE_S = 0.02
 SHARDS = tuple(presence_shard(n) for n in range(PRESENCE_SHARDS))
 
@@ -89,7 +98,15 @@ class Presence:
         self.store = room_store.store
         self.interval_s = refresh_interval_s(grace_seconds)
         self.grace_ms = grace_seconds * 1000
-        self.heartbeat = Heartbeat(self.store, int(self.interval_s * 1000))
+        interval_ms = int(self.interval_s * 1000)
+        # A stall (docs/store.md "Presence through a stall"): no heartbeat for `silence_ms` by
+        # the store's clock holds every claim for `hold_ms`, a grace and an interval from when
+        # it is noticed. Short enough that a stall it misses cannot lapse a live deadline
+        # (those are a grace and an interval ahead of a beat, and live processes beat within
+        # an interval of recovery), long enough that a late beat is not taken for a stall.
+        self.silence_ms = self.grace_ms - 2 * interval_ms
+        self.hold_ms = self.grace_ms + interval_ms
+        self.heartbeat = Heartbeat(self.store, interval_ms, self.silence_ms)
         self._claim = register(self.store, "presence_claim")
         self._retire = register(self.store, "presence_retire")
         # Per shard, the time (ms) before which nothing in it can lapse, learnt by claiming it;
@@ -160,9 +177,14 @@ class Presence:
     async def sweep_once(self, now: int, is_local: Callable[[str, str], bool]) -> int:
         """Claim every lapsed deadline and release its seats; returns the seats released."""
         shards = self._shards_to_claim(now)
-        replies = await asyncio.gather(
-            *(self._claim(keys=[shard], args=[now, LEASE_MS, BATCH]) for shard in shards)
-        )
+        args = [now, LEASE_MS, BATCH, self.silence_ms, self.hold_ms]
+        # Bounded: against a stalled store the sweep ends and is tried again an interval later
+        # rather than waiting out redis-py's retries (a claim that timed out may still run
+        # when the store wakes; its members' lease lapses and they are claimed again).
+        async with asyncio.timeout(CLAIM_DEADLINE_S):
+            replies = await asyncio.gather(
+                *(self._claim(keys=[shard, presence_clock(shard)], args=args) for shard in shards)
+            )
         # Scores only ever move later (a refresh, a lease) and a new member's deadline is at
         # least `deadline(now)`: until a shard's earliest score, nothing in it can lapse.
         for shard, reply in zip(shards, replies, strict=True):

@@ -20,8 +20,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from roomsvc.errors import StoreUnavailable
-
 Store: TypeAlias = "aioredis.Redis | RedisCluster"
 
 # Errors that mean "the store is not reachable now": a 503 with Retry-After, never a 500.
@@ -129,11 +127,3 @@ async def run_scripts(store: Store, calls: Sequence[tuple[Any, list[Any], list[A
         for script, script_keys, args in calls:
             await script(keys=script_keys, args=args, client=pipe)  # queued, sent by execute
         return list(await pipe.execute())
-
-
-async def ping(store: Store) -> None:
-    """Raise StoreUnavailable unless the store answers."""
-    try:
-        await store.ping()
-    except UNAVAILABLE_ERRORS as exc:
-        raise StoreUnavailable(retry_after=2) from exc

@@ -128,6 +128,10 @@ def pool_waits(pool: str) -> str:
 #                    set: the members of that shard one process holds connections of, whose
 #                    deadlines its heartbeat moves (realtime/heartbeat.py); expires unless
 #                    refreshed
+#   {presence:<n>}:clock
+#                    hash: `beat`, the last time (ms) any process's heartbeat reached the shard,
+#                    and `resumed`, when a silence of every heartbeat was last noticed
+#                    (presence_claim.lua; docs/store.md "Presence through a stall")
 #
 # Ids never contain `:` (auth.py), so a member splits back into (app, player) unambiguously.
 
@@ -144,6 +148,11 @@ def presence_shard(n: int) -> str:
 
 def presence_shard_of(member: str) -> str:
     return presence_shard(zlib.crc32(member.encode()) % PRESENCE_SHARDS)
+
+
+def presence_clock(shard: str) -> str:
+    """The shard's heartbeat clock (the shard's hash tag: the same slot)."""
+    return f"{shard}:clock"
 
 
 def presence_held(shard: str, process: str) -> str:

@@ -102,10 +102,16 @@ async def send_packed(store: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     restarted or dropped its clients, and they are as dead)."""
     packed = b"".join(map(hiredis.pack_command, commands))
     pool = store.connection_pool
+    deadline_s = BATCH_TIMEOUT_S + PER_COMMAND_S * len(commands)
     for attempt in (1, 2):
-        conn = await pool.get_connection()
+        conn = None
         try:
-            async with asyncio.timeout(BATCH_TIMEOUT_S + PER_COMMAND_S * len(commands)):
+            # One deadline for the attempt, the wait for a connection included: against a
+            # stalled server a new connection is accepted by the kernel and then waits on its
+            # handshake under redis-py's own retries (15-45 s; docs/store.md "Deadlines").
+            # Cancelled there, the pool takes the connection back.
+            async with asyncio.timeout(deadline_s):
+                conn = await pool.get_connection()
                 await conn.send_packed_command(packed)
                 replies: list[Any] = []
                 for _ in commands:
@@ -116,16 +122,19 @@ async def send_packed(store: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
                         replies.append(exc)
             return replies
         except (RedisConnectionError, RedisTimeoutError, TimeoutError):
-            await conn.disconnect()
+            if conn is not None:
+                await conn.disconnect()
             if attempt == 2:
                 raise
             with contextlib.suppress(Exception):
                 await pool.disconnect(inuse_connections=False)
         except BaseException:
-            await conn.disconnect()  # a half-read connection must not be reused
+            if conn is not None:
+                await conn.disconnect()  # a half-read connection must not be reused
             raise
         finally:
-            await pool.release(conn)
+            if conn is not None:
+                await pool.release(conn)
     raise AssertionError("unreachable")
 
 

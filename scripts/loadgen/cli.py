@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None, description: str = "") -> int:
     parser.add_argument("--play-max", type=float, default=1.5)
     parser.add_argument("--presence-grace", type=int, default=None)
     parser.add_argument("--workers", type=int, default=1, help="own server's processes")
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        help="own server's ROOMSVC_MAX_CALLS_IN_FLIGHT (default: its default)",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="per request or wait")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds to spread the first "
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None, description: str = "") -> int:
         base, secret = args.url.rstrip("/"), args.secret
     else:
         args.presence_grace = args.presence_grace or 1
-        server = OwnServer(args.presence_grace, args.workers).start()
+        server = OwnServer(args.presence_grace, args.workers, args.max_in_flight).start()
         base, secret = server.url, server.secret
         print(f"loadtest: server pid {server.pid} at {base} (logs in {server.dir})",
               file=sys.stderr)  # fmt: skip
@@ -93,7 +99,8 @@ def main(argv: list[str] | None = None, description: str = "") -> int:
         if server is not None:
             server.stop()
     info = {"url": base, "own": server is not None, "pid": server.pid if server else None,
-            "presence_grace_s": args.presence_grace}  # fmt: skip
+            "presence_grace_s": args.presence_grace,
+            "max_calls_in_flight": args.max_in_flight}  # fmt: skip
     report = results(run, info)
     report["server_push_histogram"] = pushes
     if args.json:

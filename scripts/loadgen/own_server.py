@@ -21,10 +21,10 @@ from roomsvc.store.embedded import free_port, server_binary
 class OwnServer:
     """A throwaway valkey-server and one `roomsvc serve`, both on free loopback ports."""
 
-    def __init__(self, grace: int, workers: int) -> None:
+    def __init__(self, grace: int, workers: int, max_in_flight: int | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="roomsvc-loadtest-")
         self.secret = secrets.token_urlsafe(32)
-        self.grace, self.workers = grace, workers
+        self.grace, self.workers, self.max_in_flight = grace, workers, max_in_flight
         self.procs: list[subprocess.Popen[bytes]] = []
         self.url = ""
 
@@ -44,6 +44,8 @@ class OwnServer:
         env.update(REDIS_URL=f"redis://127.0.0.1:{store_port}/0", ROOMSVC_JWT_SECRET=self.secret,
                    ROOMSVC_PRESENCE_GRACE_SECONDS=str(self.grace),
                    ROOMSVC_DATA_DIR=os.path.join(self.dir, "data"))  # fmt: skip
+        if self.max_in_flight is not None:
+            env["ROOMSVC_MAX_CALLS_IN_FLIGHT"] = str(self.max_in_flight)
         argv = [sys.executable, "-m", "roomsvc.cli", "serve", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", str(self.workers)]  # fmt: skip
         self.log = open(os.path.join(self.dir, "serve.log"), "ab")  # noqa: SIM115

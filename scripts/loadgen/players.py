@@ -9,6 +9,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import random
 import time
 import uuid
 
@@ -18,6 +19,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from loadgen.client import Client
 from loadgen.stats import Failure, Stats
 from roomsvc.auth import SCOPE_GAMES, mint_token
+
+CLOSE_OVERLOADED = 1013
 
 
 class Players:
@@ -48,14 +51,22 @@ class Players:
         player = f"lt{self.tag}p{next(self.serial)}"
         token = mint_token(self.secret, player, self.args.app, scopes=(SCOPE_GAMES,),
                            name=f"Load {player[-6:]}", ttl_seconds=86_400)  # fmt: skip
-        began = time.perf_counter()
         try:
             async with asyncio.timeout(self.args.timeout):
-                ws = await connect(self.ws_url, compression=None, max_queue=None,
-                                   additional_headers={"Authorization": f"Bearer {token}"},
-                                   open_timeout=self.args.timeout)  # fmt: skip
-                client = Client(ws, player, self.stats)
-                await client.welcome
+                while True:  # a socket refused as overloaded (1013) tries again a second later
+                    began = time.perf_counter()
+                    ws = await connect(self.ws_url, compression=None, max_queue=None,
+                                       additional_headers={"Authorization": f"Bearer {token}"},
+                                       open_timeout=self.args.timeout)  # fmt: skip
+                    client = Client(ws, player, self.stats)
+                    try:
+                        await client.welcome
+                        break
+                    except Failure:
+                        if client.close_code != CLOSE_OVERLOADED:
+                            raise
+                    self.stats.shed["connect"] += 1
+                    await asyncio.sleep(random.uniform(0.5, 1.0))
         except TimeoutError:
             raise Failure("timeout", f"connect {player}") from None
         except (OSError, ConnectionClosed, InvalidHandshake) as exc:

@@ -7,6 +7,8 @@ from typing import Any
 from loadgen.run import Run
 from loadgen.stats import KINDS, OPS
 
+CALL_OPS = ("create", "join", "reportStatus", "record", "leave")  # request -> reply on a socket
+
 
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -23,7 +25,20 @@ def results(run: Run, server: dict[str, Any]) -> dict[str, Any]:
                    for q in (0.5, 0.95, 0.99)},
                 "max_ms": round(max(lat[op], default=0.0) * 1000, 2)}
            for op in OPS}  # fmt: skip
+    calls = [v for op in CALL_OPS for v in lat[op]]
+    shed_calls = sum(n for op, n in stats.shed.items() if op != "connect")
+    shed_sockets = stats.shed.get("connect", 0)
+    shedding = {
+        "shed": dict(stats.shed),
+        "calls_shed": shed_calls,
+        "calls_shed_share": round(shed_calls / max(shed_calls + len(calls), 1), 4),
+        "sockets_shed": shed_sockets,
+        "sockets_shed_share": round(shed_sockets / max(shed_sockets + len(lat["connect"]), 1), 4),
+        "accepted_calls": len(calls),
+        "accepted_calls_p99_ms": round(quantile(calls, 0.99) * 1000, 2),
+    }
     return {
+        **shedding,
         "players": run.args.players, "duration_s": run.args.duration,
         "elapsed_s": round(elapsed, 2), "mix": dict(run.args.mix), "server": server,
         "requests": stats.requests, "requests_per_second": round(stats.requests / elapsed, 1),
@@ -51,7 +66,12 @@ def table(r: dict[str, Any]) -> str:
               f"pushes received: {r['pushes_received']} ({r['pushes_per_second']:.0f}/s)",
               f"games completed: {r['games_total']} ({games}); tickets withdrawn at the end: "
               f"{r['tickets_withdrawn_at_end']}",
-              f"errors: {r['errors_total']} {r['errors'] or ''}".rstrip()]  # fmt: skip
+              f"errors: {r['errors_total']} {r['errors'] or ''}".rstrip(),
+              f"shed (refused at once, retried after Retry-After): calls {r['calls_shed']} "
+              f"({100 * r['calls_shed_share']:.1f}% of call attempts), sockets "
+              f"{r['sockets_shed']} ({100 * r['sockets_shed_share']:.1f}% of connects)",
+              f"accepted calls: {r['accepted_calls']}, p99 {r['accepted_calls_p99_ms']:.1f} ms "
+              f"(target at twice a process's capacity: <= 200 ms)"]  # fmt: skip
     if h := r.get("server_push_histogram"):
         lines.append(f"server's push histogram (commit -> frame written, since it started): "
                      f"{h['count']:.0f} pushes, p50 <= {h['p50_le_ms']:g} ms, "

@@ -23,6 +23,7 @@ class Stats:
         self.errors: collections.Counter[str] = collections.Counter()
         self.samples: list[str] = []
         self.games: collections.Counter[str] = collections.Counter()
+        self.shed: collections.Counter[str] = collections.Counter()  # refused: 503 / 1013
         self.pushes = 0
         self.requests = 0
         self.withdrawn = 0
