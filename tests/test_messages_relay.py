@@ -299,3 +299,23 @@ async def test_a_recipient_that_stops_reading_is_cut_and_others_get_everything(
             sly.close()
     finally:
         server.stop()
+
+
+async def test_a_client_that_never_resumes_still_gets_live_messages(
+    pair: list[ServerProcess], app_id: str
+) -> None:
+    """docs/messages.md "Resume": a welcome room's live messages wait for rooms.resumeMessages,
+    but a client that never calls it gets them after the hold, once each and in order."""
+    async with players(pair, app_id, "abe", "cal") as (abe, cal):
+        room_id = await room_of(abe, cal)
+    async with (
+        players(pair[0], app_id, "abe") as (abe,),
+        players(pair[1], app_id, "cal", reconnect=False) as (cal,),
+    ):
+        assert [r["roomId"] for r in cal.client.welcome["rooms"]] == [room_id]
+        abe.learn(await abe.client.get_room(room_id))
+        for n in range(5):
+            await abe.client.send_message(room_id, str(n).encode())
+        await cal.until(lambda: len(payloads(cal, room_id)) == 5, within=300 * UNIT)
+        assert payloads(cal, room_id) == [str(n).encode() for n in range(5)]
+        assert [m.seq for m in cal.messages] == [1, 2, 3, 4, 5]

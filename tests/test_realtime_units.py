@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from roomsvc import rooms, wire
 from roomsvc.auth import SCOPE_GAMES, Principal
+from roomsvc.call_guard import CallGuard
 from roomsvc.errors import NotFound
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
@@ -337,8 +338,10 @@ async def test_a_push_taking_the_player_out_waits_for_the_welcome(
     """A push that takes the player out of a room, landing while the connection's welcome (which
     shows the room) is being built, is queued and sent once the welcome is out; it used to look
     "never shown" and be dropped, leaving the client on the room's old version."""
-    state = types.SimpleNamespace(store=store, room_store=RoomStore(store, Limits(), 60_000))
-    hub = Hub(state, Settings(redis_url=valkey.url))
+    settings = Settings(redis_url=valkey.url)
+    state = types.SimpleNamespace(store=store, room_store=RoomStore(store, Limits(), 60_000),
+                                  guard=CallGuard(settings))  # fmt: skip
+    hub = Hub(state, settings)
     app = new_app_id()
     shown = rooms.create(
         room_id="r-merge", app_id=app, player_id="ana", name=None, avatar=None, invited=["bo"],
