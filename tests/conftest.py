@@ -86,3 +86,19 @@ def google(server: ServerProcess) -> Iterator[Callable[..., Any]]:
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def own_valkey() -> Iterator[ValkeyProcess]:
+    """A store of the test's own: sweeps run with a `now` far ahead claim every lapsed deadline
+    in the store they see, which must not be other tests' players."""
+    store = ValkeyProcess().start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+async def redis_client(own_valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(own_valkey.url)
+    yield client
+    await client.aclose()

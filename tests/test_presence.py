@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -35,22 +35,6 @@ from roomsvc.store.keys import (
 )
 from roomsvc.store.room_store import RoomStore, now_ms
 from tests.support import ValkeyProcess, new_app_id
-
-
-@pytest.fixture
-def own_valkey() -> Iterator[ValkeyProcess]:
-    # Its own store per test: a sweep with `now` in the future claims every lapsed deadline in
-    # the store, other tests' players included.
-    store = ValkeyProcess().start()
-    yield store
-    store.stop()
-
-
-@pytest.fixture
-async def redis_client(own_valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_valkey.url)
-    yield client
-    await client.aclose()
 
 
 def stores(client: aioredis.Redis) -> tuple[RoomStore, RoomsService]:

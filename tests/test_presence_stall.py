@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,24 +18,10 @@ from roomsvc.realtime.presence import Presence
 from roomsvc.rooms import PStatus
 from roomsvc.store.keys import presence_member, presence_shard_of
 from roomsvc.store.room_store import RoomStore
-from tests.support import ValkeyProcess, new_app_id
+from tests.support import new_app_id
 from tests.test_presence import joined_room, stores
 
 Players = set[tuple[str, str]]
-
-
-@pytest.fixture
-def own_valkey() -> Iterator[ValkeyProcess]:
-    store = ValkeyProcess().start()  # its own: sweeps with `now` far ahead claim everything
-    yield store
-    store.stop()
-
-
-@pytest.fixture
-async def redis_client(own_valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_valkey.url)
-    yield client
-    await client.aclose()
 
 
 async def beat_for(beats: list[tuple[Presence, Players]], start: int, seconds: float) -> int:

@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import json
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -242,17 +242,10 @@ def test_rate_limit_refuses_then_flags_abuse() -> None:
 
 @pytest.fixture(scope="module")
 def own_valkey() -> Iterator[ValkeyProcess]:
-    # Its own store: sweeping with a `now` in the future must not touch other tests' players.
+    """conftest's own store, one per module here (conftest's `redis_client` uses it)."""
     store = ValkeyProcess().start()
     yield store
     store.stop()
-
-
-@pytest.fixture
-async def redis_client(own_valkey: ValkeyProcess) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_valkey.url)
-    yield client
-    await client.aclose()
 
 
 async def _joined_room(service: RoomsService, app: str) -> str:
