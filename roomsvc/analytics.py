@@ -1,4 +1,4 @@
-"""Pure validation of an analytics batch (SPEC §8): bytes in, stream records out, no I/O.
+"""Pure validation of an analytics batch (docs/spec.md §8): bytes in, stream records out, no I/O.
 
 The whole batch is checked before anything is stored, so one bad item rejects the batch and
 the error names that item's index and field. Time is an argument (`now_ms`), never read here.
@@ -155,7 +155,7 @@ class Source:
 
 
 class Item(msgspec.Struct, frozen=True, gc=False):
-    # A Struct, not a frozen dataclass: built once per item, it is ~5x cheaper (SPEC §11).
+    # A Struct, not a frozen dataclass: built once per item, it is ~5x cheaper (docs/spec.md §11).
     timestamp_ms: int
     event: str
     data: list[DataEntry]
@@ -261,7 +261,7 @@ def _field_error(index: int, field: str) -> InvalidItem:
 
 def validate_item(item: EventItem, index: int) -> Item:
     """One decoded item, checked and normalized (module docstring rules; the decoder has
-    checked the types and the Data keys). Written for the ingest rate (SPEC §11): the common
+    checked the types and the Data keys). Written for the ingest rate (docs/spec.md §11): the common
     case costs a few C-level checks."""
     event = item.Event
     if not event or len(event) > MAX_TEXT or event.isspace():

@@ -1,4 +1,4 @@
-"""`roomsvc analytics export [--app A] [--since S] > out.ndjson` (SPEC §8).
+"""`roomsvc analytics export [--app A] [--since S] > out.ndjson` (docs/spec.md §8).
 
 Writes every stored analytics item as one JSON line on stdout: the stored document
 (analytics_wire.StoredItem) with `StreamId` first. Applications come in name order, items in

@@ -1,6 +1,7 @@
-"""Analytics service functions (SPEC §8), independent of the transport that calls them.
+"""Analytics service functions (docs/spec.md §8), independent of the transport that calls them.
 
-Callers are players (a normal token, SPEC §2, with the games or games_lite scope) or anonymous
+Callers are players (a normal token, docs/spec.md §2, with the games or games_lite scope) or
+anonymous
 sessions. An anonymous-session token is a short-lived HS256 JWT that roomsvc issues itself
 (`POST /analytics/v1/AnonymousSession`): `sub` = a random session id, `app`, `anon: true`,
 `aud` = "roomsvc:analytics". It is signed with a key derived from ROOMSVC_JWT_SECRET, never

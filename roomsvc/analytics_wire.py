@@ -1,12 +1,12 @@
-"""The analytics wire format (SPEC §8, seed `AddEventBatch.txt`), as msgspec Structs.
+"""The analytics wire format (docs/spec.md §8, seed `AddEventBatch.txt`), as msgspec Structs.
 
 The seed names fields in PascalCase (`Token`, `Timestamp`, `StatusCode`) with two exceptions
 (`mediaInfo`, `eventData`), and its text spells some both ways (`token`/`Token`,
 `mediaInfo`/`MediaInfo`): both spellings are accepted, the seed's example one wins.
-Encoders and decoders are built once (STYLE: msgspec perf tips). Unknown fields are ignored.
+Encoders and decoders are built once (docs/style.md: msgspec perf tips). Unknown fields are ignored.
 
 Structs built per item are `gc=False` (they never form reference cycles): the cyclic GC then
-has thousands fewer objects to track per batch (msgspec perf tips; SPEC §11).
+has thousands fewer objects to track per batch (msgspec perf tips; docs/spec.md §11).
 
 `eventData` is kept as `msgspec.Raw` on the first pass, so the token is checked before the
 items are decoded, and an item's type error can name its index (analytics.py).
@@ -20,7 +20,7 @@ import msgspec
 
 MAX_TEXT = 256
 # Data keys are 1..MAX_TEXT characters, checked by the decoder in C: cheaper than any Python
-# loop over every key of every item (SPEC §11).
+# loop over every key of every item (docs/spec.md §11).
 DataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
 Scalar = str | int | float | bool | None
 DataEntry = dict[DataKey, Scalar]

@@ -1,6 +1,6 @@
 """What each REST method is, declared once beside its route (`@api_method`), so the discovery
 document and the OpenAPI description are generated from the routes and wire types themselves
-(SPEC §3 "Discovery"), never written by hand."""
+(docs/spec.md §3 "Discovery"), never written by hand."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`create_app(settings)`: the Starlette application, its resources and background duties.
 
-Resources (store client, token verifier, config) belong to the lifespan (STYLE habit 4).
+Resources (store client, token verifier, config) belong to the lifespan (docs/style.md habit 4).
 Background duties of every feature run as tasks for the app's lifetime; a duty that crashes is
 logged and restarted, so one bug cannot silently stop matching or presence in a process.
 """
@@ -112,7 +112,7 @@ def create_app(settings: Settings) -> Starlette:
             for task in tasks:
                 task.cancel()
             # Bounded: a duty stuck in a store call must not keep the process from exiting
-            # on SIGTERM (its hand-over is best effort; leases cover the rest, SPEC §12 #3).
+            # on SIGTERM (its hand-over is best effort; leases cover the rest, docs/spec.md §12 #3).
             _, stuck = await asyncio.wait(tasks, timeout=DUTIES_STOP_S) if tasks else ((), ())
             for task in stuck:
                 log.warning("background duty did not stop in time",

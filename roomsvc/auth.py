@@ -1,4 +1,4 @@
-"""Bearer tokens (SPEC §2): verification, scopes, and minting dev tokens.
+"""Bearer tokens (docs/spec.md §2): verification, scopes, and minting dev tokens.
 
 Tokens are JWTs: `sub` = playerId, `app` = applicationId, `scope` = space-separated scopes,
 `exp`, optional `name` and `picture`. HS256 uses `ROOMSVC_JWT_SECRET`; RS256/ES256/EdDSA use the
@@ -41,7 +41,7 @@ class Principal:
     picture: str | None = None
 
     def require_scope(self, *accepted: str) -> None:
-        """403 unless the token carries one of `accepted` (SPEC §2)."""
+        """403 unless the token carries one of `accepted` (docs/spec.md §2)."""
         if not self.scopes.intersection(accepted):
             raise PermissionDenied(scope=" or ".join(accepted))
 

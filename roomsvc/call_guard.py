@@ -1,11 +1,11 @@
-"""Failing fast (SPEC §12 items 16-17; docs/store.md "Deadlines" and "Admission").
+"""Failing fast (docs/spec.md §12 items 16-17; docs/store.md "Deadlines" and "Admission").
 
 Every REST call and every JSON-RPC call on the realtime channel runs inside `CallGuard.call`:
 
 - **Admission.** A process takes at most `ROOMSVC_MAX_CALLS_IN_FLIGHT` calls (and socket
   handshakes) at once. Past it a call is refused at once with `Overloaded` (503, Retry-After;
   nothing was done, so it is always safe to retry) and a new socket is closed with 1013. Work
-  queued in one Python process only waits behind the work ahead of it (SPEC §11: the process
+  queued in one Python process only waits behind the work ahead of it (docs/spec.md §11: the process
   is the first ceiling), so bounding what is accepted is what bounds the accepted calls'
   latency.
 - **Deadline.** The call's store work ends within `ROOMSVC_STORE_DEADLINE_MS`, whatever the

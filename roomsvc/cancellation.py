@@ -1,4 +1,4 @@
-"""Cancellation that survives Python 3.11's asyncio (SPEC §12 item 11: shutdown hands over).
+"""Cancellation that survives Python 3.11's asyncio (docs/spec.md §12 item 11: shutdown hands over).
 
 On 3.11, `asyncio.wait_for` returns the inner result when a cancellation arrives in the same
 loop turn as that result (redis-py wraps every socket write in one when a socket timeout is

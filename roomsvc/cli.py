@@ -1,4 +1,4 @@
-"""`roomsvc serve | token | config check | analytics export` (SPEC §1).
+"""`roomsvc serve | token | config check | analytics export` (docs/spec.md §1).
 
 Every failure an operator can cause (a bad setting, a port in use, a data dir that is not
 writable, an unreachable store) ends with one clear line on stderr and a non-zero exit,
@@ -118,7 +118,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     # that handler unwind normally so `serve` still stops the embedded store (last).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
-    # websockets-sansio: the fastest uvicorn WebSocket protocol measured here (SPEC §11);
+    # websockets-sansio: the fastest uvicorn WebSocket protocol measured here (docs/spec.md §11);
     # it sends no pings, so the realtime channel owns liveness. Per-message deflate is off:
     # it halves fan-out throughput and game frames are small.
     uvicorn.run(
@@ -129,7 +129,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         ws="websockets-sansio",
         ws_per_message_deflate=False,
-        # SPEC §6: frames over 64 KiB are refused by the protocol (close 1009) before they
+        # docs/spec.md §6: frames over 64 KiB are refused by the protocol (close 1009) before they
         # are buffered; a ping every ROOMSVC_WS_PING_SECONDS, and a peer silent for as long
         # again is closed.
         ws_max_size=65_536,

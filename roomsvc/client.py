@@ -2,7 +2,7 @@
 
 The surface of GPGS's RealTimeMultiplayerClient in snake_case, as the JavaScript client has it
 in camelCase: rooms (create, join, leave, decline, dismiss, list, get, report_status), in-room
-messages (reliable, unreliable, to others; SPEC-level rules in docs/messages.md), signaling and
+messages (reliable, unreliable, to others; docs/spec.md rules in docs/messages.md), signaling and
 ICE servers. Listeners: `on("roomStatus" | "invitation" | "message" | "signal" |
 "disconnected" | "reconnected", fn)`; `fn` may be a plain function or a coroutine function.
 

@@ -1,4 +1,5 @@
-"""The applications file (SPEC §1, §7): `ROOMSVC_CONFIG`, default the shipped `roomsvc.toml`.
+"""The applications file (docs/spec.md §1, §7): `ROOMSVC_CONFIG`, default the shipped
+`roomsvc.toml`.
 
 It holds applications and their event definitions, never secrets. `load_config` parses and
 validates it whole and reports every bad key with its path (`applications[0].events[2].id`).
@@ -116,7 +117,7 @@ def _drop_unknown_keys(raw: Any, typ: type[msgspec.Struct], where: str, problems
 
 
 def _check_event(event: EventDefinitionConfig, at: str) -> list[str]:
-    """Problems of one event definition (SPEC §7): every text a player may see must exist in
+    """Problems of one event definition (docs/spec.md §7): every text a player may see must exist in
     English (the fallback of es and hi) and be non-empty; images are absolute http(s) URLs."""
     problems: list[str] = []
     url = event.image_url

@@ -1,5 +1,5 @@
 """The discovery document and the OpenAPI 3.1 description, generated from the app's routes
-(`@api_method`) and the msgspec wire types (SPEC §3).
+(`@api_method`) and the msgspec wire types (docs/spec.md §3).
 
 `GET /discovery/v1/apis/games/v1/rest` serves a Google discovery document (`rootUrl` = the
 server's own URL) so `googleapiclient.discovery.build("games", "v1", discoveryServiceUrl=...)`

@@ -1,4 +1,4 @@
-"""The one error tree of roomsvc (SPEC §3, §6).
+"""The one error tree of roomsvc (docs/spec.md §3, §6).
 
 Every error a user can see is a `RoomsvcError`. Each class knows, in one place, its HTTP
 status, Google's canonical status string and `reason`, and its JSON-RPC code; each instance
@@ -113,7 +113,7 @@ class MethodNotAllowed(RoomsvcError):
 
 
 class Conflict(RoomsvcError):
-    """An illegal transition for the resource's current state (SPEC §3: 409)."""
+    """An illegal transition for the resource's current state (docs/spec.md §3: 409)."""
 
     http_status = 409
     status = "ABORTED"

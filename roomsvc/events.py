@@ -1,4 +1,5 @@
-"""Pure rules of `events.record` (SPEC §7): which updates of a request may be applied, and why
+"""Pure rules of `events.record` (docs/spec.md §7): which updates of a request may be applied, and
+why
 the others fail. No I/O and no clock: `now_ms` is an argument, so every time rule is tested by
 passing a different `now` instead of waiting.
 
@@ -34,9 +35,9 @@ from roomsvc.errors import N_, InvalidArgument
 
 MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
-MAX_PERIOD_MS = DAY_MS  # SPEC §7: longer than 24 h is TIME_PERIOD_LONG
-MAX_AGE_MS = 30 * DAY_MS  # SPEC §7: ended more than 30 days ago is TIME_PERIOD_EXPIRED
-MAX_PAGE_SIZE = 100  # SPEC §3: maxResults 1..100 on both list methods
+MAX_PERIOD_MS = DAY_MS  # docs/spec.md §7: longer than 24 h is TIME_PERIOD_LONG
+MAX_AGE_MS = 30 * DAY_MS  # docs/spec.md §7: ended more than 30 days ago is TIME_PERIOD_EXPIRED
+MAX_PAGE_SIZE = 100  # docs/spec.md §3: maxResults 1..100 on both list methods
 
 
 class BatchFailureCause(enum.StrEnum):
@@ -58,7 +59,7 @@ class UpdateFailureCause(enum.StrEnum):
 
 
 # Values of a request are NamedTuples: immutable and hashable like frozen dataclasses, but
-# about five times cheaper to build, which matters at 200 updates per request (SPEC §11).
+# about five times cheaper to build, which matters at 200 updates per request (docs/spec.md §11).
 class Period(NamedTuple):
     """A time range in milliseconds since the epoch, as the client reported it."""
 
@@ -156,7 +157,7 @@ def plan_record(
     )
 
 
-# Paging (SPEC §3): `maxResults` 1..100 and an opaque `pageToken`. A token names the list it
+# Paging (docs/spec.md §3): `maxResults` 1..100 and an opaque `pageToken`. A token names the list it
 # belongs to and a position in it (the last definition id returned, or the next index), so a
 # token of one list is refused by the other and a forged one is a 400, never a 500.
 

@@ -1,4 +1,5 @@
-"""The events methods, independent of transport (SPEC §3, §7, §9): REST routes and the JSON-RPC
+"""The events methods, independent of transport (docs/spec.md §3, §7, §9): REST routes and the
+JSON-RPC
 socket both call these functions with the caller, its locale and the method's parameters.
 
 Each call reads the clock once and passes `now` down; the pure rules (roomsvc/events.py) decide
@@ -42,7 +43,7 @@ from roomsvc.store import events_store
 from roomsvc.store.connection import Store
 from roomsvc.store.events_store import RecordStatus
 
-SCOPES = (SCOPE_GAMES, SCOPE_GAMES_LITE)  # SPEC §2: events accept games or games_lite
+SCOPES = (SCOPE_GAMES, SCOPE_GAMES_LITE)  # docs/spec.md §2: events accept games or games_lite
 _PLAYER_EVENTS = "playerEvents"
 _DEFINITIONS = "eventDefinitions"
 
@@ -70,7 +71,7 @@ async def record(
     *,
     now: int | None = None,
 ) -> wire.EventUpdateResponse:
-    """events.record: apply every valid update at once, report every failure (SPEC §7)."""
+    """events.record: apply every valid update at once, report every failure (docs/spec.md §7)."""
     principal.require_scope(*SCOPES)
     request = wire.request_from(body)
     periods = wire.periods_of(request)
@@ -128,7 +129,8 @@ Positioned = list[tuple[str, Item]]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _List(Generic[Cursor, Item, Page]):
-    """One list method (SPEC §3 paging): `maxResults` items past `pageToken`, and a token for
+    """One list method (docs/spec.md §3 paging): `maxResults` items past `pageToken`, and a token
+    for
     the next page only when more follow. Tokens name their list, so one list's token is a 400
     on the other."""
 

@@ -1,4 +1,4 @@
-"""Wire shapes of the events methods (SPEC §3, §7), exactly as the seeds and the discovery
+"""Wire shapes of the events methods (docs/spec.md §3, §7), exactly as the seeds and the discovery
 document spell them: camelCase fields, fixed `kind` strings, int64 values as JSON strings.
 
 Requests are decoded leniently (`strict=False`): an int64 arrives as a string or a number,

@@ -1,8 +1,8 @@
-"""Leave reasons (SPEC §4): what a leave request's `reason` becomes on the participant."""
+"""Leave reasons (docs/spec.md §4): what a leave request's `reason` becomes on the participant."""
 
 from __future__ import annotations
 
-# RoomLeaveRequest.reason -> RoomParticipant.leaveReason (SPEC §4).
+# RoomLeaveRequest.reason -> RoomParticipant.leaveReason (docs/spec.md §4).
 LEAVE_REASONS: dict[str, str] = {
     "PLAYER_LEFT": "PLAYER_LEFT",
     "GAME_LEFT": "GAME_LEFT",

@@ -1,4 +1,4 @@
-"""JSON logs with bound context (SPEC §10; STYLE habit 11).
+"""JSON logs with bound context (docs/spec.md §10; docs/style.md habit 11).
 
 `bind(request_id=..., room_id=...)` attaches fields to every record logged by the current task.
 Tokens never appear: access logs carry the path without its query string.
@@ -52,7 +52,8 @@ class JsonFormatter(logging.Formatter):
         return redact(_encoder.encode(event).decode(errors="replace"))
 
 
-# Tokens never reach a log (SPEC §2), whoever logs: uvicorn's debug records print request lines
+# Tokens never reach a log (docs/spec.md §2), whoever logs: uvicorn's debug records print request
+# lines
 # with their query strings and the handshake headers, exceptions may quote a value. This runs
 # on the encoded JSON line, so no pattern consumes a backslash (an escape stays whole).
 _SECRETS = re.compile(
@@ -76,7 +77,8 @@ _access_handler: logging.StreamHandler[Any] | None = None  # set by `configure`
 
 
 def access(**fields: Any) -> None:
-    """The access log line of one request (SPEC §10), in the same JSON shape as any record of
+    """The access log line of one request (docs/spec.md §10), in the same JSON shape as any record
+    of
     the `roomsvc.access` logger. One runs per request, so once `configure` has set up the
     process's one JSON handler the line is encoded and written directly, without a LogRecord
     and the handler chain (a third of the cost); otherwise it goes through `logging`."""

@@ -2,7 +2,7 @@
 
 Production runs the matcher inside every web process (roomsvc/api/matching.py); this entry
 point runs the very same rounds against `REDIS_URL` on its own, so the crash test can kill
-matchers with SIGKILL (SPEC §12 item 3) and the benchmark can count processes.
+matchers with SIGKILL (docs/spec.md §12 item 3) and the benchmark can count processes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The auto-match grouping policy (SPEC §5), pure: no I/O, no clock (`now_ms` is an argument).
+"""The auto-match grouping policy (docs/spec.md §5), pure: no I/O, no clock (`now_ms` is an
+argument).
 
 A `Ticket` is one room waiting in the pool of (applicationId, variant). A *seeker* is a room
 whose only member is its creator and that invited nobody; every other room with criteria is a
@@ -85,7 +86,7 @@ def others_seen(group: Group) -> int:
 
 
 def is_valid(group: Group) -> bool:
-    """The SPEC §5 validity rules, ignoring the fill window."""
+    """The docs/spec.md §5 validity rules, ignoring the fill window."""
     members = group.members
     if not group.movers or any(t.host for t in group.movers):
         return False

@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §10). Features declare theirs here so names stay in one place.
+"""Prometheus metrics (docs/spec.md §10). Features declare theirs here so names stay in one place.
 
 With several workers (`roomsvc serve --workers N`), `serve` points PROMETHEUS_MULTIPROC_DIR at a
 fresh directory before the workers start, and `/metrics` aggregates every worker's files, so

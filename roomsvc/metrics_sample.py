@@ -1,4 +1,5 @@
-"""Figures read from the store when /metrics is scraped (SPEC §10): auto-match pool sizes and
+"""Figures read from the store when /metrics is scraped (docs/spec.md §10): auto-match pool sizes
+and
 recent waits. Scrapes are rare (every 15-60 s) and pools few, so a pipelined read per scrape
 costs less than a background duty and is never stale. A store outage leaves the last sample
 and never fails the scrape: /metrics must still answer to show the store errors.

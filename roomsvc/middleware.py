@@ -1,5 +1,5 @@
 """One pure-ASGI middleware for every HTTP request: a request id, bound log context, the
-access log line (path only: query strings may hold tokens, SPEC §2), and request latency."""
+access log line (path only: query strings may hold tokens, docs/spec.md §2), and request latency."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ _ROOMS = "/games/v1/rooms/"
 
 def _room_of(path: str) -> str | None:
     """The roomId of a room route (`/games/v1/rooms/{roomId}[/...]`), bound before routing so
-    every record of the request carries it (STYLE habit 11)."""
+    every record of the request carries it (docs/style.md habit 11)."""
     if not path.startswith(_ROOMS):
         return None
     room_id = path[len(_ROOMS) :].split("/", 1)[0]

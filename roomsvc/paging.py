@@ -1,4 +1,4 @@
-"""`maxResults` for every list method (SPEC §3), whatever transport carried it: REST sends a
+"""`maxResults` for every list method (docs/spec.md §3), whatever transport carried it: REST sends a
 query string, JSON-RPC a number or a string. Out of range or not a whole number is a 400
 naming the parameter."""
 

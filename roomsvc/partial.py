@@ -1,4 +1,4 @@
-"""Google's `fields` partial-response selector (SPEC §3: honoured, never rejected).
+"""Google's `fields` partial-response selector (docs/spec.md §3: honoured, never rejected).
 
 Grammar: `a,b/c,d(e,f/g)`; `*` selects everything at its level; selectors apply to each
 element of a list. A selector that does not parse is an `InvalidArgument` naming `fields`.

@@ -1,6 +1,6 @@
 """The one rate rule: a token bucket with time as an argument. Pure: no I/O, no clock.
 
-Used per connection for requests (SPEC §6 limits) and for in-room messages (docs/messages.md
+Used per connection for requests (docs/spec.md §6 limits) and for in-room messages (docs/messages.md
 "Rate").
 """
 

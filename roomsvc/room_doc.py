@@ -1,4 +1,4 @@
-"""The room document and its vocabulary (SPEC §4): statuses, participants, criteria, limits.
+"""The room document and its vocabulary (docs/spec.md §4): statuses, participants, criteria, limits.
 
 `RoomDoc` is the canonical, receiver-independent record of a room; the store keeps it encoded
 (msgpack) under the room's hash tag and compares `version` (the wire `roomStatusVersion`). The
@@ -29,7 +29,7 @@ class PStatus(enum.StrEnum):
 
 
 class Via(enum.StrEnum):
-    """How a participant came into the room; decides who is anonymous to whom (SPEC §4)."""
+    """How a participant came into the room; decides who is anonymous to whom (docs/spec.md §4)."""
 
     CREATOR = "creator"
     INVITED = "invited"
@@ -43,7 +43,7 @@ class P2P(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Limits:
-    """The settings the rules depend on (SPEC §1), in milliseconds."""
+    """The settings the rules depend on (docs/spec.md §1), in milliseconds."""
 
     max_players: int = 8
     invite_timeout_ms: int = 300_000
@@ -75,7 +75,7 @@ class Criteria(msgspec.Struct, frozen=True, gc=False):
 
 # gc=False: documents are trees (no reference cycles), so the cyclic collector need not track
 # them; a process holding thousands of rooms and sockets otherwise pays for walking them in
-# every full collection, a pause every connection's pushes wait behind (SPEC §11).
+# every full collection, a pause every connection's pushes wait behind (docs/spec.md §11).
 class RoomDoc(msgspec.Struct, omit_defaults=True, gc=False):
     room_id: str
     app_id: str
@@ -85,11 +85,11 @@ class RoomDoc(msgspec.Struct, omit_defaults=True, gc=False):
     participants: list[Participant]
     variant: int | None = None
     criteria: Criteria | None = None
-    ticket_open: bool = False  # auto-match slots still to fill (SPEC §5)
+    ticket_open: bool = False  # auto-match slots still to fill (docs/spec.md §5)
     ticket_since_ms: int = 0
     ticket_deadline_ms: int = 0  # fixed when the ticket opens (ROOMSVC_AUTOMATCH_TIMEOUT_SECONDS)
     auto_matched: int = 0  # players added by auto-matching
-    merged_into: str | None = None  # a seeker room moved into another room (SPEC §5)
+    merged_into: str | None = None  # a seeker room moved into another room (docs/spec.md §5)
     updated_ms: int = 0
     updated_by: str | None = None
 

@@ -1,4 +1,4 @@
-"""A room as one player sees it (SPEC §4, §5), pure.
+"""A room as one player sees it (docs/spec.md §4, §5), pure.
 
 - `description` is worded for the receiver, in their language;
 - `inviterId` is set for an invitee;
@@ -37,7 +37,7 @@ class ViewContext:
 
     locale: str = "en"
     base_url: str = ""
-    # (applicationId, variant) -> the pool's recent waits, in seconds (SPEC §5)
+    # (applicationId, variant) -> the pool's recent waits, in seconds (docs/spec.md §5)
     wait_estimate: Callable[[str, int | None], int | None] | None = None
 
 

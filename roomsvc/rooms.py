@@ -1,4 +1,4 @@
-"""The room state machine (SPEC §4), pure: no I/O, no clock (`now_ms` is an argument).
+"""The room state machine (docs/spec.md §4), pure: no I/O, no clock (`now_ms` is an argument).
 
 A `RoomDoc` is the canonical, receiver-independent record of a room; the store keeps it
 encoded under the room's hash tag and compares `version` (the wire `roomStatusVersion`).
@@ -39,7 +39,7 @@ def _established_both_ways(p: Participant, q: Participant) -> bool:
 
 
 def is_connected(room: RoomDoc, p: Participant) -> bool:
-    """Established both ways with every other JOINED participant (SPEC §4)."""
+    """Established both ways with every other JOINED participant (docs/spec.md §4)."""
     if p.status is not PStatus.JOINED:
         return False
     return all(
@@ -56,7 +56,7 @@ def connected_ids(room: RoomDoc) -> set[str]:
 
 
 def room_status(room: RoomDoc) -> RoomState:
-    """INVITING > AUTO_MATCHING > CONNECTING > ACTIVE, or DELETED (SPEC §4).
+    """INVITING > AUTO_MATCHING > CONNECTING > ACTIVE, or DELETED (docs/spec.md §4).
 
     One pass over the participants: this runs several times per request (rules, index
     hints, TTLs, rendering), so it is kept cheap rather than cached on a mutable document.
@@ -89,12 +89,12 @@ def room_status(room: RoomDoc) -> RoomState:
 
 
 def is_seeker(room: RoomDoc) -> bool:
-    """Only its creator and nobody invited: moved into a host when matched (SPEC §5)."""
+    """Only its creator and nobody invited: moved into a host when matched (docs/spec.md §5)."""
     return room.criteria is not None and len(room.participants) == 1
 
 
 # Deadlines are fixed in the document when an invitation or ticket starts, so every process
-# that later sweeps the room agrees on them, whatever its own settings (SPEC §4 timeouts).
+# that later sweeps the room agrees on them, whatever its own settings (docs/spec.md §4 timeouts).
 def _invite_deadline(p: Participant, limits: Limits) -> int:
     return p.expires_ms or p.since_ms + limits.invite_timeout_ms
 
@@ -148,7 +148,7 @@ def _check_live(room: RoomDoc) -> None:
 def _member(room: RoomDoc, player_id: str) -> Participant:
     p = room.of_player(player_id)
     if p is None:
-        # SPEC §2: to anyone who was never in the room, it does not exist.
+        # docs/spec.md §2: to anyone who was never in the room, it does not exist.
         raise NotFound(N_("Room {room_id} not found."), room_id=room.room_id)
     return p
 
@@ -159,7 +159,7 @@ def validate_create(
     criteria: Criteria | None,
     limits: Limits,
 ) -> None:
-    """The create rules of SPEC §4; each violation names its field."""
+    """The create rules of docs/spec.md §4; each violation names its field."""
     if not invited and criteria is None:
         raise InvalidArgument(
             N_("A room needs at least one of {field} or autoMatchingCriteria."),
@@ -208,7 +208,7 @@ def create(
     now_ms: int,
     limits: Limits,
 ) -> RoomDoc:
-    """A new room: the caller JOINED, each invitee INVITED (SPEC §4), version 1."""
+    """A new room: the caller JOINED, each invitee INVITED (docs/spec.md §4), version 1."""
     validate_create(player_id, invited, criteria, limits)
     creator = Participant(
         id=next(ids),
@@ -263,13 +263,13 @@ def expire(room: RoomDoc, now_ms: int, limits: Limits) -> RoomDoc | None:
 def _apply_timeouts(room: RoomDoc, now_ms: int, limits: Limits) -> None:
     for p in room.participants:
         if p.status is PStatus.INVITED and _invite_deadline(p, limits) <= now_ms:
-            p.status = PStatus.DECLINED  # unanswered counts as declined (SPEC §4)
+            p.status = PStatus.DECLINED  # unanswered counts as declined (docs/spec.md §4)
     if room.ticket_open and _ticket_deadline(room, limits) <= now_ms:
         room.ticket_open = False
         others = [p for p in room.joined() if p.id != room.creator]
         owner = room.participant(room.creator)
         if not others and owner is not None and owner.status is PStatus.JOINED:
-            # Nobody to play with: the ticket ends the room for its owner (SPEC §4, §5).
+            # Nobody to play with: the ticket ends the room for its owner (docs/spec.md §4, §5).
             owner.status = PStatus.LEFT
             owner.leave_reason = TIMEOUT
 
@@ -284,7 +284,8 @@ def _actor(
     room: RoomDoc, player_id: str, required: PStatus, refusal: str, now_ms: int, limits: Limits
 ) -> tuple[RoomDoc, Participant]:
     """A working copy with due timeouts applied, and the caller, who must be `required`:
-    404 to strangers (SPEC §2), 409 on a deleted room or in any other status (SPEC §3)."""
+    404 to strangers (docs/spec.md §2), 409 on a deleted room or in any other status
+    (docs/spec.md §3)."""
     room = _prepare(room, now_ms, limits)
     p = _member(room, player_id)
     _check_live(room)
@@ -302,7 +303,7 @@ def join(
     now_ms: int,
     limits: Limits,
 ) -> RoomDoc:
-    """An INVITED participant accepts (SPEC §4)."""
+    """An INVITED participant accepts (docs/spec.md §4)."""
     room, p = _actor(
         room,
         player_id,
@@ -319,7 +320,7 @@ def join(
 
 
 def decline(room: RoomDoc, player_id: str, *, now_ms: int, limits: Limits) -> RoomDoc:
-    """An INVITED participant refuses (SPEC §4)."""
+    """An INVITED participant refuses (docs/spec.md §4)."""
     room, p = _actor(
         room,
         player_id,
@@ -355,12 +356,12 @@ def _depart(room: RoomDoc, p: Participant, leave_reason: str) -> RoomDoc:
         if p.id in q.established:
             q.established = [e for e in q.established if e != p.id]
     if room.ticket_open and (p.id == room.creator or not room.joined()):
-        room.ticket_open = False  # the ticket is withdrawn (SPEC §4)
+        room.ticket_open = False  # the ticket is withdrawn (docs/spec.md §4)
     return room
 
 
 def presence_failure(room: RoomDoc, player_id: str, *, now_ms: int, limits: Limits) -> RoomDoc:
-    """The player's realtime connections stayed gone past the grace period (SPEC §6)."""
+    """The player's realtime connections stayed gone past the grace period (docs/spec.md §6)."""
     room, p = _actor(
         room,
         player_id,
@@ -380,7 +381,7 @@ def report_status(
     now_ms: int,
     limits: Limits,
 ) -> RoomDoc:
-    """A JOINED participant reports (peer participant id, CONNECTION_*) pairs (SPEC §4)."""
+    """A JOINED participant reports (peer participant id, CONNECTION_*) pairs (docs/spec.md §4)."""
     room, p = _actor(
         room,
         player_id,
@@ -418,7 +419,7 @@ def add_automatched(
     now_ms: int,
     limits: Limits,
 ) -> RoomDoc:
-    """The matcher moves seekers into this host room and closes its ticket (SPEC §5)."""
+    """The matcher moves seekers into this host room and closes its ticket (docs/spec.md §5)."""
     room = _prepare(room, now_ms, limits)
     _check_live(room)
     if not room.ticket_open:
@@ -435,7 +436,8 @@ def add_automatched(
 
 
 def merge_into(room: RoomDoc, target_room_id: str, *, now_ms: int) -> RoomDoc:
-    """A matched seeker's own room becomes a tombstone pointing at its new room (SPEC §5)."""
+    """A matched seeker's own room becomes a tombstone pointing at its new room (docs/spec.md
+    §5)."""
     room = _copy(room)
     room.ticket_open = False
     room.merged_into = target_room_id

@@ -1,4 +1,4 @@
-"""The rooms methods (SPEC §3, §4), one function each, shared by REST and the realtime
+"""The rooms methods (docs/spec.md §3, §4), one function each, shared by REST and the realtime
 channel: they take the caller, decoded wire requests and a `ViewContext`, and return wire
 resources. No HTTP or JSON here."""
 
@@ -23,7 +23,7 @@ from roomsvc.store import keys
 from roomsvc.store.matcher_store import PoolStore
 from roomsvc.store.room_store import RoomStore, now_ms
 
-LIST_MAX_RESULTS, LIST_DEFAULT_RESULTS = 500, 100  # rooms.list (SPEC §3)
+LIST_MAX_RESULTS, LIST_DEFAULT_RESULTS = 500, 100  # rooms.list (docs/spec.md §3)
 CREATE_REQUEST_TTL_S = 86_400  # requestId makes create idempotent per player for 24 h
 
 
@@ -82,7 +82,7 @@ class RoomsService:
     def __init__(self, store: RoomStore, limits: Limits, pool: PoolStore | None = None) -> None:
         self.store = store
         self.limits = limits
-        self.pool = pool or PoolStore(store.store)  # auto-match tickets (SPEC §5)
+        self.pool = pool or PoolStore(store.store)  # auto-match tickets (docs/spec.md §5)
 
     async def _visible(self, principal: Principal, room_id: str) -> RoomDoc:
         doc = await self.store.load(principal.app_id, room_id, fresh=True)
@@ -180,7 +180,7 @@ class RoomsService:
             ),
         )
         if doc.criteria is not None and not doc.ticket_open:
-            await self.pool.withdraw(doc)  # a leave withdraws the ticket (SPEC §4)
+            await self.pool.withdraw(doc)  # a leave withdraws the ticket (docs/spec.md §4)
         return render_room(doc, principal.player_id, ctx)
 
     async def report_status(
@@ -208,7 +208,7 @@ class RoomsService:
         return render_status(doc, principal.player_id, ctx)
 
     async def dismiss(self, principal: Principal, room_id: str) -> None:
-        """Hide an invitation from the caller's rooms.list only (SPEC §4)."""
+        """Hide an invitation from the caller's rooms.list only (docs/spec.md §4)."""
         doc = await self._visible(principal, room_id)
         participant = doc.of_player(principal.player_id)
         if participant is None or participant.via is not rooms.Via.INVITED:
@@ -225,7 +225,7 @@ class RoomsService:
         ctx: ViewContext,
     ) -> wire.RoomList:
         """The caller's pending invitations, oldest first, verified against each room;
-        `maxResults` 1..500 (default 100) whatever the transport sent (SPEC §3)."""
+        `maxResults` 1..500 (default 100) whatever the transport sent (docs/spec.md §3)."""
         max_results = page_size(max_results, high=LIST_MAX_RESULTS, default=LIST_DEFAULT_RESULTS)
         inbox = keys.player_invitations(principal.app_id, principal.player_id)
         cursor = decode_page_token(page_token)

@@ -1,4 +1,4 @@
-"""Typed settings, read once from the environment (SPEC §1).
+"""Typed settings, read once from the environment (docs/spec.md §1).
 
 The variable names are a contract with operators' deployment files. Every value is parsed and
 validated up front; `Settings.from_env` collects *every* problem before raising, so
@@ -115,7 +115,7 @@ class Settings:
     data_dir: Path = Path(".roomsvc")
     config_path: Path | None = None
     log_level: str = "INFO"
-    # realtime channel (SPEC §6 limits)
+    # realtime channel (docs/spec.md §6 limits)
     ws_max_connections: int = 20_000
     ws_max_connections_per_player: int = 8
     ws_rate_per_second: int = 20
@@ -128,7 +128,7 @@ class Settings:
     turn_uris: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl_seconds: int = 3600
-    # failing fast (SPEC §12 items 16-17; docs/store.md)
+    # failing fast (docs/spec.md §12 items 16-17; docs/store.md)
     store_deadline_ms: int = 1000
     max_calls_in_flight: int = 256
 

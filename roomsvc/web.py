@@ -1,4 +1,4 @@
-"""REST plumbing shared by every route (SPEC §2, §3, §9): auth, language, bodies, responses,
+"""REST plumbing shared by every route (docs/spec.md §2, §3, §9): auth, language, bodies, responses,
 and Google's JSON error shape. Routes stay thin: authenticate, read the body, call one service
 function, `respond`.
 """
@@ -39,7 +39,8 @@ _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
 
 
 def locale_of(conn: HTTPConnection) -> str:
-    """en, es or hi from `language`, else Accept-Language (SPEC §9); cached on the request."""
+    """en, es or hi from `language`, else Accept-Language (docs/spec.md §9); cached on the
+    request."""
     cached = conn.scope.get("roomsvc.locale")
     if cached is None:
         cached = i18n.negotiate(
@@ -78,7 +79,7 @@ def field_of(error: msgspec.ValidationError) -> str:
 
 
 def decode_json(raw: bytes, typ: type[T]) -> T:
-    """Decode one request body: ints may arrive as strings (int64 on the wire, SPEC §3),
+    """Decode one request body: ints may arrive as strings (int64 on the wire, docs/spec.md §3),
     unknown fields are ignored, a wrong type is a 400 naming the field."""
     try:
         return msgspec.json.decode(raw, type=typ, strict=False)
@@ -90,7 +91,8 @@ def decode_json(raw: bytes, typ: type[T]) -> T:
         ) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         # msgspec reports invalid UTF-8 in a string and nesting deeper than the recursion
-        # limit (RFC 8259 §9 allows one) outside DecodeError; all are malformed JSON (SPEC §12).
+        # limit (RFC 8259 §9 allows one) outside DecodeError; all are malformed JSON (docs/spec.md
+        # §12).
         raise InvalidArgument(N_("The request body is not valid JSON.")) from None
 
 

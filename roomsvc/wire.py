@@ -1,4 +1,4 @@
-"""Wire types of the rooms API (SPEC §3), field for field from the seed and the discovery
+"""Wire types of the rooms API (docs/spec.md §3), field for field from the seed and the discovery
 document (`games/v1`, revision 20200625).
 
 Rules every Struct here follows:
@@ -134,7 +134,7 @@ class RoomP2PStatuses(_In):
 
 
 class NoBody(_In):
-    """decline and dismiss take no body; Google's client sends none (SPEC §3)."""
+    """decline and dismiss take no body; Google's client sends none (docs/spec.md §3)."""
 
 
 # ---- responses -----------------------------------------------------------------------------
@@ -195,7 +195,7 @@ class Room(_Out, tag="games#room"):
     creation_details: RoomModification | None = None
     last_update_details: RoomModification | None = None
     participants: list[RoomParticipant] | None = None
-    # roomsvc's one addition (SPEC §5): on the tombstone of a seeker room that was matched.
+    # roomsvc's one addition (docs/spec.md §5): on the tombstone of a seeker room that was matched.
     merged_into_room_id: str | None = None
 
 

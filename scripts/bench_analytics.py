@@ -1,4 +1,4 @@
-"""AddEventBatch ingest throughput (SPEC §11: >= 50,000 items/s) beside bare pipelined XADD.
+"""AddEventBatch ingest throughput (docs/spec.md §11: >= 50,000 items/s) beside bare pipelined XADD.
 
     .venv/bin/python scripts/bench_analytics.py [--seconds 10] [--batch 1000] [--concurrency 4]
 
@@ -6,7 +6,7 @@ Starts a throwaway valkey-server from the wheel and one `roomsvc serve` process 
 from this process: (1) posts batches of `--batch` items to /analytics/v1/AddEventBatch with
 `--concurrency` requests in flight for `--seconds`, and counts the items the stream holds;
 (2) drives the same store with pipelined XADD of the same stored documents (the same count
-in flight, `--batch` commands per pipeline), the limit SPEC §11 quotes beside it; (3) calls
+in flight, `--batch` commands per pipeline), the limit docs/spec.md §11 quotes beside it; (3) calls
 the store layer's append script directly (no HTTP, no validation), the ceiling of this design.
 Prints the rates and the ratios. Each phase uses its own stream, checked with XLEN.
 """

@@ -1,4 +1,4 @@
-"""Benchmark: events.record updates applied per second (SPEC §11 target: >= 20,000/s).
+"""Benchmark: events.record updates applied per second (docs/spec.md §11 target: >= 20,000/s).
 
     .venv/bin/python scripts/bench_events.py [--seconds 10] [--concurrency 32] [--updates 200]
                                              [--workers 1] [--players 1000]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Auto-match throughput and time to match (SPEC §11: >= 5,000 tickets/s; p99 <= 250 ms).
+"""Auto-match throughput and time to match (docs/spec.md §11: >= 5,000 tickets/s; p99 <= 250 ms).
 
 Phase 1 (throughput): `--tickets` seekers wait in one pool (inserted the way rooms.create does
 it: ticket, then room), then `P` matcher processes (`python -m roomsvc.matcher_worker`, the

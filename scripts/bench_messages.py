@@ -1,4 +1,5 @@
-"""In-room messages relayed (SPEC §11 targets, docs/messages.md): rooms of 4, one sender and three
+"""In-room messages relayed (docs/spec.md §11 targets, docs/messages.md): rooms of 4, one sender
+and three
 recipients each, 64 B and 1,168 B, JSON (`rooms.sendMessage`) and binary frames.
 
     .venv/bin/python scripts/bench_messages.py [--rooms 100] [--seconds 5]
@@ -12,7 +13,8 @@ opens 4 x `--rooms` sockets (`roomsvc.client`) and builds the rooms. For each si
 2. half that rate, paced: sender -> recipient latency p50/p99 (one clock: the sender's stamp
    travels in the payload and the recipients run in this process).
 
-Then, in the same run, the limit SPEC §11 quotes beside it: a bare uvicorn server writing the
+Then, in the same run, the limit docs/spec.md §11 quotes beside it: a bare uvicorn server writing
+the
 same frames to 3 x `--rooms` sockets with nothing else to do (wsbench_support.py). With
 `--colyseus DIR` (after `npm ci` there) it also runs Colyseus 0.18's broadcast phase of 100 rooms
 of 4 (`load.mjs fanout --variant bcast`) and prints its changes/s and p99 beside ours.

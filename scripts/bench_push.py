@@ -1,4 +1,5 @@
-"""Push latency: room change committed -> frame on every participant's socket (SPEC §11 target:
+"""Push latency: room change committed -> frame on every participant's socket (docs/spec.md §11
+target:
 p99 <= 10 ms at 1,000 pushes/s, with 1,000 connections).
 
     .venv/bin/python scripts/bench_push.py [--connections 1000] [--room-size 4] [--rate 250]
@@ -14,7 +15,7 @@ the two are comparable. Prints, per delivery and per change (until its LAST part
 it), p50/p99/max, and the deliveries/s achieved. A push is one frame on one socket: the default
 rate of 250 changes/s to rooms of 4 makes 1,000 pushes/s.
 
-Then, in the same run, the limit SPEC §11 quotes beside the figure: the bare fan-out of a
+Then, in the same run, the limit docs/spec.md §11 quotes beside the figure: the bare fan-out of a
 uvicorn server with the same WebSocket settings sending a frame of the same size to as many
 sockets, with nothing else to do (wsbench_support.py). Both are reported as server CPU per
 delivery and as the deliveries/s one core would sustain, with their ratio.

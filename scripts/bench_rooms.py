@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Room mutations per second one `roomsvc serve` process handles through REST (SPEC §11),
+"""Room mutations per second one `roomsvc serve` process handles through REST (docs/spec.md §11),
 beside the bare compare-and-set script driven from one Python process on the same store.
 
 Phase 1 (REST): `--concurrency` keep-alive connections, each a worker that plays rooms one
@@ -10,7 +10,7 @@ and player is distinct, so requests never contend on one room: this measures the
 
 Phase 2 (bare CAS): `room_cas.lua` by EVALSHA from this process, `--concurrency` in flight,
 with the same arguments the server sends (an encoded 8-player room, a request id, 8 channels
-to publish on), each coroutine on its own room. This is the limit SPEC §11 quotes beside
+to publish on), each coroutine on its own room. This is the limit docs/spec.md §11 quotes beside
 the REST figure.
 
 Without `--url`, the script starts its own valkey-server and `roomsvc serve` (one worker) and
@@ -122,7 +122,7 @@ Reply = tuple[int, bytes]
 
 
 class RpcPlayers:
-    """Each player on its own realtime socket (compression off, SPEC §11); every call a
+    """Each player on its own realtime socket (compression off, docs/spec.md §11); every call a
     JSON-RPC request matched to its reply by id; pushes are counted and dropped unread."""
 
     def __init__(self, url: str, secret: str, app: str) -> None:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Scale-out cost (SPEC §10, §11): room mutations through one and through two `roomsvc serve`
+"""Scale-out cost (docs/spec.md §10, §11): room mutations through one and through two `roomsvc
+serve`
 processes on one Redis, and the CPU time each configuration spends per mutation.
 
 For each configuration the script starts a fresh valkey-server and 1 or 2 `roomsvc serve`

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""A stalled store, timed (SPEC §12 item 16; docs/store.md): two `roomsvc serve` processes on one
+"""A stalled store, timed (docs/spec.md §12 item 16; docs/store.md): two `roomsvc serve` processes
+on one
 valkey-server, two players with sockets (one on each process) in a room, then the store is
 SIGSTOPped for `--stall` seconds and SIGCONTed. Reports, per process, how long after the stop
 `/readyz` said 503 and how long after the wake it said 200 again; how long calls made during the

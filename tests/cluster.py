@@ -1,4 +1,4 @@
-"""A local three-master Valkey cluster from the wheel's `valkey-server` (SPEC §10).
+"""A local three-master Valkey cluster from the wheel's `valkey-server` (docs/spec.md §10).
 
 No external tool: each node starts with `--cluster-enabled yes` on its own free client and bus
 ports, the nodes are joined with CLUSTER MEET, the 16384 slots are split in three ranges with

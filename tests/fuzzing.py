@@ -1,4 +1,5 @@
-"""A small, seeded mutation fuzzer for JSON inputs (SPEC §12 item 7), shared by tests/test_fuzz.py.
+"""A small, seeded mutation fuzzer for JSON inputs (docs/spec.md §12 item 7), shared by
+tests/test_fuzz.py.
 
 Inputs start from valid seeds (JSON-RPC frames of every method, request bodies of every POST
 route) and are mutated the two ways malformed input arrives in practice:

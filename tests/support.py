@@ -211,7 +211,8 @@ def roomsvc_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
 
 def google_client(base_url: str, player: str, app: str, *, name: str | None = None,
                   scopes: tuple[str, ...] = (SCOPE_GAMES,)):  # type: ignore[no-untyped-def]  # fmt: skip
-    """Google's own API client, built from the discovery document roomsvc serves (SPEC §3)."""
+    """Google's own API client, built from the discovery document roomsvc serves (docs/spec.md
+    §3)."""
     from google.oauth2.credentials import Credentials
     from googleapiclient.discovery import build_from_document
 

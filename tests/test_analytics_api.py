@@ -1,4 +1,5 @@
-"""AddEventBatch, AddEvent and anonymous sessions through a real server and store (SPEC §8)."""
+"""AddEventBatch, AddEvent and anonymous sessions through a real server and store (docs/spec.md
+§8)."""
 
 from __future__ import annotations
 
@@ -414,7 +415,7 @@ def _items_metric(text: str) -> float:
 
 
 async def test_ingested_items_are_counted_in_metrics(http: httpx.AsyncClient, app_id: str) -> None:
-    """/metrics counts stored items once: a retried BatchId adds nothing (SPEC §10)."""
+    """/metrics counts stored items once: a retried BatchId adds nothing (docs/spec.md §10)."""
     before = _items_metric((await http.get("/metrics")).text)
     await add(http, batch(app_id, 7, BatchId="m"))
     await add(http, batch(app_id, 7, BatchId="m"))

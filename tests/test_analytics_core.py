@@ -1,4 +1,4 @@
-"""The pure analytics validator (SPEC §8): rules, status codes, and a fuzz oracle."""
+"""The pure analytics validator (docs/spec.md §8): rules, status codes, and a fuzz oracle."""
 
 from __future__ import annotations
 
@@ -284,7 +284,7 @@ _item_like = st.fixed_dictionaries(
 def test_every_body_is_accepted_or_rejected_with_a_documented_error(
     event_data: Any, media: str | None, single: bool
 ) -> None:
-    """Fuzz oracle (STYLE 12): any body yields a batch or an error with StatusCode 10-13."""
+    """Fuzz oracle (docs/style.md 12): any body yields a batch or an error with StatusCode 10-13."""
     body = {"eventData": event_data, "mediaInfo": media}
     raw = msgspec.json.encode(body)
     try:

@@ -1,4 +1,4 @@
-"""`roomsvc analytics export` as a subprocess against the real store (SPEC §8)."""
+"""`roomsvc analytics export` as a subprocess against the real store (docs/spec.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Bearer tokens (SPEC §2): HS256 and public-key JWTs, where the token comes from, scopes."""
+"""Bearer tokens (docs/spec.md §2): HS256 and public-key JWTs, where the token comes from,
+scopes."""
 
 from __future__ import annotations
 

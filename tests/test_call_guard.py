@@ -1,4 +1,5 @@
-"""Failing fast (SPEC §12 items 16-17; roomsvc/call_guard.py): past the calls in flight a call
+"""Failing fast (docs/spec.md §12 items 16-17; roomsvc/call_guard.py): past the calls in flight a
+call
 is refused at once; against a stalled store (a real valkey-server, SIGSTOPped) a call ends at
 its deadline, reconnect and handshake included, as "unavailable" for a read and "outcome
 unknown" for a change; a batch of the room path gives up too; and the settings are validated.

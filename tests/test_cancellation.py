@@ -1,7 +1,7 @@
 """Background loops stop when cancelled even if the cancellation was lost inside an await
 (roomsvc/cancellation.py): on Python 3.11 `asyncio.wait_for` (inside redis-py's socket writes)
 and `asyncio.timeout` can each drop a cancel, and a duty that ran on would keep a process from
-exiting on SIGTERM (SPEC §12 item 11)."""
+exiting on SIGTERM (docs/spec.md §12 item 11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The `roomsvc` command (SPEC §1): token, config check, and `serve` failing with one clear line."""
+"""The `roomsvc` command (docs/spec.md §1): token, config check, and `serve` failing with one clear
+line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The discovery document and OpenAPI description roomsvc serves (SPEC §3), generated from
+"""The discovery document and OpenAPI description roomsvc serves (docs/spec.md §3), generated from
 its routes and wire types. The expected paths, verbs and schemas are the GPGS games/v1 ones,
 written here in the project's own words."""
 

@@ -1,4 +1,5 @@
-"""The embedded store (SPEC §1): `roomsvc serve` with no REDIS_URL runs its own valkey-server
+"""The embedded store (docs/spec.md §1): `roomsvc serve` with no REDIS_URL runs its own
+valkey-server
 under `./.roomsvc/`, AOF on, that survives worker crashes and restarts, and is never shared
 by two `serve` commands by accident."""
 

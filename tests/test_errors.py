@@ -1,4 +1,5 @@
-"""One error tree in Google's JSON error shape (SPEC §3), in en, es and hi (SPEC §9)."""
+"""One error tree in Google's JSON error shape (docs/spec.md §3), in en, es and hi (docs/spec.md
+§9)."""
 
 from __future__ import annotations
 
@@ -179,7 +180,7 @@ def test_untranslated_message_falls_back_to_english() -> None:
     assert error.message("es") == "No such message 3."
 
 
-# Language negotiation (SPEC §9)
+# Language negotiation (docs/spec.md §9)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """events.record, events.listByPlayer and events.listDefinitions over REST against a real server
-(SPEC §3, §7, §9). The shipped config's app "demo" has ev_kills, ev_matches and the HIDDEN
+(docs/spec.md §3, §7, §9). The shipped config's app "demo" has ev_kills, ev_matches and the HIDDEN
 ev_secret; each test uses fresh player ids, so counters never leak between tests."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Event definitions in the applications file (SPEC §7): validation and `roomsvc config check`."""
+"""Event definitions in the applications file (docs/spec.md §7): validation and `roomsvc config
+check`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Google's own API client drives the events methods (SPEC §3, §7): once built from the
+"""Google's own API client drives the events methods (docs/spec.md §3, §7): once built from the
 discovery document roomsvc serves, once from tests/discovery_events.json, the GPGS events
 contract restated in our words, so a drift of the generated document from Google's shapes shows."""
 

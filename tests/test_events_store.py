@@ -1,4 +1,4 @@
-"""The events store on a real Valkey (SPEC §7, §10): the record script's bucket, replays,
+"""The events store on a real Valkey (docs/spec.md §7, §10): the record script's bucket, replays,
 saturation and slots, with `now` passed in so no test waits; and the transport-independent
 service functions the JSON-RPC socket calls."""
 
@@ -102,7 +102,7 @@ async def test_old_periods_are_pruned_and_keys_expire(store: aioredis.Redis) -> 
 
 
 def test_every_key_of_a_player_shares_one_slot() -> None:
-    """All keys the record script touches hash to one Redis Cluster slot (SPEC §12.12)."""
+    """All keys the record script touches hash to one Redis Cluster slot (docs/spec.md §12.12)."""
     record_keys = keys.events_record_keys("some-app", "some.player")
     assert len({key_slot(k.encode()) for k in record_keys}) == 1
     assert keys.event_counts("some-app", "some.player") == record_keys[0]

@@ -1,5 +1,6 @@
-"""Malformed input (SPEC §12 item 7): 100,000 fuzzed frames and request bodies, 0 crashes,
-only documented errors (SPEC §3 error shapes and codes, SPEC §6 JSON-RPC codes, SPEC §8
+"""Malformed input (docs/spec.md §12 item 7): 100,000 fuzzed frames and request bodies, 0 crashes,
+only documented errors (docs/spec.md §3 error shapes and codes, docs/spec.md §6 JSON-RPC codes,
+docs/spec.md §8
 StatusCodes).
 
 The inputs are mutants of valid JSON-RPC frames and REST bodies (tests/fuzzing.py: wrong types,
@@ -24,7 +25,7 @@ The split, and why:
   500, never an internal JSON-RPC error), no socket is dropped, the server logs no internal
   error, and it still answers /healthz. A few thousand each keeps this part to seconds on a
   small machine; the in-process count is what covers the input space. The session server
-  allows 20 requests per second per socket with bursts of 40 (SPEC §6 limits): each socket
+  allows 20 requests per second per socket with bursts of 40 (docs/spec.md §6 limits): each socket
   carries at most 36 frames, so every frame is served rather than rate limited.
 """
 
@@ -58,16 +59,17 @@ FRAMES = 55_000
 BODIES_PER_TYPE = 5_000
 WIRE_FRAMES = 4_000
 WIRE_BODIES = 2_500
-FRAMES_PER_SOCKET = 36  # under the session server's burst of 40 requests (SPEC §6 limits)
+FRAMES_PER_SOCKET = 36  # under the session server's burst of 40 requests (docs/spec.md §6 limits)
 LOCALES = ("en", "es", "hi")
 NOW_MS = 1_800_000_000_000
 
-# SPEC §6: the JSON-RPC codes a client may see, and the HTTP-like codes of application errors.
+# docs/spec.md §6: the JSON-RPC codes a client may see, and the HTTP-like codes of application
+# errors.
 RPC_CODES = {-32700, -32600, -32601, -32602, -32001, -32003, -32004, -32009, -32029, -32053}
 RPC_DATA_CODES = {400, 401, 403, 404, 409, 413, 415, 429, 503}
-# SPEC §3: Google's error codes and canonical statuses (no 500 among them).
+# docs/spec.md §3: Google's error codes and canonical statuses (no 500 among them).
 REST_CODES = {400, 401, 403, 404, 409, 413, 415, 429, 503}
-# SPEC §8: the analytics envelope's StatusCodes for errors (31, a bug, is not among them).
+# docs/spec.md §8: the analytics envelope's StatusCodes for errors (31, a bug, is not among them).
 ANALYTICS_CODES = {10, 11, 12, 13, 14, 15, 20, 21, 29, 30}
 
 # ---- seeds: one valid input per shape ------------------------------------------------------
@@ -368,7 +370,7 @@ def test_fuzzed_bodies_decode_or_get_a_documented_error(target: str) -> None:
 
 
 def expected_replies(frame: str | bytes) -> int:
-    """How many replies a frame gets: none for a valid notification, else one (SPEC §6)."""
+    """How many replies a frame gets: none for a valid notification, else one (docs/spec.md §6)."""
     if isinstance(frame, bytes):
         return 1  # binary frames are answered -32600
     try:
@@ -379,7 +381,8 @@ def expected_replies(frame: str | bytes) -> int:
 
 def wire_frames() -> Iterator[str | bytes]:
     """Mutated frames as a client can send them: valid UTF-8 as text, the rest as binary;
-    each under the 64 KiB frame limit (a bigger one closes the socket with 1009, SPEC §6)."""
+    each under the 64 KiB frame limit (a bigger one closes the socket with 1009,
+    docs/spec.md §6)."""
     for _, data in mutants(SEED + 100, frame_seeds(), FRAME_NAMES, WIRE_FRAMES * 2):
         if len(data) > 60_000:
             continue
@@ -390,7 +393,7 @@ def wire_frames() -> Iterator[str | bytes]:
 
 
 def check_rpc_reply(message: dict[str, Any]) -> str:
-    """The reply's outcome, "result" or its JSON-RPC error code, if documented (SPEC §6)."""
+    """The reply's outcome, "result" or its JSON-RPC error code, if documented (docs/spec.md §6)."""
     if message.get("jsonrpc") != "2.0" or ("result" in message) == ("error" in message):
         raise Undocumented(f"not a JSON-RPC reply: {message}")
     if "error" in message:
@@ -515,8 +518,8 @@ def rest_targets(app: str, room_id: str) -> list[tuple[str, list[Any], tuple[typ
 
 
 def check_rest_reply(path: str, reply: httpx.Response) -> int:
-    """A documented answer: success, Google's JSON error (SPEC §3), or the analytics
-    envelope with a documented StatusCode (SPEC §8)."""
+    """A documented answer: success, Google's JSON error (docs/spec.md §3), or the analytics
+    envelope with a documented StatusCode (docs/spec.md §8)."""
     status = reply.status_code
     if path.startswith("/analytics/"):
         envelope = reply.json()

@@ -1,4 +1,5 @@
-"""Health, readiness, metrics and logs (SPEC §10), and a store outage seen from outside (§3)."""
+"""Health, readiness, metrics and logs (docs/spec.md §10), and a store outage seen from outside
+(§3)."""
 
 from __future__ import annotations
 

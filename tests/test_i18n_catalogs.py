@@ -1,4 +1,5 @@
-"""Languages (SPEC §9): every message id has es and hi translations, negotiation, numbers."""
+"""Languages (docs/spec.md §9): every message id has es and hi translations, negotiation,
+numbers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every key a Lua script touches hashes to one Redis Cluster slot (SPEC §10, §12 item 12).
+"""Every key a Lua script touches hashes to one Redis Cluster slot (docs/spec.md §10, §12 item 12).
 
 How it is checked, mechanically and at run time rather than by reading the code:
 

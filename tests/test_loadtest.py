@@ -1,4 +1,4 @@
-"""The load test (SPEC §1, §11) at a small size: real sockets, complete games, 0 errors.
+"""The load test (docs/spec.md §1, §11) at a small size: real sockets, complete games, 0 errors.
 
 `scripts/loadtest.py` runs as a subprocess, as operators run it. Only counts are asserted,
 never a timing.

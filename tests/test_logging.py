@@ -1,4 +1,5 @@
-"""Logs (SPEC §10, §2; STYLE habit 11): one JSON object per line, a request id on every request
+"""Logs (docs/spec.md §10, §2; docs/style.md habit 11): one JSON object per line, a request id on
+every request
 (the caller's X-Request-ID when it sends one), the room id bound on room routes, and never a
 token, whether it came in a query string, an Authorization header or a WebSocket handshake.
 """

@@ -1,4 +1,5 @@
-"""SPEC §12 item 3: three matcher processes over thousands of tickets, one of them killed with
+"""docs/spec.md §12 item 3: three matcher processes over thousands of tickets, one of them killed
+with
 SIGKILL again and again: no ticket is matched twice, none is lost, and the claims a killed
 matcher left behind are finished by the others once their lease lapses."""
 

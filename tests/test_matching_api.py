@@ -1,4 +1,4 @@
-"""Auto-matching through the REST API (SPEC §4, §5): two real server processes on one store,
+"""Auto-matching through the REST API (docs/spec.md §4, §5): two real server processes on one store,
 each running its own matcher, with players spread over both."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The pure auto-match policy (SPEC §5): properties checked against an independent oracle, and
+"""The pure auto-match policy (docs/spec.md §5): properties checked against an independent oracle,
+and
 the worked examples of the spec (roomsvc/matching.py)."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ NOW = 1_000
 
 
 def oracle_formable(members: Sequence[Ticket], now: int, fill: int) -> bool:
-    """SPEC §5 read literally: is this set of tickets a group that may form now?"""
+    """docs/spec.md §5 read literally: is this set of tickets a group that may form now?"""
     if len(members) < 2:
         return False
     if len({(t.app_id, t.variant) for t in members}) != 1:

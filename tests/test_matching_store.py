@@ -1,4 +1,5 @@
-"""Claim, apply, retire against a real store (SPEC §5; store/match_apply.py): what a match does
+"""Claim, apply, retire against a real store (docs/spec.md §5; store/match_apply.py): what a match
+does
 when a room changed between its claim and its steps, and that replaying a match changes
 nothing. A private valkey keeps every other process's matcher away from these pools."""
 
@@ -160,7 +161,7 @@ async def test_replaying_a_match_changes_nothing(parts: tuple[RoomStore, PoolSto
 async def test_shutdown_hands_over_the_claims_in_flight(
     parts: tuple[RoomStore, PoolStore],
 ) -> None:
-    """A matcher stopped mid-apply (SIGTERM) ends its leases at once (SPEC §12 item 11)."""
+    """A matcher stopped mid-apply (SIGTERM) ends its leases at once (docs/spec.md §12 item 11)."""
     rs, pools = parts
     app = new_app_id()
     await open_room(rs, pools, app, "ida", 1, 1)
@@ -199,7 +200,7 @@ async def test_a_matcher_that_loses_its_cancel_still_stops(
     parts: tuple[RoomStore, PoolStore],
 ) -> None:
     """Shutdown ends the matcher loop and its recovery loop even when the cancellation was
-    swallowed inside a store call (SPEC §12 item 11: the process must exit on SIGTERM)."""
+    swallowed inside a store call (docs/spec.md §12 item 11: the process must exit on SIGTERM)."""
     rs, _ = parts
     await open_room(rs, PoolStore(rs.store), new_app_id(), "una", 1, 1)  # one active pool
     matcher = Matcher(rs, pools=LosesFirstCancel(rs.store, lease_ms=60_000))
@@ -242,7 +243,7 @@ async def test_a_recovery_pass_in_flight_never_retakes_what_shutdown_handed_over
 ) -> None:
     """Shutdown hands its claims over only once its own recovery pass has ended: a pass still
     running would read the just-lapsed record and take it over again, under a lease of a
-    process that is stopping (SPEC §12 items 3, 11)."""
+    process that is stopping (docs/spec.md §12 items 3, 11)."""
     rs, pools = parts
     app = new_app_id()
     await open_room(rs, pools, app, "vic", 1, 1)
@@ -338,7 +339,7 @@ async def test_a_group_with_a_room_not_yet_written_goes_back_whole(
 ) -> None:
     """A seeker whose ticket is in the pool but whose room is still being written: nothing is
     applied, and every ticket of the group waits for the next round (which can then form the
-    largest group, SPEC §5) instead of the host taking the others without it."""
+    largest group, docs/spec.md §5) instead of the host taking the others without it."""
     rs, pools = parts
     app = new_app_id()
     host = await open_room(rs, pools, app, "max", 1, 2, invited=("ned",))
@@ -361,7 +362,7 @@ async def test_a_group_with_a_room_not_yet_written_goes_back_whole(
 
 async def test_recovery_outlives_a_store_outage() -> None:
     """The loop that recovers other processes' lapsed claims keeps going through store errors
-    (SPEC §12 #3): nothing else would pick those claims up."""
+    (docs/spec.md §12 #3): nothing else would pick those claims up."""
     from roomsvc.store.embedded import free_port
     from roomsvc.store.match_loop import _recover_forever
 

@@ -136,7 +136,7 @@ async def test_signals_and_ice_servers(pair: list[ServerProcess], app_id: str) -
 async def test_reliable_messages_cross_processes_in_order_exactly_once(
     pair: list[ServerProcess], app_id: str
 ) -> None:
-    """SPEC-level rule (docs/messages.md "Delivery"): two senders on different processes,
+    """The rule of (docs/messages.md "Delivery"): two senders on different processes,
     hundreds of messages in flight at once; each recipient gets each sender's in order, once."""
     async with players(pair, app_id, "kai", "lea", "max", "ned") as everyone:
         kai, lea, mx, ned = everyone

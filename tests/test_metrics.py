@@ -1,4 +1,5 @@
-"""/metrics on `roomsvc serve --workers 2` (SPEC §10): whichever worker answers a scrape, the
+"""/metrics on `roomsvc serve --workers 2` (docs/spec.md §10): whichever worker answers a scrape,
+the
 figures are those of the whole service (prometheus-client multiprocess mode, set up by `serve`).
 
 Every request here opens a fresh connection, so the kernel spreads them over both workers; the

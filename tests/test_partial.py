@@ -1,4 +1,4 @@
-"""Google's `fields` partial-response selector (SPEC §3): honoured, and bad ones named."""
+"""Google's `fields` partial-response selector (docs/spec.md §3): honoured, and bad ones named."""
 
 from __future__ import annotations
 

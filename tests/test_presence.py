@@ -1,4 +1,4 @@
-"""Presence deadlines and the sweep (SPEC §6) on a real valkey, time passed as an argument,
+"""Presence deadlines and the sweep (docs/spec.md §6) on a real valkey, time passed as an argument,
 beside test_realtime_units.py (a lapsed seat released once, a reconnect after its claim kept):
 claims retired together keep a reconnect's deadline; two processes sweeping the same lapsed
 players release every seat exactly once; a sweep reports the earliest deadline it saw (the

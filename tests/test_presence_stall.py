@@ -1,4 +1,5 @@
-"""Presence through a stall (SPEC §6, §12 item 16; docs/store.md "Presence through a stall") on
+"""Presence through a stall (docs/spec.md §6, §12 item 16; docs/store.md "Presence through a
+stall") on
 a real valkey: deadlines that lapsed while no heartbeat could reach the store are not failures,
 whether a beat or a claim reaches it first afterwards; a player whose socket closed meanwhile is
 released once, a hold after; and while heartbeats keep arriving, a dead process's players are

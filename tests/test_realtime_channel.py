@@ -1,4 +1,4 @@
-"""The realtime channel on a real server (SPEC §6): handshake, welcome, JSON-RPC, limits.
+"""The realtime channel on a real server (docs/spec.md §6): handshake, welcome, JSON-RPC, limits.
 
 Real `roomsvc serve` processes, real `websockets` clients, real valkey; durations are
 multiples of UNIT and nothing asserts a timing.

@@ -1,4 +1,4 @@
-"""Liveness on the realtime channel (SPEC §6: ping every 20 s and close a silent peer), with
+"""Liveness on the realtime channel (docs/spec.md §6: ping every 20 s and close a silent peer), with
 ROOMSVC_WS_PING_SECONDS=1 so the test need not wait 40 s."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""On one socket the versions of a room only ever increase, across replies and pushes (SPEC §6).
+"""On one socket the versions of a room only ever increase, across replies and pushes (docs/spec.md
+§6).
 
 A socket that calls methods on a room while other sockets change that same room sees the room
 both in its replies and in `roomStatus` pushes. A push must never show a version older than,

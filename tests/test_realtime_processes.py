@@ -1,4 +1,4 @@
-"""The realtime channel across processes (SPEC §6, §12 items 6, 8, 10, 11): ordered pushes
+"""The realtime channel across processes (docs/spec.md §6, §12 items 6, 8, 10, 11): ordered pushes
 between two servers, presence after a `kill -9`, reconnect within the grace, a lost pub/sub
 link, a stalled reader, SIGTERM. Real processes, real sockets, real valkey."""
 

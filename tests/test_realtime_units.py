@@ -1,6 +1,6 @@
 """The realtime channel's parts without a server: the JSON-RPC parser (pure, property-based),
 the Origin rule, the coalescing push queue, the order of pushes and replies on one connection,
-and presence deadlines on a real valkey with time passed as an argument (SPEC §6)."""
+and presence deadlines on a real valkey with time passed as an argument (docs/spec.md §6)."""
 
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ async def _settle() -> None:
 
 async def test_a_call_holds_back_pushes_of_its_room_until_its_reply() -> None:
     """A push of a version newer than the call's own, announced while the call runs, goes out
-    after the call's reply, never before it (SPEC §6: versions only increase)."""
+    after the call's reply, never before it (docs/spec.md §6: versions only increase)."""
 
     async def render(conn: Connection, room_id: str, version: int) -> Any:
         return f"push {room_id} v{version}", version, 0, False
@@ -304,7 +304,7 @@ async def test_presence_claim_survives_a_reconnect(redis_client: aioredis.Redis)
 async def test_a_resync_the_store_refuses_is_retried_until_it_runs(valkey: ValkeyProcess) -> None:
     """Right after a store restart the new pub/sub link can work while reads still fail (the
     store loading its AOF, pooled connections dead): the resync is retried, not given up,
-    so no client stays behind until its room next changes (SPEC §12 item 6)."""
+    so no client stays behind until its room next changes (docs/spec.md §12 item 6)."""
     attempts: list[int] = []
     done = asyncio.Event()
 

@@ -1,4 +1,4 @@
-"""The rooms API over real HTTP against a real server and store (SPEC §2, §3, §4), driven by
+"""The rooms API over real HTTP against a real server and store (docs/spec.md §2, §3, §4), driven by
 Google's own API client where it can be, and by raw HTTP for what that client never sends."""
 
 from __future__ import annotations

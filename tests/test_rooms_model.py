@@ -1,4 +1,4 @@
-"""Model check of the rooms store against the pure rules (SPEC §4, §12 item 2).
+"""Model check of the rooms store against the pure rules (docs/spec.md §4, §12 item 2).
 
 A hypothesis state machine plays random commands (join, decline, leave, reportStatus,
 presence failure, timeouts) by random players (invitees, the creator, strangers) on one room,

@@ -1,4 +1,4 @@
-"""The pure room state machine and its per-receiver view (SPEC §4, §5), no I/O."""
+"""The pure room state machine and its per-receiver view (docs/spec.md §4, §5), no I/O."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ def test_join_of_deleted_room_is_a_conflict() -> None:
     ],
 )
 def test_leave_reason_mapping(reason: str | None, expected: str) -> None:
-    """Request reasons map to participant leaveReasons as SPEC §4 lists."""
+    """Request reasons map to participant leaveReasons as docs/spec.md §4 lists."""
     room = join(make_room(), "bob")
     room = rooms.leave(room, "bob", reason=reason, now_ms=T0 + 3, limits=LIMITS)
     bob = room.of_player("bob")
@@ -396,11 +396,12 @@ def test_random_sequences_keep_the_invariants(
         assert all(rooms.is_connected(room, p) for p in joined)
 
 
-# ---- derived state: the one-pass forms agree with SPEC §4's definitions ----------------------
+# ---- derived state: the one-pass forms agree with docs/spec.md §4's definitions
+# ----------------------
 
 
 def _spec_status(room: RoomDoc) -> RoomState:
-    """SPEC §4 written out literally, as the reference for the one-pass `room_status`."""
+    """docs/spec.md §4 written out literally, as the reference for the one-pass `room_status`."""
     joined = [p for p in room.participants if p.status is PStatus.JOINED]
     others = [p for p in room.participants
               if p.id != room.creator and p.status in (PStatus.JOINED, PStatus.LEFT)]  # fmt: skip

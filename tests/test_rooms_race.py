@@ -1,4 +1,4 @@
-"""Concurrent room mutations from two real server processes (SPEC §4, §12 item 1).
+"""Concurrent room mutations from two real server processes (docs/spec.md §4, §12 item 1).
 
 Every request goes through REST to one of two `roomsvc serve` processes sharing one store, so
 conflicts arise both inside a process (its per-room lock) and between processes (the Lua

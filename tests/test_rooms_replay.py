@@ -1,4 +1,5 @@
-"""Lost replies and retries never double-apply a room mutation (SPEC §4, §12 item 5; DESIGN
+"""Lost replies and retries never double-apply a room mutation (docs/spec.md §4, §12 item 5;
+docs/design.md
 "Retries never double-apply").
 
 redis-py re-sends a script whose reply was lost with the very same arguments, another process

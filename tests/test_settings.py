@@ -1,4 +1,4 @@
-"""Settings from the environment (SPEC §1): typed, validated, every problem named."""
+"""Settings from the environment (docs/spec.md §1): typed, validated, every problem named."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from roomsvc.settings import DEV_JWT_SECRET, Settings, SettingsError
 
 
 def test_defaults_match_the_spec_table() -> None:
-    """With nothing set, the SPEC §1 defaults apply and the dev secret is flagged."""
+    """With nothing set, the docs/spec.md §1 defaults apply and the dev secret is flagged."""
     s = Settings.from_env({})
     assert s.redis_url is None
     assert (s.max_players, s.invite_timeout_seconds, s.automatch_timeout_seconds) == (8, 300, 60)

@@ -1,4 +1,4 @@
-"""Graceful shutdown on SIGTERM (SPEC §10, §12 item 11), on the embedded store so that "the
+"""Graceful shutdown on SIGTERM (docs/spec.md §10, §12 item 11), on the embedded store so that "the
 store stops last" is observable: a request in flight when the signal lands still gets its 200
 (which needs the store), the listening socket closes so no new request starts, the process
 exits 0, and only then is the store gone.

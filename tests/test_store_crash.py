@@ -1,9 +1,9 @@
-"""The store killed under load and restarted from its append-only file (SPEC §12 item 4).
+"""The store killed under load and restarted from its append-only file (docs/spec.md §12 item 4).
 
 valkey runs with `appendfsync always`, so a write is on disk before its reply leaves: every
 mutation a client saw acknowledged must survive a SIGKILL. Calls cut off by the crash are
 ambiguous (503): each must have been applied once or not at all, which tests/toggle_load.py
-checks through the rooms' versions and applied-request sets (DESIGN "Retries never
+checks through the rooms' versions and applied-request sets (docs/design.md "Retries never
 double-apply").
 """
 

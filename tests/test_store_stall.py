@@ -1,4 +1,5 @@
-"""A stalled store (SPEC §12 item 16; issue 18): a real valkey-server SIGSTOPped (its sockets stay
+"""A stalled store (docs/spec.md §12 item 16; issue 18): a real valkey-server SIGSTOPped (its
+sockets stay
 open and silent) under two real `roomsvc serve` processes with players connected. Asserted are
 outcomes, never timings: while it is stopped every call answers 503 with Retry-After (reads as
 unavailable, changes as "outcome unknown"), `/readyz` says 503, a new socket is refused with

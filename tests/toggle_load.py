@@ -1,5 +1,5 @@
 """A REST load whose every change is visible in the room's history, and the checks that read
-that history back (SPEC §4, §12 items 4 and 5; DESIGN "Retries never double-apply").
+that history back (docs/spec.md §4, §12 items 4 and 5; docs/design.md "Retries never double-apply").
 
 Each room holds four JOINED players. Two of them are workers: each sends reportStatus calls
 one after another, call k naming every other participant ESTABLISHED or FAILED by the bits of

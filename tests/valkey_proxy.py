@@ -1,9 +1,9 @@
-"""A TCP proxy in front of valkey that loses replies (SPEC §12 item 5).
+"""A TCP proxy in front of valkey that loses replies (docs/spec.md §12 item 5).
 
 Bytes pass through unchanged, except that a chosen fraction of the client's writes (chunks
 that carry a script call or a SET) is forwarded to valkey, which runs it, while the reply is
 swallowed and both connections are dropped. The client then cannot know whether its command
-ran: exactly the case DESIGN "Retries never double-apply" is about.
+ran: exactly the case docs/design.md "Retries never double-apply" is about.
 """
 
 from __future__ import annotations

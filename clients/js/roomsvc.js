@@ -671,7 +671,7 @@ export class RoomsvcClient {
     this.links.delete(key);
   }
 
-  /** A link changed path: tell the listeners and the server (diagnostics, SPEC §13). */
+  /** A link changed path: tell the listeners and the server (diagnostics, docs/spec.md §13). */
   onLinkChanged(link, via) {
     const reachable = this.reachable.get(link.roomId);
     if (!reachable || !reachable.has(link.peerId)) return;

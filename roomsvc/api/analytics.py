@@ -1,8 +1,8 @@
-"""REST routes for analytics (SPEC §8): AddEventBatch, AddEvent, AnonymousSession.
+"""REST routes for analytics (docs/spec.md §8): AddEventBatch, AddEvent, AnonymousSession.
 
 Every answer, errors included, is the seed's envelope `{StatusCode, Severity, StatusMessage,
 Content}` (not Google's error shape): StatusCode 0 on success, the table of analytics.py on
-failure, with the matching HTTP status and a message in the caller's language (SPEC §9).
+failure, with the matching HTTP status and a message in the caller's language (docs/spec.md §9).
 """
 
 from __future__ import annotations

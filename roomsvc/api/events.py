@@ -1,4 +1,5 @@
-"""REST routes of the events methods (SPEC §3): each declared once with `api_route`, its handler
+"""REST routes of the events methods (docs/spec.md §3): each declared once with `api_route`, its
+handler
 one call of roomsvc.events_service."""
 
 from __future__ import annotations

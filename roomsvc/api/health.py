@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics (SPEC §10, §12 item 16).
+"""Liveness, readiness and metrics (docs/spec.md §10, §12 item 16).
 
 Readiness is judged by a background probe, not by the request: every PROBE_EVERY_S the probe
 pings the store under its own short deadline and records the answer, so `/readyz` answers at

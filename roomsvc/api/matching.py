@@ -1,4 +1,4 @@
-"""Auto-matching (SPEC §5) as a background duty of every web process; it has no routes.
+"""Auto-matching (docs/spec.md §5) as a background duty of every web process; it has no routes.
 
 The duty shares the rooms service's pool store (tickets enter the pool on rooms.create) and
 publishes the per-pool wait estimate that Room views show as waitEstimateSeconds.

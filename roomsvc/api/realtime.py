@@ -1,4 +1,4 @@
-"""The realtime feature (SPEC §6): the WebSocket route and its background duties."""
+"""The realtime feature (docs/spec.md §6): the WebSocket route and its background duties."""
 
 from __future__ import annotations
 

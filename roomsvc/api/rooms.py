@@ -1,4 +1,4 @@
-"""REST routes of the rooms resource (SPEC §3): each method declared once with `api_route`,
+"""REST routes of the rooms resource (docs/spec.md §3): each method declared once with `api_route`,
 its handler one call of the rooms service."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ async def report_status(call: Call[wire.RoomP2PStatuses]) -> wire.RoomStatus:
 
 
 async def anonymous_avatar(request: Request) -> Response:
-    """The avatar of an anonymous auto-matched player (SPEC §4): a plain coloured disc."""
+    """The avatar of an anonymous auto-matched player (docs/spec.md §4): a plain coloured disc."""
     number = request.path_params["n"] % ANON_AVATARS
     hue = number * 360 // ANON_AVATARS
     svg = (

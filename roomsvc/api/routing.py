@@ -1,11 +1,12 @@
-"""One declaration per REST method (SPEC §3; STYLE "Transport is thin"). `api_route` turns a
+"""One declaration per REST method (docs/spec.md §3; docs/style.md "Transport is thin").
+`api_route` turns a
 handler that calls one service function into a Starlette route whose endpoint authenticates,
 decodes the body, calls the handler and encodes its result, and carries the `@api_method`
 metadata the discovery document and the OpenAPI description are generated from.
 
 Order of checks, as on every method: the token and its scopes (401/403), then the body
 (413/415/400), then the service. A POST without a request type still reads its body as `NoBody`
-(Google's client sends none or `{}`, SPEC §3); a GET reads none.
+(Google's client sends none or `{}`, docs/spec.md §3); a GET reads none.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def api_route(
         async def endpoint(request: Request) -> Response:
             principal = authenticate(request, *spec.scopes)
             body = await read_body(request, body_type) if body_type is not None else None
-            # Admitted and held to the store deadline (call_guard.py; SPEC §12 items 16-17).
+            # Admitted and held to the store deadline (call_guard.py; docs/spec.md §12 items 16-17).
             async with request.app.state.guard.call("rest", mutation=mutation):
                 result = await handler(Call(request, principal, body))
             if spec.empty_status is not None:

@@ -1,4 +1,4 @@
-"""Languages (SPEC §9): negotiation, gettext catalogs and number formatting.
+"""Languages (docs/spec.md §9): negotiation, gettext catalogs and number formatting.
 
 Catalogs are standard gettext `.po` files, one per domain (a feature owns its domain:
 `core`, `rooms`, `events`, `analytics`), under `locale/<lang>/LC_MESSAGES/`. They are
@@ -99,7 +99,7 @@ def gettext(locale: str, msgid: str, /, **params: Any) -> str:
 @functools.cache
 def _number_locale(name: str) -> babel.Locale:
     # Parsed once: given a locale name, Babel parses it and reloads its data on every call,
-    # which cost more than half of format_number (77 us -> 33 us per number, SPEC §11).
+    # which cost more than half of format_number (77 us -> 33 us per number, docs/spec.md §11).
     return babel.Locale.parse(name)
 
 

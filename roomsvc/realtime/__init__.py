@@ -1,4 +1,4 @@
-"""The realtime channel (SPEC §6): `GET /games/v1/realtime`, JSON-RPC 2.0 over WebSocket.
+"""The realtime channel (docs/spec.md §6): `GET /games/v1/realtime`, JSON-RPC 2.0 over WebSocket.
 
 Modules, one concept each:
 

@@ -1,4 +1,4 @@
-"""The process's one Redis pub/sub link (SPEC §6, §12 item 6; DESIGN "Pushes").
+"""The process's one Redis pub/sub link (docs/spec.md §6, §12 item 6; docs/design.md "Pushes").
 
 It subscribes to the channel of every player connected to this process (`keys.player_channel`,
 published by room_cas.lua), hands each message to the hub, and survives everything a link can
@@ -160,7 +160,7 @@ class Bridge:
     async def _relay(self, pubsub: Any) -> None:
         """Relay until the link fails. The reader waits for each message without a deadline
         (a timed read costs a timer and a retry wrapper per message, a third of the bridge's
-        CPU at a thousand pushes a second: SPEC §11), and this watchdog judges the link by
+        CPU at a thousand pushes a second: docs/spec.md §11), and this watchdog judges the link by
         when anything was last heard: a PING after one silent interval, and the link is
         dropped when the second interval passes without a word."""
         loop = asyncio.get_running_loop()
@@ -209,7 +209,7 @@ class Bridge:
     async def _resync(self) -> None:
         """`on_resync`, retried while the store is not answering yet (a store that just
         restarted refuses, or is still loading its AOF, while the new link already works):
-        a resync given up would leave clients behind until their room next changes (SPEC §12
+        a resync given up would leave clients behind until their room next changes (docs/spec.md §12
         item 6). A link lost again ends the retries; its successor resyncs anew."""
         pause = 0.05
         while self.connected.is_set():

@@ -1,4 +1,4 @@
-"""One realtime socket (SPEC §6): its push queue, the versions it has shown, its sends.
+"""One realtime socket (docs/spec.md §6): its push queue, the versions it has shown, its sends.
 
 - The push queue holds at most one entry per room, the newest announced version (a slow
   reader's queue coalesces), so memory per connection is bounded by the rooms it follows; a
@@ -11,13 +11,14 @@
   rooms.list, whose rooms are known only from the result) until its reply is out: a push of a
   change committed after the call's own would otherwise precede a reply showing an older
   version. Rooms calls of one connection run one at a time, in arrival order, so their replies
-  too show each room's versions in order (SPEC §6 "On one connection the versions of a room
+  too show each room's versions in order (docs/spec.md §6 "On one connection the versions of a room
   only ever increase").
 - A push is written at once, synchronously, by the hub's fan-out when nothing stands in its
   way (the socket writable, no send in progress, no call holding its room): no task, no
-  deadline, no coroutine layers per push (SPEC §11: push latency). Otherwise it is queued and
+  deadline, no coroutine layers per push (docs/spec.md §11: push latency). Otherwise it is queued
+  and
   sent by a sender task created only while there is something to send, so an idle connection
-  costs one coroutine (SPEC §11: idle sockets per process).
+  costs one coroutine (docs/spec.md §11: idle sockets per process).
 - Every send has a deadline: a peer that stops reading blocks the ASGI send once the socket
   buffers fill, and is then cut (transport aborted), without slowing any other connection.
 """
@@ -65,7 +66,7 @@ class PeerTransport:
     - `abort()` cuts a peer that stopped reading: `websocket.close` itself waits for the
       socket to drain, which a stalled peer never lets happen;
     - `limit_send_buffer()` caps the kernel send buffer, which Linux otherwise grows to
-      megabytes per socket: memory per connection stays bounded (SPEC §6) and a stalled
+      megabytes per socket: memory per connection stays bounded (docs/spec.md §6) and a stalled
       reader is detected after a few hundred kilobytes, not after several megabytes.
     - `write_text()` writes a frame synchronously when uvicorn's websockets-sansio protocol
       would have written it without waiting: what its `websocket.send` does, minus the ASGI
@@ -123,7 +124,7 @@ class PeerTransport:
 
 
 class Connection:
-    # Slots: tens of thousands of these live in one process (SPEC §11: RSS per socket).
+    # Slots: tens of thousands of these live in one process (docs/spec.md §11: RSS per socket).
     __slots__ = (
         "_bucket", "_closing", "_hold", "_peer", "_render", "_room_calls", "_send_lock",
         "_send_timeout", "_sender", "base_url", "closed", "id", "inbox",
@@ -358,7 +359,7 @@ class Connection:
     # ---- requests ------------------------------------------------------------------------------
 
     def allow_request(self) -> bool:
-        """`rate` requests per second, bursts of twice that (SPEC §6 limits); a client that
+        """`rate` requests per second, bursts of twice that (docs/spec.md §6 limits); a client that
         keeps sending while refused becomes `abusive` and gets closed with 1008."""
         return self._bucket.take(time.monotonic())
 

@@ -1,4 +1,4 @@
-"""Graceful shutdown of the realtime channel (SPEC §6, §12 item 11).
+"""Graceful shutdown of the realtime channel (docs/spec.md §6, §12 item 11).
 
 uvicorn, on SIGTERM, closes every WebSocket with 1012 at once, before the calls in flight on
 them can answer. So the process's SIGTERM (and SIGINT) handler is wrapped: the first signal

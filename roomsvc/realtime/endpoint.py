@@ -1,14 +1,15 @@
-"""`GET /games/v1/realtime` (SPEC §6): the handshake, the welcome, and the receive loop.
+"""`GET /games/v1/realtime` (docs/spec.md §6): the handshake, the welcome, and the receive loop.
 
 The handshake refuses, before accepting, a foreign `Origin` (403; cross-site WebSocket
-hijacking, SPEC §12 item 9) and a missing, invalid or expired token (401), with Google's JSON
+hijacking, docs/spec.md §12 item 9) and a missing, invalid or expired token (401), with Google's
+JSON
 error body. Tokens may come in the query string (browsers cannot set headers), so they are
-stripped from the ASGI scope before the server can log the path (SPEC §2).
+stripped from the ASGI scope before the server can log the path (docs/spec.md §2).
 
 A socket lives no longer than the token that opened it: when its `exp` passes (with the
 verifier's clock-skew leeway, as for REST) the socket closes with 1008 and a reason saying the
 token expired. The protocol has no way to hand the server a new token, so a client reconnects
-with a fresh one; the welcome snapshot is the whole recovery (SPEC §6; README, decisions).
+with a fresh one; the welcome snapshot is the whole recovery (docs/spec.md §6; README, decisions).
 
 Each text frame is one JSON-RPC request served by the same service functions as REST
 (methods.py), at most `MAX_INFLIGHT` at a time per connection; replies go out as each call
@@ -69,7 +70,7 @@ def hub_of(app: object) -> Hub:
 
 
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    """No Origin = a native client; a browser's Origin must be listed (SPEC §6)."""
+    """No Origin = a native client; a browser's Origin must be listed (docs/spec.md §6)."""
     if origin is None:
         return True
     if "*" in allowed:
@@ -274,7 +275,7 @@ def _finished(conn: Connection, task: asyncio.Task[None]) -> None:
 READS = frozenset({"rooms.get", "rooms.list", "events.listByPlayer", "events.listDefinitions"})
 # Rooms calls whose rooms are known only from the result: they hold back every room's pushes.
 _ANY_ROOM = frozenset({"rooms.create", "rooms.list"})
-# A successful reply to these shows the player out of the room (SPEC §6: pushes then stop).
+# A successful reply to these shows the player out of the room (docs/spec.md §6: pushes then stop).
 _LEAVING = frozenset({"rooms.leave", "rooms.decline"})
 
 
@@ -299,7 +300,7 @@ async def _serve(hub: Hub, conn: Connection, call: protocol.Call) -> None:
     if not call.method.startswith("rooms.") or call.method not in METHODS:
         await _answer(hub, conn, call)
         return
-    # SPEC §6: replies and pushes show a room's versions in order (connection.py).
+    # docs/spec.md §6: replies and pushes show a room's versions in order (connection.py).
     hold = "" if call.method in _ANY_ROOM else call.params.room_id or ""
     async with conn.room_call(hold):
         await _answer(hub, conn, call)

@@ -1,4 +1,4 @@
-"""Presence heartbeats (SPEC §6): every `interval`, a process pushes forward the deadline of
+"""Presence heartbeats (docs/spec.md §6): every `interval`, a process pushes forward the deadline of
 every player it holds a connection of, for a client cost that does not grow with its players.
 
 The store keeps, per presence shard and per process, the set of members that process holds

@@ -1,4 +1,4 @@
-"""The connections of one process and everything they share (SPEC §6).
+"""The connections of one process and everything they share (docs/spec.md §6).
 
 - registry: connections by player channel, oldest first; a player over
   `ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER` loses its oldest connection (1008), so a client that
@@ -8,10 +8,10 @@
   it; no round trip when this process made the change), rendered once per distinct view,
   and written synchronously to each connection that can take it at once; a connection that
   cannot (not writable, a send or a call in progress) queues it, and a slow connection only
-  coalesces its own queue (SPEC §11: push latency and CPU per push);
+  coalesces its own queue (docs/spec.md §11: push latency and CPU per push);
 - the welcome snapshot (every non-deleted room the player is in, and its pending invitations)
   and the resync after the bridge reconnects, both read from the per-player indexes verified
-  against each room (DESIGN "indexes as hints").
+  against each room (docs/design.md "indexes as hints").
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ _LIST_PAGE = 500
 class Welcome(msgspec.Struct, rename="camel"):
     player_id: str
     application_id: str
-    server_time_millis: str  # int64 travels as a string, like every *Millis field (SPEC §3)
+    server_time_millis: str  # int64 travels as a string, like every *Millis field (docs/spec.md §3)
     rooms: list[wire.Room]
     invitations: list[wire.Room]
     ice_servers: list[IceServer]  # RTCPeerConnection's shape (docs/messages.md)
@@ -117,7 +117,7 @@ class Hub:
             WS_CONNECTIONS.dec()
             if conn.rooms_scope and not any(c.rooms_scope and not c.closed for c in conns):
                 # The player's last socket here closed: its grace starts now, not at the
-                # deadline its last heartbeat set (SPEC §6; presence.py `gone`).
+                # deadline its last heartbeat set (docs/spec.md §6; presence.py `gone`).
                 self.presence.gone(conn.principal.app_id, conn.principal.player_id)
         if not conns:
             self.players.pop(channel, None)
@@ -302,7 +302,7 @@ class Hub:
 
     async def resync(self) -> None:
         """After a (re)subscribe: re-read every room this process's clients follow and queue
-        whatever is newer than what each connection has shown (SPEC §6, §12 item 6)."""
+        whatever is newer than what each connection has shown (docs/spec.md §6, §12 item 6)."""
         store = self.room_store.store
         groups = [conns for conns in self.players.values() if conns]
         for start in range(0, len(groups), _RESYNC_BATCH):
@@ -342,7 +342,8 @@ class Hub:
     # ---- shutdown ------------------------------------------------------------------------------
 
     async def drain(self, calls_timeout: float) -> None:
-        """SIGTERM (SPEC §6, §12 item 11): let in-flight calls finish, then close with 1012."""
+        """SIGTERM (docs/spec.md §6, §12 item 11): let in-flight calls finish, then close with
+        1012."""
         self.draining = True
         conns = self.connections()
         loop = asyncio.get_running_loop()

@@ -53,7 +53,7 @@ class Cursor:
 
 class Inbox:
     # Slots, and the lock and queue made on first use: tens of thousands of connections live
-    # in one process and most never send or queue a message (SPEC §11: RSS per socket).
+    # in one process and most never send or queue a message (docs/spec.md §11: RSS per socket).
     __slots__ = ("_drainer", "_lock", "binary", "bucket", "conn", "cursors", "queue",
                  "tokens")  # fmt: skip
 

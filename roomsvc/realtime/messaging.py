@@ -48,7 +48,7 @@ _encode = msgspec.json.Encoder().encode
 class Messaging:
     def __init__(self, state: Any, settings: Settings) -> None:
         self.settings = settings
-        # The store deadline (call_guard.py; SPEC §12 item 16): the app's, or its own.
+        # The store deadline (call_guard.py; docs/spec.md §12 item 16): the app's, or its own.
         self.guard = getattr(state, "guard", None) or CallGuard(settings)
         self.rooms: RoomStore = state.room_store
         self.store = MessageStore(state.room_store.commands, settings.message_backlog)

@@ -1,9 +1,10 @@
-"""JSON-RPC method name -> the service function REST calls (SPEC §6: "results exactly as REST").
+"""JSON-RPC method name -> the service function REST calls (docs/spec.md §6: "results exactly as
+REST").
 
 Each adapter turns the one params shape ({roomId, body, language, maxResults, pageToken}) into
 the arguments of the service function, with REST's validation: the body decodes like a REST
 body (unknown fields ignored, int64 as strings, a wrong type is an InvalidArgument naming the
-field), `maxResults` has REST's range. Transport stays thin (STYLE "Transport is thin").
+field), `maxResults` has REST's range. Transport stays thin (docs/style.md "Transport is thin").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Presence (SPEC §6): a JOINED player whose realtime connections are all gone for longer than
+"""Presence (docs/spec.md §6): a JOINED player whose realtime connections are all gone for longer
+than
 the grace period leaves its rooms with leaveReason PRESENCE_FAILURE, also when the process
 that held them is killed.
 
@@ -12,7 +13,7 @@ earlier. When a player's last connection to a live process closes, `gone` sets i
 to `grace` after the close (a process that still holds it moves it again within an interval,
 well inside the grace), so the common drop is released a grace after it.
 
-Every process sweeps every shard with the claim/lease pattern of DESIGN: claim due members
+Every process sweeps every shard with the claim/lease pattern of docs/design.md: claim due members
 (their score moves one lease ahead, `presence_claim.lua`), apply `rooms.presence_failure` to
 each JOINED room with compare-and-set, then retire the members unless a reconnect refreshed
 them meanwhile (`presence_retire.lua`). The transition only applies to a JOINED participant,
@@ -33,7 +34,8 @@ every sequential await cost a whole lap of it):
   process's own sweeper knows of them). A lapsed deadline is swept when it lapses, and an
   idle sweep costs the store nothing.
 
-A stall is not a lapse (SPEC §12 item 16; docs/store.md "Presence through a stall"): while no
+A stall is not a lapse (docs/spec.md §12 item 16; docs/store.md "Presence through a stall"): while
+no
 process can write a refresh, deadlines pass for want of one. Every beat reaches every shard and
 stamps its clock with the store's own time; a claim or beat that finds the clock silent for
 longer than `silence_ms` holds every claim of the shard for `hold_ms` (a grace and an

@@ -1,7 +1,8 @@
-"""JSON-RPC 2.0 frames of the realtime channel (SPEC §6), pure: no I/O, no clock.
+"""JSON-RPC 2.0 frames of the realtime channel (docs/spec.md §6), pure: no I/O, no clock.
 
 `parse(frame)` turns one text frame into a `Call` or raises `RpcError`; the encoders build the
-frames the server sends. Every input is either a `Call` or a documented error (STYLE habit 12),
+frames the server sends. Every input is either a `Call` or a documented error (docs/style.md habit
+12),
 so one bad frame gets an error reply and the connection lives on:
 
     -32700  parse error       the frame is not JSON
@@ -74,7 +75,7 @@ class _Envelope(msgspec.Struct):
 
 
 class Params(msgspec.Struct, rename="camel"):
-    """The one params shape of every method (SPEC §6); unknown fields are ignored."""
+    """The one params shape of every method (docs/spec.md §6); unknown fields are ignored."""
 
     room_id: str | None = None
     body: msgspec.Raw = msgspec.Raw()  # decoded by the method into its request type
@@ -94,7 +95,7 @@ class Call:
 
 # Malformed JSON as msgspec reports it: besides DecodeError, invalid UTF-8 inside a string (a
 # bytes frame) is a UnicodeDecodeError, and nesting deeper than the interpreter's recursion
-# limit a RecursionError (RFC 8259 §9 lets a parser limit nesting). SPEC §12 item 7.
+# limit a RecursionError (RFC 8259 §9 lets a parser limit nesting). docs/spec.md §12 item 7.
 _MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _envelope = msgspec.json.Decoder(_Envelope)
 _params = msgspec.json.Decoder(Params, strict=False)

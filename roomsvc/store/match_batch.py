@@ -1,11 +1,12 @@
-"""Many room compare-and-sets in one round trip, for the matcher's batches (SPEC §5, §11).
+"""Many room compare-and-sets in one round trip, for the matcher's batches (docs/spec.md §5, §11).
 
 A round of the matcher writes hundreds of rooms that no request is touching (seekers waiting
 in a pool). `RoomStore.mutate` costs a few round trips of client CPU per room; here the same
 writes go out pipelined: one read of every room, then every write as the same `room_cas.lua`
 call `RoomStore` makes (same keys, arguments, request id, TTL and publish; store/pipelined.py: one
 round trip, or calls routed to their slots on a cluster), with the per-player index adds before
-the writes in the same round trip and the removals after them (DESIGN "Rooms"). Each write is still
+the writes in the same round trip and the removals after them (docs/design.md "Rooms"). Each write
+is still
 its own atomic script keyed by its request id, so nothing about idempotency changes; a write
 that meets a newer version reports a conflict and the caller falls back to `RoomStore.mutate`.
 """
@@ -36,7 +37,7 @@ BREATHE_EVERY = 64  # items of a batch handled between two turns of the event lo
 
 async def breathe(n: int) -> None:
     """Let the event loop run once every BREATHE_EVERY items: the matcher shares its loop with
-    a web process's requests, which must not wait out a whole round's CPU (SPEC §11)."""
+    a web process's requests, which must not wait out a whole round's CPU (docs/spec.md §11)."""
     if n % BREATHE_EVERY == BREATHE_EVERY - 1:
         await asyncio.sleep(0)
 

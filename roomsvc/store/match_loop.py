@@ -1,4 +1,4 @@
-"""The matcher duty's loop (SPEC §5, §12 #3, #11): rounds back to back while there is work,
+"""The matcher duty's loop (docs/spec.md §5, §12 #3, #11): rounds back to back while there is work,
 lapsed records of other processes recovered beside them, claims handed over on shutdown.
 One round itself (claim, apply, retire) is match_apply.py."""
 
@@ -16,13 +16,13 @@ from roomsvc.store.match_apply import BUSY_ROUND, CONTENDED_S, IDLE_FIRST_S, Mat
 async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
     """Rounds back to back while there is work, else after a pause that grows from
     IDLE_FIRST_S to `idle_s` (the matcher duty): a group that forms just after a busy spell is
-    claimed within milliseconds (SPEC §11 time to match), an idle process polls rarely.
+    claimed within milliseconds (docs/spec.md §11 time to match), an idle process polls rarely.
 
     Each round's apply overlaps the next round (`run_once(overlap=True)`). Lapsed records are
     looked for in a loop of their own, so a long round never delays the recovery of a dead
     process's claims. On cancellation (shutdown, SIGTERM) the rounds being applied stop and
     the records this process was applying are handed over at once rather than after their
-    lease (SPEC §12 #11).
+    lease (docs/spec.md §12 #11).
     """
     recovering = asyncio.create_task(_recover_forever(matcher, idle_s * 2))
     pause = IDLE_FIRST_S
@@ -57,7 +57,7 @@ async def _hand_over(matcher: Matcher, stopping: list[asyncio.Task[Any]]) -> Non
 async def _recover_forever(matcher: Matcher, every_s: float) -> None:
     """Drive other processes' lapsed records forward, for as long as the matcher runs: a
     failed pass (the store unreachable a moment, a bug) is logged and the next one follows,
-    since nothing else would recover orphaned claims (SPEC §12 #3)."""
+    since nothing else would recover orphaned claims (docs/spec.md §12 #3)."""
     while True:
         raise_if_cancelled()
         try:

@@ -1,8 +1,10 @@
-"""Auto-match pools and match records in Redis (SPEC §5; DESIGN "claim, apply idempotently,
+"""Auto-match pools and match records in Redis (docs/spec.md §5; docs/design.md "claim, apply
+idempotently,
 retire"). Every key of one pool shares the `{mp:<app>:<variant>}` tag (store/keys.py), so each
 step below is one script in one slot:
 
-- enqueue: a room with criteria adds its ticket *before* its room is written (DESIGN: add to an
+- enqueue: a room with criteria adds its ticket *before* its room is written (docs/design.md: add
+to an
   index before, verify on read), so a crash in between leaves at worst a ticket whose room never
   appeared, which the matcher drops once it has been queued for `CREATE_GRACE_MS`;
 - window (`match_window.lua`): under a short per-pool lock, read the oldest tickets for the
@@ -51,7 +53,7 @@ _group_encode = msgspec.msgpack.Encoder().encode
 
 
 def ticket_of(doc: RoomDoc, queued_ms: int = 0) -> Ticket | None:
-    """The pool ticket of a room with criteria (SPEC §5), or None."""
+    """The pool ticket of a room with criteria (docs/spec.md §5), or None."""
     if doc.criteria is None:
         return None
     players = tuple(
@@ -161,7 +163,7 @@ class PoolStore:
         return [_ticket_decode(blob) for blob in raw if blob is not None]
 
     async def drop(self, pool: str, tickets: Sequence[Ticket]) -> None:
-        """Remove timed-out tickets (the timeout wheel ends their rooms, SPEC §4)."""
+        """Remove timed-out tickets (the timeout wheel ends their rooms, docs/spec.md §4)."""
         ids = [t.room_id for t in tickets]
         if not ids:
             return

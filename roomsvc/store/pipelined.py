@@ -1,7 +1,7 @@
-"""Commands and script calls sent together, in order, in one round trip (SPEC §11).
+"""Commands and script calls sent together, in order, in one round trip (docs/spec.md §11).
 
 The matcher's rounds write hundreds of rooms at once, and what that costs is client CPU
-(DESIGN "Where the CPU goes"). redis-py's pipelines spend an extra round trip (`SCRIPT
+(docs/design.md "Where the CPU goes"). redis-py's pipelines spend an extra round trip (`SCRIPT
 EXISTS`) before any pipeline that holds a script call, pack each command in Python and arm a
 timer for every reply; here a batch is packed by hiredis (in C), written at once, and its
 replies are read raw (bytes, int, list or None: no redis-py response callbacks) under one
@@ -10,10 +10,10 @@ server answers NOSCRIPT (its script cache was flushed, or it restarted) is sent 
 script is loaded: a NOSCRIPT reply means the script did not run, so nothing runs twice.
 
 On a plain server one write carries everything, in the order given: "add an index entry before
-the room write" (DESIGN "Rooms") holds because the server runs a connection's commands in
+the room write" (docs/design.md "Rooms") holds because the server runs a connection's commands in
 order. A lost connection is retried once on a new one, as redis-py's own retry would: every
 command the matcher batches is idempotent (reads, ZADD/ZREM of a member, scripts keyed by a
-match or request id; DESIGN "Retries never double-apply"). On a cluster, where a batch spans
+match or request id; docs/design.md "Retries never double-apply"). On a cluster, where a batch spans
 slots, each run of consecutive plain commands is one cluster pipeline and each run of script
 calls goes out concurrently (`connection.run_scripts`), one run after the other, so the order
 between runs still holds (and redis-py's response callbacks apply there: the matcher batches

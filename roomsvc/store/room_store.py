@@ -1,4 +1,4 @@
-"""Rooms in Redis: each change one compare-and-set script on the room's own slot (SPEC §4).
+"""Rooms in Redis: each change one compare-and-set script on the room's own slot (docs/spec.md §4).
 
 `mutate` reads the room (from a small per-process cache when it can), lets the pure core
 compute the next document, and writes it with `room_cas.lua`, which checks the version,
@@ -7,8 +7,8 @@ the document the script returned (no extra read), a bounded number of times. Wit
 a per-room lock serializes callers, so conflicts only arise between processes.
 
 Request ids make every write idempotent: redis-py's retry of a script whose reply was lost
-finds its id in the applied set and reports "already applied" (DESIGN "Retries never
-double-apply"). Per-player indexes follow DESIGN: add before the write, remove after.
+finds its id in the applied set and reports "already applied" (docs/design.md "Retries never
+double-apply"). Per-player indexes follow docs/design.md: add before the write, remove after.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ LIVE_ROOM_TTL_MS = 7 * 86_400_000  # a room idle this long expires (README: room
 
 
 def now_ms() -> int:
-    """The one clock the store passes into the pure core (DESIGN "Time is an argument")."""
+    """The one clock the store passes into the pure core (docs/design.md "Time is an argument")."""
     return int(time.time() * 1000)
 
 
@@ -57,7 +57,7 @@ class RoomStore:
         self.limits = limits
         self.tombstone_ms = tombstone_ms
         # Every command of the mutation path shares round trips with its neighbours'
-        # (store/batching.py): the process, not the store, is the ceiling (SPEC §11).
+        # (store/batching.py): the process, not the store, is the ceiling (docs/spec.md §11).
         self.commands = CommandBatcher(store)
         self._cas = self.commands.script(source("room_cas"))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -156,7 +156,7 @@ class RoomStore:
                 except RoomsvcError:
                     if confirmed:
                         # A replay of a request already applied is refused by the rules on the
-                        # room it produced: report that room, as the script would (DESIGN).
+                        # room it produced: report that room, as the script would (docs/design.md).
                         replayed = await self._replayed(app, room_id, request_id)
                         if replayed is not None:
                             return Applied(replayed, False)
@@ -178,7 +178,8 @@ class RoomStore:
                 )
                 if outcome == 1:
                     if removes:
-                        # Index removals are hints verified on read (DESIGN "Rooms"): a failed
+                        # Index removals are hints verified on read (docs/design.md "Rooms"): a
+                        # failed
                         # one is logged, never reported. Awaited all the same, so no store
                         # work outlives the call (a shutdown closes the store right after).
                         await self._index_remove(new, removes)

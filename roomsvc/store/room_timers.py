@@ -1,4 +1,4 @@
-"""The timeout wheel (SPEC §4 timeouts): claim due rooms, apply `rooms.expire`, retire.
+"""The timeout wheel (docs/spec.md §4 timeouts): claim due rooms, apply `rooms.expire`, retire.
 
 Deadlines live in TIMER_SHARDS sorted sets (`{timers:n}`), member `<app>/<roomId>`, score =
 the room's next deadline. A process claims due members by pushing their score one lease ahead

@@ -1,4 +1,5 @@
-"""The load test's parts (SPEC §1 "load test", §11), one concept a module; `scripts/loadtest.py`
+"""The load test's parts (docs/spec.md §1 "load test", §11), one concept a module;
+`scripts/loadtest.py`
 is the command and says what a run does.
 
     stats.py       Failure and the counters every part adds to

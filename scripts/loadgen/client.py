@@ -1,5 +1,7 @@
-"""One player's socket (compression off, SPEC §11): every call is a JSON-RPC request matched to
-its reply by id, every room change arrives as a `roomStatus` push (SPEC §6), and every in-room
+"""One player's socket (compression off, docs/spec.md §11): every call is a JSON-RPC request
+matched to
+its reply by id, every room change arrives as a `roomStatus` push (docs/spec.md §6), and every
+in-room
 message as a `message` notification (docs/messages.md), counted per room and sender."""
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""What each kind of game does, from the first request to the last (SPEC §3-§6):
+"""What each kind of game does, from the first request to the last (docs/spec.md §3-§6):
 
 - invite: the host creates a room inviting the others; each learns of it from the push, joins;
 - auto: one player creates a room with autoMatchingCriteria and waits for the push showing the
   room it was matched into;
 - drop: an invitation game in which one invitee cuts its socket during play; the others wait
-  for the push showing it LEFT (presence, SPEC §6).
+  for the push showing it LEFT (presence, docs/spec.md §6).
 
 Then every participant reports its peers connected, waits for ROOM_ACTIVE, plays (sends
 `--messages` reliable in-room messages to the others and waits for every one of theirs, in
@@ -214,7 +214,7 @@ class Games:
                 return False  # merged meanwhile: the push shows where, play it out
             raise
         # Left either way: the ticket alone (the room ended), or, when a match had just filled
-        # the room, the game too: the others keep it (SPEC §4).
+        # the room, the game too: the others keep it (docs/spec.md §4).
         self.stats.withdrawn += 1
         return True
 

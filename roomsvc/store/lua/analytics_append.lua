@@ -1,4 +1,4 @@
--- Append one analytics batch to its application's stream, at most once (SPEC §8).
+-- Append one analytics batch to its application's stream, at most once (docs/spec.md §8).
 --
 -- KEYS[1]  the application's stream          {analytics:<app>}:stream
 -- KEYS[2]  the batch's marker                 {analytics:<app>}:batch:<caller>:<batchId>
@@ -6,7 +6,7 @@
 -- ARGV[2]  marker lifetime in milliseconds
 -- ARGV[3]  the items: compact JSON documents joined by "\n" (JSON text never holds a raw
 --          newline), each stored as one entry's `item` field. One argument instead of one
---          per item spares the client packing a thousand arguments per batch (SPEC §11).
+--          per item spares the client packing a thousand arguments per batch (docs/spec.md §11).
 --
 -- Both keys share one hash tag, so this runs in one Cluster slot and is atomic: a retry
 -- racing the original finds the marker and stores nothing. The marker holds the item count.

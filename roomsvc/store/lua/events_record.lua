@@ -1,4 +1,4 @@
--- events.record for one player, atomically (SPEC §7). All keys share the player's hash tag.
+-- events.record for one player, atomically (docs/spec.md §7). All keys share the player's hash tag.
 --
 -- KEYS: 1 counts (hash), 2 periods (zset), 3 requests (zset), 4 bucket (hash)
 -- ARGV: now_ms, request_id ('' = none), request_ttl_ms, period_keep_ms, rate_per_minute,
@@ -52,7 +52,7 @@ local function counters()
   return out
 end
 
--- 1. A replayed requestId changes nothing, whatever it carries (DESIGN: retries never
+-- 1. A replayed requestId changes nothing, whatever it carries (docs/design.md: retries never
 --    double-apply). Replays cost no token.
 if request_id ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - request_ttl)

@@ -1,4 +1,4 @@
--- Claim groups of tickets into match records (DESIGN "claim, apply idempotently, retire").
+-- Claim groups of tickets into match records (docs/design.md "claim, apply idempotently, retire").
 -- KEYS[1] tickets zset   KEYS[2] ticket data hash   KEYS[3] match leases zset
 -- KEYS[4] claim lock   KEYS[4 + g] the record of group g   (all in one {mp:..} slot)
 -- ARGV[1] owner   ARGV[2] lease deadline (ms)   ARGV[3] now (ms)

@@ -3,7 +3,7 @@
 -- KEYS[4] recent waits list   KEYS[4 + r] the record r   (all in one {mp:..} slot)
 -- ARGV per record r, in order: match id, count n of released tickets, n triples (room id,
 -- ticket age score, encoded ticket), count w of waits, w waits (ms) of the matched tickets.
--- One call retires a round's records together (SPEC §11: one round trip, one script), each
+-- One call retires a round's records together (docs/spec.md §11: one round trip, one script), each
 -- record on its own: only the first retire of a record does anything, since a second one (a
 -- process that lost its lease and finished late) must not put back tickets another match may
 -- have claimed since. Returns one 1 (retired now) or 0 (already retired) per record.

@@ -1,4 +1,4 @@
--- Read the oldest tickets of one auto-match pool, under the pool's claim lock (SPEC §5).
+-- Read the oldest tickets of one auto-match pool, under the pool's claim lock (docs/spec.md §5).
 -- KEYS[1] tickets zset   KEYS[2] ticket data hash   KEYS[3] claim lock   (one {mp:..} slot)
 -- ARGV[1] owner   ARGV[2] lock ms   ARGV[3] max tickets
 -- Returns false while another process holds the lock (it is reading and claiming; the claim

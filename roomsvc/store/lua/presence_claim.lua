@@ -1,4 +1,4 @@
--- Claim lapsed presence deadlines (DESIGN "claim, apply idempotently, retire"; SPEC §6).
+-- Claim lapsed presence deadlines (docs/design.md "claim, apply idempotently, retire"; docs/spec.md §6).
 -- KEYS[1] a presence shard zset   KEYS[2] the shard's clock (hash; optional, see below)
 -- ARGV[1] now (ms)   ARGV[2] lease (ms)   ARGV[3] max items
 -- ARGV[4] silence (ms)   ARGV[5] hold (ms)   (with KEYS[2])

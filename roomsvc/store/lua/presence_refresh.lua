@@ -1,4 +1,4 @@
--- A process's presence heartbeat on one shard (SPEC §6 presence; realtime/heartbeat.py).
+-- A process's presence heartbeat on one shard (docs/spec.md §6 presence; realtime/heartbeat.py).
 -- KEYS[1] a presence shard zset   KEYS[2] the set of its members this process holds
 -- KEYS[3] the shard's clock (hash: `beat`, `resumed`, by the store's own clock, TIME;
 --         presence_claim.lua says what for)

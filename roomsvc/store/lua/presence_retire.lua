@@ -1,4 +1,4 @@
--- Retire presence claims (DESIGN "claim, apply idempotently, retire"; SPEC §6 presence).
+-- Retire presence claims (docs/design.md "claim, apply idempotently, retire"; docs/spec.md §6 presence).
 -- KEYS[1] a presence shard zset   ARGV pairs: member, the lease deadline of our claim on it
 -- Removes a member only while it still carries our lease: a player who reconnected after
 -- the claim has a fresh deadline that must survive. Returns how many were removed.

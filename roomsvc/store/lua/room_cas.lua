@@ -1,4 +1,4 @@
--- Compare-and-set one room (SPEC §4: every accepted change is version + 1, atomically).
+-- Compare-and-set one room (docs/spec.md §4: every accepted change is version + 1, atomically).
 -- KEYS[1] room hash {r:..}   KEYS[2] applied-request zset (same slot)
 -- ARGV[1] expected version ("0" = the room must not exist)   ARGV[2] new version
 -- ARGV[3] encoded document   ARGV[4] request id ("" = none)   ARGV[5] key TTL in ms

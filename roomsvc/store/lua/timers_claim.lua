@@ -1,4 +1,4 @@
--- Claim due timers (DESIGN "claim, apply idempotently, retire").
+-- Claim due timers (docs/design.md "claim, apply idempotently, retire").
 -- KEYS[1] a timer shard zset   ARGV[1] now (ms)   ARGV[2] lease (ms)   ARGV[3] max items
 -- Due members get score now + lease, so no other process takes them while this one works;
 -- if this process dies, the lease lapses and any process claims them again.
