@@ -153,8 +153,7 @@ class Messaging:
                 conn.inbox.put(frames.encode_sent(tag, sent.token_id), reliable=True)
         except Exception as exc:
             error = exc if isinstance(exc, RoomsvcError) else as_roomsvc_error(exc)
-            body = protocol.app_error(None, error, locale)
-            error_json = _encode(msgspec.json.decode(body)["error"])
+            error_json = protocol.app_error_object(error, locale)
             conn.inbox.put(frames.encode_rejected(tag, error_json), reliable=True)
 
     def _reply(self, conn: Connection, call: protocol.Call, value: Any) -> None:

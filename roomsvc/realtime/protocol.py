@@ -184,6 +184,15 @@ def rpc_error(error: RpcError, locale: str) -> str:
 
 def app_error(request_id: RequestId, error: RoomsvcError, locale: str) -> str:
     """An application error: its JSON-RPC code, and the HTTP-like code, status and reason."""
+    return _encode(_Error("2.0", request_id, _app_error_object(error, locale))).decode()
+
+
+def app_error_object(error: RoomsvcError, locale: str) -> bytes:
+    """The error object alone (a REJECTED binary frame carries it, docs/messages.md)."""
+    return _encode(_app_error_object(error, locale))
+
+
+def _app_error_object(error: RoomsvcError, locale: str) -> _ErrorObject:
     data: dict[str, Any] = {"code": error.http_status, "status": error.status,
                             "reason": error.reason}  # fmt: skip
     retry_after = getattr(error, "retry_after", None)
@@ -192,5 +201,4 @@ def app_error(request_id: RequestId, error: RoomsvcError, locale: str) -> str:
     gpgs_status = getattr(error, "gpgs_status", None)
     if gpgs_status is not None:  # GPGS's status code for the same case (docs/messages.md)
         data["gpgsStatus"] = gpgs_status
-    body = _ErrorObject(error.rpc_code, error.message(locale), data)
-    return _encode(_Error("2.0", request_id, body)).decode()
+    return _ErrorObject(error.rpc_code, error.message(locale), data)
