@@ -23,7 +23,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 
 from roomsvc.call_guard import CallGuard
 from roomsvc.errors import N_, InvalidArgument, NotFound, RateLimited, RoomsvcError
@@ -42,7 +41,6 @@ from roomsvc.web import as_roomsvc_error
 
 _ATTEMPTS = 16
 _SENDS = frozenset({"rooms.sendMessage", "rooms.signal"})  # past the deadline: outcome unknown
-_encode = msgspec.json.Encoder().encode
 
 
 class Messaging:
