@@ -23,7 +23,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-
 from roomsvc.call_guard import CallGuard
 from roomsvc.errors import N_, InvalidArgument, NotFound, RateLimited, RoomsvcError
 from roomsvc.messages import envelope, frames, ice, rules, wire
