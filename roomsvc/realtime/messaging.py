@@ -171,8 +171,8 @@ class Messaging:
             raise RateLimited(retry_after=1)
         principal = conn.principal
         async with inbox.send_lock:  # one connection's sends commit in arrival order
-            token = inbox.next_token()
             doc, route = await self._checked(conn, room_id, recipients)
+            token = inbox.next_token()  # after the checks: a refused send numbers nothing
             for _ in range(_ATTEMPTS):
                 players = [doc.participant(pid).player_id for pid in route.recipients]  # type: ignore[union-attr]
                 env = Envelope(kind, reliable, route.sender, players, data)
