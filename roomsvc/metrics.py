@@ -105,15 +105,26 @@ GC_PAUSE = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 _gc_started: list[float] = []
+# Resolved once: `labels()` takes the metric's lock and allocates, and a collection can start
+# inside it; the callback below must never re-enter it (it raised there, in a busy process).
+_GC_PAUSES = {generation: GC_PAUSE.labels(str(generation)) for generation in (0, 1, 2)}
+
+
+_observing = [False]  # a collection that starts while a pause is being recorded is not timed
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
+    if _observing[0]:
+        return
     if phase == "start":
         _gc_started[:] = [time.perf_counter()]
     elif _gc_started:
-        GC_PAUSE.labels(str(info.get("generation", "?"))).observe(
-            time.perf_counter() - _gc_started.pop()
-        )
+        child = _GC_PAUSES.get(info.get("generation", 2), _GC_PAUSES[2])
+        _observing[0] = True
+        try:
+            child.observe(time.perf_counter() - _gc_started.pop())
+        finally:
+            _observing[0] = False
 
 
 def watch_gc() -> None:
