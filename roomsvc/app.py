@@ -24,20 +24,25 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from roomsvc import discovery, logs, metrics
-from roomsvc.api import analytics, clients, events, health, matching, realtime, rooms
-from roomsvc.auth import TokenVerifier
-from roomsvc.call_guard import CallGuard
-from roomsvc.cancellation import raise_if_cancelled
+from roomsvc.analytics import routes as analytics
+from roomsvc.auth.tokens import TokenVerifier
+from roomsvc.common import logs, metrics
+from roomsvc.common.call_guard import CallGuard
+from roomsvc.common.cancellation import raise_if_cancelled
+from roomsvc.common.errors import RoomsvcError
 from roomsvc.config import load_config
-from roomsvc.errors import RoomsvcError
-from roomsvc.middleware import RequestContextMiddleware
-from roomsvc.rooms import Limits
-from roomsvc.rooms_service import RoomsService
+from roomsvc.events import routes as events
+from roomsvc.http import clients, discovery, health
+from roomsvc.http.middleware import RequestContextMiddleware
+from roomsvc.http.plumbing import handle_error, handle_http_exception
+from roomsvc.matching import duty as matching
+from roomsvc.realtime import routes as realtime
+from roomsvc.rooms import routes as rooms
+from roomsvc.rooms.rules import Limits
+from roomsvc.rooms.service import RoomsService
+from roomsvc.rooms.store import RoomStore
 from roomsvc.settings import Settings, SettingsError
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, connect
-from roomsvc.store.room_store import RoomStore
-from roomsvc.web import handle_error, handle_http_exception
 
 log = logging.getLogger("roomsvc.app")
 Duty = Callable[[Starlette], Awaitable[None]]

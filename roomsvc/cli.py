@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from roomsvc import logs
-from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, mint_token
+from roomsvc.auth.tokens import SCOPE_GAMES, SCOPE_GAMES_LITE, mint_token
+from roomsvc.common import logs
 from roomsvc.config import ConfigError, load_config
 from roomsvc.settings import Settings, SettingsError
 
@@ -190,7 +190,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_analytics_export(args: argparse.Namespace) -> int:
-    from roomsvc.analytics_export import run_export
+    from roomsvc.analytics.export import run_export
 
     settings = _settings_or_exit()
     if isinstance(settings, int):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from roomsvc.i18n import LOCALES
+from roomsvc.common.i18n import LOCALES
 
 DEFAULT_CONFIG = Path(__file__).with_name("roomsvc.toml")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")

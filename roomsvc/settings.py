@@ -54,7 +54,7 @@ def _origins(raw: str) -> tuple[str, ...]:
 
 
 def _key_files(raw: str) -> tuple[Path, ...]:
-    from roomsvc.auth import load_public_keys  # auth imports this module
+    from roomsvc.auth.tokens import load_public_keys  # auth imports this module
 
     paths = tuple(Path(p.strip()) for p in raw.replace(os.pathsep, ",").split(",") if p.strip())
     for path in paths:

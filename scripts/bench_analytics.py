@@ -29,10 +29,10 @@ import httpx
 import msgspec
 import redis.asyncio as aioredis
 
-from roomsvc import analytics
-from roomsvc.auth import mint_token
+from roomsvc.analytics import rules as analytics
+from roomsvc.analytics.store import AnalyticsStore
+from roomsvc.auth.tokens import mint_token
 from roomsvc.store import keys
-from roomsvc.store.analytics_store import AnalyticsStore
 from roomsvc.store.embedded import free_port, server_binary
 
 SECRET = "bench-secret-" + "x" * 24

@@ -31,9 +31,10 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from roomsvc.auth import mint_token  # noqa: E402
-from roomsvc.events import Period, PeriodUpdates, Update  # noqa: E402
-from roomsvc.store import events_store, keys  # noqa: E402
+from roomsvc.auth.tokens import mint_token  # noqa: E402
+from roomsvc.events import store as events_store  # noqa: E402
+from roomsvc.events.rules import Period, PeriodUpdates, Update  # noqa: E402
+from roomsvc.store import keys  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 24

@@ -1,6 +1,6 @@
 """Idle realtime sockets one process holds, and its RSS per socket (docs/spec.md §11 target: >=
-19,500
-idle WebSockets in one process at <= 30 KB RSS each; a bare uvicorn socket costs ~25 KB here).
+19,500 idle WebSockets in one process at <= 30 KB RSS each; a bare uvicorn socket costs ~25 KB
+here).
 
     ulimit -n 20000   # the open-file cap bounds both the server and each client process
     .venv/bin/python scripts/bench_idle_ws.py [--connections 19500] [--clients 4]

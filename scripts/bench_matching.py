@@ -2,7 +2,7 @@
 """Auto-match throughput and time to match (docs/spec.md §11: >= 5,000 tickets/s; p99 <= 250 ms).
 
 Phase 1 (throughput): `--tickets` seekers wait in one pool (inserted the way rooms.create does
-it: ticket, then room), then `P` matcher processes (`python -m roomsvc.matcher_worker`, the
+it: ticket, then room), then `P` matcher processes (`python -m roomsvc.matching.worker`, the
 same rounds every web process runs) start; tickets matched per second = tickets moved or
 filled / time from the first matcher's start until no ticket that can match is left. Run with
 one process, then two, each on a fresh pool. `--group` sets the room size (2 = pairs, the most
@@ -44,14 +44,14 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from roomsvc import rooms  # noqa: E402
-from roomsvc.rooms import Criteria, Limits, RoomDoc  # noqa: E402
-from roomsvc.rooms_service import new_room_id  # noqa: E402
+from roomsvc.matching.pools import PoolStore  # noqa: E402
+from roomsvc.rooms import rules as rooms  # noqa: E402
+from roomsvc.rooms.rules import Criteria, Limits, RoomDoc  # noqa: E402
+from roomsvc.rooms.service import new_room_id  # noqa: E402
+from roomsvc.rooms.store import RoomStore, now_ms  # noqa: E402
 from roomsvc.store import keys  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
-from roomsvc.store.matcher_store import PoolStore  # noqa: E402
 from roomsvc.store.pipelined import Batch  # noqa: E402
-from roomsvc.store.room_store import RoomStore, now_ms  # noqa: E402
 from roomsvc.store.scripts import source  # noqa: E402
 
 TARGET_RATE, TARGET_P99_MS = 5000, 250.0
@@ -77,7 +77,7 @@ def start_matchers(url: str, count: int) -> list[subprocess.Popen[bytes]]:
     procs = []
     for _ in range(count):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "roomsvc.matcher_worker"],
+            [sys.executable, "-m", "roomsvc.matching.worker"],
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         procs.append(proc)

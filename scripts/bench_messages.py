@@ -1,6 +1,5 @@
-"""In-room messages relayed (docs/spec.md §11 targets, docs/messages.md): rooms of 4, one sender
-and three
-recipients each, 64 B and 1,168 B, JSON (`rooms.sendMessage`) and binary frames.
+"""In-room messages relayed (docs/spec.md §11 targets, docs/messages.md): rooms of 4, one sender and
+three recipients each, 64 B and 1,168 B, JSON (`rooms.sendMessage`) and binary frames.
 
     .venv/bin/python scripts/bench_messages.py [--rooms 100] [--seconds 5]
                                                [--colyseus ../shared/peers/colyseus]
@@ -14,10 +13,9 @@ opens 4 x `--rooms` sockets (`roomsvc.client`) and builds the rooms. For each si
    travels in the payload and the recipients run in this process).
 
 Then, in the same run, the limit docs/spec.md §11 quotes beside it: a bare uvicorn server writing
-the
-same frames to 3 x `--rooms` sockets with nothing else to do (wsbench_support.py). With
-`--colyseus DIR` (after `npm ci` there) it also runs Colyseus 0.18's broadcast phase of 100 rooms
-of 4 (`load.mjs fanout --variant bcast`) and prints its changes/s and p99 beside ours.
+the same frames to 3 x `--rooms` sockets with nothing else to do (wsbench_support.py). With
+`--colyseus DIR` (after `npm ci` there) it also runs Colyseus 0.18's broadcast phase of 100 rooms of
+4 (`load.mjs fanout --variant bcast`) and prints its changes/s and p99 beside ours.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ from wsbench_support import (
     stop,
 )
 
-from roomsvc.auth import mint_token
+from roomsvc.auth.tokens import mint_token
 from roomsvc.client import Message, RoomsvcClient
 
 _STAMP = struct.Struct(">dI")  # sent at (perf_counter), message number

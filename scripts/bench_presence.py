@@ -1,6 +1,5 @@
 """Presence release time (docs/spec.md §6): a dropped socket -> the push showing its player LEFT,
-against
-the number of connected players.
+against the number of connected players.
 
     .venv/bin/python scripts/bench_presence.py [--players 100,1000] [--room-size 4] [--grace 1]
                                                [--spread 5] [--load 150]
@@ -46,11 +45,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from wsbench_support import SECRET, retrying_post, wait_for
 
-from roomsvc import rooms
-from roomsvc.auth import mint_token
-from roomsvc.rooms import Limits
+from roomsvc.auth.tokens import mint_token
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import Limits
+from roomsvc.rooms.store import RoomStore, now_ms
 from roomsvc.store.embedded import free_port, server_binary
-from roomsvc.store.room_store import RoomStore, now_ms
 
 _decode = msgspec.json.Decoder().decode
 

@@ -47,10 +47,10 @@ from wsbench_support import (
     stop,
 )
 
-from roomsvc import rooms
-from roomsvc.auth import mint_token
-from roomsvc.rooms import Limits
-from roomsvc.store.room_store import RoomStore, now_ms
+from roomsvc.auth.tokens import mint_token
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import Limits
+from roomsvc.rooms.store import RoomStore, now_ms
 
 _decode = msgspec.json.Decoder().decode
 BARE_ROUNDS = 50

@@ -44,11 +44,11 @@ sys.path.insert(0, str(ROOT))
 
 from rawhttp import Http  # noqa: E402
 
-from roomsvc import rooms  # noqa: E402
-from roomsvc.auth import SCOPE_GAMES, mint_token  # noqa: E402
+from roomsvc.auth.tokens import SCOPE_GAMES, mint_token  # noqa: E402
+from roomsvc.rooms import rules as rooms  # noqa: E402
+from roomsvc.rooms.store import LIVE_ROOM_TTL_MS  # noqa: E402
 from roomsvc.store import keys  # noqa: E402
 from roomsvc.store.batching import CommandBatcher  # noqa: E402
-from roomsvc.store.room_store import LIVE_ROOM_TTL_MS  # noqa: E402
 from roomsvc.store.scripts import register, source  # noqa: E402
 
 INVITEES = 7

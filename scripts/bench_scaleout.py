@@ -1,7 +1,6 @@
 #!/usr/bin/env python
 """Scale-out cost (docs/spec.md §10, §11): room mutations through one and through two `roomsvc
-serve`
-processes on one Redis, and the CPU time each configuration spends per mutation.
+serve` processes on one Redis, and the CPU time each configuration spends per mutation.
 
 For each configuration the script starts a fresh valkey-server and 1 or 2 `roomsvc serve`
 processes (one worker each, as separate hosts would run them), then drives a fixed number of
@@ -42,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from rawhttp import Http  # noqa: E402
 
-from roomsvc.auth import SCOPE_GAMES, mint_token  # noqa: E402
+from roomsvc.auth.tokens import SCOPE_GAMES, mint_token  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 24

@@ -1,13 +1,12 @@
 #!/usr/bin/env python
 """A stalled store, timed (docs/spec.md §12 item 16; docs/store.md): two `roomsvc serve` processes
-on one
-valkey-server, two players with sockets (one on each process) in a room, then the store is
+on one valkey-server, two players with sockets (one on each process) in a room, then the store is
 SIGSTOPped for `--stall` seconds and SIGCONTed. Reports, per process, how long after the stop
 `/readyz` said 503 and how long after the wake it said 200 again; how long calls made during the
 stall took to answer and with what; and how long after the wake both sockets showed the room's
 latest version (a change made through the other process as soon as it answers), and whether both
-players, whose sockets stayed open, are still JOINED after it. The tests assert
-the outcomes (tests/test_store_stall.py); the times are measured here, never there.
+players, whose sockets stayed open, are still JOINED after it. The tests assert the outcomes
+(tests/test_store_stall.py); the times are measured here, never there.
 
     .venv/bin/python scripts/bench_stall.py --stall 8
 """
@@ -33,7 +32,7 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from roomsvc.auth import SCOPE_GAMES, mint_token  # noqa: E402
+from roomsvc.auth.tokens import SCOPE_GAMES, mint_token  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
 
 POLL_S = 0.02

@@ -1,7 +1,6 @@
 """The floor under every REST figure (docs/spec.md §11): uvicorn with `roomsvc serve`'s flags
-serving
-one bare Starlette route that reads a JSON body and answers a fixed RoomStatus-sized body, no
-auth, no store, no middleware of ours. `scripts/bench_rooms.py` drives it with the same client
+serving one bare Starlette route that reads a JSON body and answers a fixed RoomStatus-sized body,
+no auth, no store, no middleware of ours. `scripts/bench_rooms.py` drives it with the same client
 and prints its requests/s and CPU per request beside the REST figure.
 
     .venv/bin/python -m uvicorn --app-dir scripts http_floor_app:app --http httptools \

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from roomsvc.auth import mint_token
+from roomsvc.auth.tokens import mint_token
 from roomsvc.store.embedded import free_port, server_binary
 
 SECRET = "bench-secret-" + "x" * 24

@@ -10,9 +10,9 @@ route) and are mutated the two ways malformed input arrives in practice:
 - byte-wise, on the encoded text: bytes flipped, inserted or deleted, truncation, a slice
   duplicated, two inputs spliced, invalid UTF-8, a BOM, `NaN`/`Infinity`, duplicate keys.
 
-Everything comes from one `random.Random(seed)`, so a run is reproducible and a failure names
-the input that caused it. Deep nesting is spliced in as text: `json.dumps` would recurse in
-Python itself.
+Everything comes from one `random.Random(seed)`, so a run is reproducible and a failure names the
+input that caused it. Deep nesting is spliced in as text: `json.dumps` would recurse in Python
+itself.
 """
 
 from __future__ import annotations

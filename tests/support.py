@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from roomsvc.auth import SCOPE_GAMES, mint_token
+from roomsvc.auth.tokens import SCOPE_GAMES, mint_token
 from roomsvc.store.embedded import free_port, server_binary
 
 # Every duration in a test is a multiple of this unit, so a slow machine can scale them all

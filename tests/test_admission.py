@@ -1,10 +1,9 @@
-"""Admission control (docs/spec.md §12 item 17; roomsvc/call_guard.py) in a real `roomsvc serve`:
-with as
-many calls in flight as ROOMSVC_MAX_CALLS_IN_FLIGHT allows (held there by a SIGSTOPped store and
-a long store deadline), a new REST call is refused with 503, reason `overloaded` and Retry-After,
-a JSON-RPC call with the same error in `data`, and a new socket with close code 1013; liveness
-still answers; once the calls in flight end, calls are taken again. Throughput under overload is
-measured by scripts/loadtest.py, never here."""
+"""Admission control (docs/spec.md §12 item 17; roomsvc/common/call_guard.py) in a real `roomsvc
+serve`: with as many calls in flight as ROOMSVC_MAX_CALLS_IN_FLIGHT allows (held there by a
+SIGSTOPped store and a long store deadline), a new REST call is refused with 503, reason
+`overloaded` and Retry-After, a JSON-RPC call with the same error in `data`, and a new socket with
+close code 1013; liveness still answers; once the calls in flight end, calls are taken again.
+Throughput under overload is measured by scripts/loadtest.py, never here."""
 
 from __future__ import annotations
 

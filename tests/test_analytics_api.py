@@ -15,7 +15,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 
-from roomsvc.analytics_service import ANONYMOUS_AUDIENCE, anonymous_key
+from roomsvc.analytics.service import ANONYMOUS_AUDIENCE, anonymous_key
 from roomsvc.settings import Settings
 from roomsvc.store import keys
 from roomsvc.store.embedded import free_port

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomsvc import analytics
-from roomsvc.analytics import (
+from roomsvc.analytics import rules as analytics
+from roomsvc.analytics.rules import (
     InvalidBatch,
     InvalidItem,
     InvalidMediaInfo,
@@ -25,9 +25,9 @@ from roomsvc.analytics import (
     records,
     status_code_of,
 )
-from roomsvc.analytics_service import mint_anonymous_session, source_of
-from roomsvc.auth import SCOPE_GAMES_LITE, TokenVerifier
-from roomsvc.errors import (
+from roomsvc.analytics.service import mint_anonymous_session, source_of
+from roomsvc.auth.tokens import SCOPE_GAMES_LITE, TokenVerifier
+from roomsvc.common.errors import (
     InternalError,
     InvalidArgument,
     PayloadTooLarge,
@@ -126,7 +126,7 @@ def test_media_info_of_a_wrong_type_is_a_media_info_error() -> None:
     ],
 )
 def test_status_codes_follow_the_documented_table(error: RoomsvcError, code: int) -> None:
-    """Each error maps to its non-zero StatusCode of the analytics.py table."""
+    """Each error maps to its non-zero StatusCode of the roomsvc/analytics/rules.py table."""
     assert status_code_of(error) == code
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from roomsvc.analytics_export import ExportError, since_id
+from roomsvc.analytics.export import ExportError, since_id
 from roomsvc.store import keys
 from tests.support import (
     ServerProcess,

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.utils import base64url_encode
 
-from roomsvc.auth import (
+from roomsvc.auth.tokens import (
     SCOPE_GAMES,
     SCOPE_GAMES_LITE,
     Principal,
@@ -24,7 +24,7 @@ from roomsvc.auth import (
     load_public_keys,
     mint_token,
 )
-from roomsvc.errors import PermissionDenied, Unauthenticated
+from roomsvc.common.errors import PermissionDenied, Unauthenticated
 from roomsvc.settings import Settings
 
 SECRET = "unit-test-secret-" + "y" * 32

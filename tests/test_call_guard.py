@@ -1,9 +1,8 @@
-"""Failing fast (docs/spec.md §12 items 16-17; roomsvc/call_guard.py): past the calls in flight a
-call
-is refused at once; against a stalled store (a real valkey-server, SIGSTOPped) a call ends at
-its deadline, reconnect and handshake included, as "unavailable" for a read and "outcome
-unknown" for a change; a batch of the room path gives up too; and the settings are validated.
-Across real server processes: test_store_stall.py."""
+"""Failing fast (docs/spec.md §12 items 16-17; roomsvc/common/call_guard.py): past the calls in
+flight a call is refused at once; against a stalled store (a real valkey-server, SIGSTOPped) a call
+ends at its deadline, reconnect and handshake included, as "unavailable" for a read and "outcome
+unknown" for a change; a batch of the room path gives up too; and the settings are validated. Across
+real server processes: test_store_stall.py."""
 
 from __future__ import annotations
 
@@ -13,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from roomsvc.call_guard import CallGuard
-from roomsvc.errors import OutcomeUnknown, Overloaded, StoreUnavailable
+from roomsvc.common.call_guard import CallGuard
+from roomsvc.common.errors import OutcomeUnknown, Overloaded, StoreUnavailable
 from roomsvc.settings import Settings
 from roomsvc.store import pipelined
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, Store, connect

@@ -1,7 +1,7 @@
 """Background loops stop when cancelled even if the cancellation was lost inside an await
-(roomsvc/cancellation.py): on Python 3.11 `asyncio.wait_for` (inside redis-py's socket writes)
-and `asyncio.timeout` can each drop a cancel, and a duty that ran on would keep a process from
-exiting on SIGTERM (docs/spec.md §12 item 11)."""
+(roomsvc/common/cancellation.py): on Python 3.11 `asyncio.wait_for` (inside redis-py's socket
+writes) and `asyncio.timeout` can each drop a cancel, and a duty that ran on would keep a process
+from exiting on SIGTERM (docs/spec.md §12 item 11)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from roomsvc import app as app_module
-from roomsvc.cancellation import raise_if_cancelled
+from roomsvc.common.cancellation import raise_if_cancelled
 
 
 class CancelLoser:

@@ -10,7 +10,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE
+from roomsvc.auth.tokens import SCOPE_GAMES, SCOPE_GAMES_LITE
 from roomsvc.store.embedded import free_port
 from tests.support import JWT_SECRET, roomsvc_cli
 

@@ -1,6 +1,5 @@
 """The same code on a Redis Cluster (docs/spec.md §10): two `roomsvc serve` processes whose
-REDIS_URL
-names one node of a local three-master Valkey cluster (tests/cluster.py) run an invitation
+REDIS_URL names one node of a local three-master Valkey cluster (tests/cluster.py) run an invitation
 game, events.record, an analytics batch, auto-matching and a realtime push.
 
 The whole API suites run on the cluster with `pytest --cluster` (conftest.py); this module is

@@ -1,7 +1,6 @@
 """The embedded store (docs/spec.md §1): `roomsvc serve` with no REDIS_URL runs its own
-valkey-server
-under `./.roomsvc/`, AOF on, that survives worker crashes and restarts, and is never shared
-by two `serve` commands by accident."""
+valkey-server under `./.roomsvc/`, AOF on, that survives worker crashes and restarts, and is never
+shared by two `serve` commands by accident."""
 
 from __future__ import annotations
 

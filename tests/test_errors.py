@@ -9,9 +9,9 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from roomsvc import i18n
-from roomsvc.auth import SCOPE_GAMES_LITE
-from roomsvc.errors import (
+from roomsvc.auth.tokens import SCOPE_GAMES_LITE
+from roomsvc.common import i18n
+from roomsvc.common.errors import (
     N_,
     Conflict,
     InternalError,
@@ -25,7 +25,7 @@ from roomsvc.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
-from roomsvc.web import as_roomsvc_error, error_body, handle_error
+from roomsvc.http.plumbing import as_roomsvc_error, error_body, handle_error
 from tests.support import auth, token
 
 # class -> (HTTP status, Google status, Google reason, JSON-RPC code)
@@ -233,7 +233,7 @@ def test_language_parameter_wins_over_accept_language() -> None:
 
 def test_locale_of_request() -> None:
     """A request's locale comes from `language`, else from Accept-Language."""
-    from roomsvc.web import locale_of
+    from roomsvc.http.plumbing import locale_of
 
     assert locale_of(request("language=es-419", {"Accept-Language": "hi"})) == "es"
     assert locale_of(request("", {"Accept-Language": "hi-IN"})) == "hi"

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from roomsvc.auth import SCOPE_GAMES_LITE
-from roomsvc.events import DAY_MS, MAX_AGE_MS
+from roomsvc.auth.tokens import SCOPE_GAMES_LITE
+from roomsvc.events.rules import DAY_MS, MAX_AGE_MS
 from tests.support import ServerProcess, ValkeyProcess, auth
 
 HOUR = 3_600_000

@@ -17,8 +17,8 @@ import pytest
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
 
-from roomsvc.auth import SCOPE_GAMES_LITE
-from roomsvc.events import DAY_MS, MAX_AGE_MS
+from roomsvc.auth.tokens import SCOPE_GAMES_LITE
+from roomsvc.events.rules import DAY_MS, MAX_AGE_MS
 from tests.support import ServerProcess, token
 
 HOUR = 3_600_000

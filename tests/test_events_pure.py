@@ -1,4 +1,5 @@
-"""The pure rules of events.record (roomsvc/events.py) and its wire shapes, `now` passed in."""
+"""The pure rules of events.record (roomsvc/events/rules.py) and its wire shapes, `now` passed
+in."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomsvc import events_wire as wire
-from roomsvc.errors import InvalidArgument
-from roomsvc.events import (
+from roomsvc.common.errors import InvalidArgument
+from roomsvc.events import wire
+from roomsvc.events.rules import (
     DAY_MS,
     MAX_AGE_MS,
     BatchFailure,

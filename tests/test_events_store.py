@@ -11,13 +11,14 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.cluster import key_slot
 
-from roomsvc.auth import SCOPE_GAMES, Principal
+from roomsvc.auth.tokens import SCOPE_GAMES, Principal
 from roomsvc.config import load_config
-from roomsvc.events import DAY_MS, Period, PeriodUpdates, Update
-from roomsvc.events_service import list_by_player, list_definitions, now_ms, record
+from roomsvc.events import store as events_store
+from roomsvc.events.rules import DAY_MS, Period, PeriodUpdates, Update
+from roomsvc.events.service import list_by_player, list_definitions, now_ms, record
+from roomsvc.events.store import PERIOD_KEEP_MS, REQUEST_ID_TTL_MS, RecordStatus
 from roomsvc.settings import Settings
-from roomsvc.store import events_store, keys
-from roomsvc.store.events_store import PERIOD_KEEP_MS, REQUEST_ID_TTL_MS, RecordStatus
+from roomsvc.store import keys
 
 NOW = 1_800_000_000_000
 MIN = 60_000

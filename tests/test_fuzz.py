@@ -45,12 +45,16 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from roomsvc import analytics, events, events_wire, paging, wire
-from roomsvc.analytics_wire import AddEventsRequest, AnonymousSessionRequest, EventItem
-from roomsvc.errors import InvalidArgument, RoomsvcError
+from roomsvc.analytics import rules as analytics
+from roomsvc.analytics.wire import AddEventsRequest, AnonymousSessionRequest, EventItem
+from roomsvc.common import paging
+from roomsvc.common.errors import InvalidArgument, RoomsvcError
+from roomsvc.events import rules as events
+from roomsvc.events import wire as events_wire
+from roomsvc.http.plumbing import decode_json, error_body
 from roomsvc.messages import frames as binary_frames
 from roomsvc.realtime import methods, protocol
-from roomsvc.web import decode_json, error_body
+from roomsvc.rooms import wire
 from tests.fuzzing import field_names, mutants, shown
 from tests.support import UNIT, ServerProcess, auth, token
 

@@ -9,9 +9,10 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from roomsvc import i18n
+import roomsvc
+from roomsvc.common import i18n
 
-PACKAGE = Path(i18n.__file__).resolve().parent.parent  # the roomsvc package directory
+PACKAGE = Path(roomsvc.__file__).resolve().parent
 
 
 def _message_ids() -> dict[str, str]:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from roomsvc.middleware import RequestContextMiddleware
+from roomsvc.http.middleware import RequestContextMiddleware
 
 
 async def broken(request: Request) -> Response:

@@ -36,11 +36,11 @@ import redis
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from roomsvc.matching import Group, Ticket
+from roomsvc.matching.policy import Group, Ticket
+from roomsvc.matching.pools import Claimed, PoolStore
 from roomsvc.realtime.presence import Presence
-from roomsvc.rooms import Limits
-from roomsvc.store.matcher_store import Claimed, PoolStore
-from roomsvc.store.room_store import RoomStore
+from roomsvc.rooms.rules import Limits
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store.scripts import LUA_DIR
 from tests.messaging import players, room_of
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token

@@ -1,9 +1,8 @@
 """The load test's overload figures (docs/spec.md §12 item 17): a server that takes one call at a
-time
-refuses the rest at once (503 overloaded, 1013 for sockets); the load test retries them after
-Retry-After as a client should, counts them as shed, and still completes every game with 0
-errors. Only counts are asserted; the figures at twice a process's capacity are measured by
-running the script (README, Reliability)."""
+time refuses the rest at once (503 overloaded, 1013 for sockets); the load test retries them after
+Retry-After as a client should, counts them as shed, and still completes every game with 0 errors.
+Only counts are asserted; the figures at twice a process's capacity are measured by running the
+script (README, Reliability)."""
 
 from __future__ import annotations
 

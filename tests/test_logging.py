@@ -1,7 +1,6 @@
 """Logs (docs/spec.md §10, §2; docs/style.md habit 11): one JSON object per line, a request id on
-every request
-(the caller's X-Request-ID when it sends one), the room id bound on room routes, and never a
-token, whether it came in a query string, an Authorization header or a WebSocket handshake.
+every request (the caller's X-Request-ID when it sends one), the room id bound on room routes, and
+never a token, whether it came in a query string, an Authorization header or a WebSocket handshake.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from roomsvc.logs import Repeats
+from roomsvc.common.logs import Repeats
 from tests.support import ServerProcess, ValkeyProcess, token
 
 ROOMS = "/games/v1/rooms"

@@ -1,6 +1,5 @@
-"""Replies lost between roomsvc and its store never make a change apply twice (docs/spec.md §12
-item 5;
-docs/design.md "Retries never double-apply").
+"""Replies lost between roomsvc and its store never make a change apply twice (docs/spec.md §12 item
+5; docs/design.md "Retries never double-apply").
 
 A proxy (tests/valkey_proxy.py) lets valkey run a fraction of the server's writes and then
 drops their replies with the connection. The server resends such a batch once on a new

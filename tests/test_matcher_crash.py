@@ -1,6 +1,5 @@
 """docs/spec.md §12 item 3: three matcher processes over thousands of tickets, one of them killed
-with
-SIGKILL again and again: no ticket is matched twice, none is lost, and the claims a killed
+with SIGKILL again and again: no ticket is matched twice, none is lost, and the claims a killed
 matcher left behind are finished by the others once their lease lapses."""
 
 from __future__ import annotations
@@ -20,12 +19,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from roomsvc import matching, rooms
-from roomsvc.rooms import Criteria, Limits, RoomDoc, Via
-from roomsvc.rooms_service import new_room_id
+from roomsvc.matching import policy as matching
+from roomsvc.matching.pools import PoolStore
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import Criteria, Limits, RoomDoc, Via
+from roomsvc.rooms.service import new_room_id
+from roomsvc.rooms.store import RoomStore, now_ms
 from roomsvc.store import keys
-from roomsvc.store.matcher_store import PoolStore
-from roomsvc.store.room_store import RoomStore, now_ms
 from tests.support import UNIT, ValkeyProcess
 
 TICKETS = 3_000
@@ -51,7 +51,7 @@ class Matchers:
         return f"victim-{self.generation}"
 
     def spawn(self, owner: str) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "roomsvc.matcher_worker", "--lease-ms", str(LEASE_MS)]
+        argv = [sys.executable, "-m", "roomsvc.matching.worker", "--lease-ms", str(LEASE_MS)]
         argv += ["--owner", owner]
         return subprocess.Popen(
             argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL

@@ -1,6 +1,5 @@
 """The pure auto-match policy (docs/spec.md §5): properties checked against an independent oracle,
-and
-the worked examples of the spec (roomsvc/matching.py)."""
+and the worked examples of the spec (roomsvc/matching/policy.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomsvc.matching import Group, Ticket, run_once
+from roomsvc.matching.policy import Group, Ticket, run_once
 
 NOW = 1_000
 

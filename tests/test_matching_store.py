@@ -1,6 +1,5 @@
-"""Claim, apply, retire against a real store (docs/spec.md §5; store/match_apply.py): what a match
-does
-when a room changed between its claim and its steps, and that replaying a match changes
+"""Claim, apply, retire against a real store (docs/spec.md §5; roomsvc/matching/rounds.py): what a
+match does when a room changed between its claim and its steps, and that replaying a match changes
 nothing. A private valkey keeps every other process's matcher away from these pools."""
 
 from __future__ import annotations
@@ -14,14 +13,17 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from roomsvc import matching, rooms
-from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc, RoomState
-from roomsvc.rooms_service import new_room_id
-from roomsvc.store import keys, match_apply, match_batch
-from roomsvc.store.match_apply import Matcher
-from roomsvc.store.match_loop import run_forever
-from roomsvc.store.matcher_store import Claimed, PoolStore, Retirement
-from roomsvc.store.room_store import RoomStore, now_ms
+from roomsvc.matching import batch as match_batch
+from roomsvc.matching import policy as matching
+from roomsvc.matching import rounds as match_apply
+from roomsvc.matching.loop import run_forever
+from roomsvc.matching.pools import Claimed, PoolStore, Retirement
+from roomsvc.matching.rounds import Matcher
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import Criteria, Limits, PStatus, RoomDoc, RoomState
+from roomsvc.rooms.service import new_room_id
+from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.store import keys
 from tests.support import UNIT, ValkeyProcess, new_app_id
 
 LIMITS = Limits()
@@ -181,7 +183,8 @@ async def test_shutdown_hands_over_the_claims_in_flight(
 
 class LosesFirstCancel(PoolStore):
     """A pool store whose pool listing swallows the first cancellation that lands in it, as
-    Python 3.11's wait_for (inside redis-py's socket writes) can (roomsvc/cancellation.py)."""
+    Python 3.11's wait_for (inside redis-py's socket writes) can
+    (roomsvc/common/cancellation.py)."""
 
     lost = False
 
@@ -221,7 +224,8 @@ async def test_a_matcher_that_loses_its_cancel_still_stops(
 
 class SlowLapsedRead(PoolStore):
     """A pool store whose first lapsed-record read takes 0.2 s and, if cancelled meanwhile,
-    swallows that and goes on a while longer (as 3.11's wait_for can, roomsvc/cancellation.py)."""
+    swallows that and goes on a while longer (as 3.11's wait_for can,
+    roomsvc/common/cancellation.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -363,8 +367,8 @@ async def test_a_group_with_a_room_not_yet_written_goes_back_whole(
 async def test_recovery_outlives_a_store_outage() -> None:
     """The loop that recovers other processes' lapsed claims keeps going through store errors
     (docs/spec.md §12 #3): nothing else would pick those claims up."""
+    from roomsvc.matching.loop import _recover_forever
     from roomsvc.store.embedded import free_port
-    from roomsvc.store.match_loop import _recover_forever
 
     unreachable = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
     try:

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomsvc.errors import NotFound
+from roomsvc.common.errors import NotFound
+from roomsvc.common.rate import TokenBucket
 from roomsvc.messages import frames, ice, rules
-from roomsvc.rate import TokenBucket
-from roomsvc.room_doc import Participant, PStatus, RoomDoc, Via
+from roomsvc.rooms.doc import Participant, PStatus, RoomDoc, Via
 
 
 def _room(*statuses: PStatus, deleted: bool = False) -> RoomDoc:

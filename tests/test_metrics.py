@@ -1,6 +1,5 @@
 """/metrics on `roomsvc serve --workers 2` (docs/spec.md §10): whichever worker answers a scrape,
-the
-figures are those of the whole service (prometheus-client multiprocess mode, set up by `serve`).
+the figures are those of the whole service (prometheus-client multiprocess mode, set up by `serve`).
 
 Every request here opens a fresh connection, so the kernel spreads them over both workers; the
 metrics directory proves that both served.
@@ -204,7 +203,7 @@ async def test_store_errors_are_counted() -> None:
 def test_collector_pauses_are_timed_by_generation() -> None:
     import gc
 
-    from roomsvc.metrics import GC_PAUSE, watch_gc
+    from roomsvc.common.metrics import GC_PAUSE, watch_gc
 
     def collected() -> float:
         return sum(

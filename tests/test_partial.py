@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomsvc.errors import InvalidArgument
-from roomsvc.partial import apply_fields, parse_fields
+from roomsvc.common.errors import InvalidArgument
+from roomsvc.common.partial import apply_fields, parse_fields
 
 ROOM: dict[str, Any] = {
     "kind": "games#room",

@@ -17,14 +17,15 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from roomsvc import wire
-from roomsvc.auth import SCOPE_GAMES, Principal
+from roomsvc.auth.tokens import SCOPE_GAMES, Principal
 from roomsvc.realtime import presence as presence_module
 from roomsvc.realtime.heartbeat import FULL_EVERY
 from roomsvc.realtime.presence import BATCH, FULL_SWEEP_INTERVALS, LEASE_MS, Presence
-from roomsvc.room_view import ViewContext
-from roomsvc.rooms import Limits, PStatus
-from roomsvc.rooms_service import RoomsService
+from roomsvc.rooms import wire
+from roomsvc.rooms.rules import Limits, PStatus
+from roomsvc.rooms.service import RoomsService
+from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.view import ViewContext
 from roomsvc.store import keys
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
@@ -33,7 +34,6 @@ from roomsvc.store.keys import (
     presence_shard,
     presence_shard_of,
 )
-from roomsvc.store.room_store import RoomStore, now_ms
 from tests.support import ValkeyProcess, new_app_id
 
 

@@ -1,11 +1,10 @@
-"""Presence through a stall (docs/spec.md §6, §12 item 16; docs/store.md "Presence through a
-stall") on
-a real valkey: deadlines that lapsed while no heartbeat could reach the store are not failures,
+"""Presence through a stall (docs/spec.md §6, §12 item 16; docs/store.md "Presence through a stall")
+on a real valkey: deadlines that lapsed while no heartbeat could reach the store are not failures,
 whether a beat or a claim reaches it first afterwards; a player whose socket closed meanwhile is
 released once, a hold after; and while heartbeats keep arriving, a dead process's players are
-released as before. Deadlines take `now` as an argument; the silence is judged by the store's
-own clock, so the tests let it run (a silence is time passing with no beat: the thing itself,
-not a guessed wait). Across real processes and a SIGSTOPped store: test_store_stall.py."""
+released as before. Deadlines take `now` as an argument; the silence is judged by the store's own
+clock, so the tests let it run (a silence is time passing with no beat: the thing itself, not a
+guessed wait). Across real processes and a SIGSTOPped store: test_store_stall.py."""
 
 from __future__ import annotations
 
@@ -16,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from roomsvc.realtime.presence import Presence
-from roomsvc.rooms import PStatus
+from roomsvc.rooms.rules import PStatus
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store.keys import presence_member, presence_shard_of
-from roomsvc.store.room_store import RoomStore
 from tests.support import new_app_id
 from tests.test_presence import joined_room, stores
 

@@ -17,10 +17,9 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomsvc import rooms, wire
-from roomsvc.auth import SCOPE_GAMES, Principal
-from roomsvc.call_guard import CallGuard
-from roomsvc.errors import NotFound
+from roomsvc.auth.tokens import SCOPE_GAMES, Principal
+from roomsvc.common.call_guard import CallGuard
+from roomsvc.common.errors import NotFound
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import Connection, PeerTransport
@@ -28,13 +27,15 @@ from roomsvc.realtime.endpoint import _strip_tokens, origin_allowed
 from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.methods import METHODS
 from roomsvc.realtime.presence import Presence
-from roomsvc.room_view import ViewContext
-from roomsvc.rooms import Limits
-from roomsvc.rooms_service import RoomsService
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms import wire
+from roomsvc.rooms.rules import Limits
+from roomsvc.rooms.service import RoomsService
+from roomsvc.rooms.store import RoomStore
+from roomsvc.rooms.view import ViewContext
 from roomsvc.settings import Settings
 from roomsvc.store import keys
 from roomsvc.store.keys import presence_member, presence_shard_of
-from roomsvc.store.room_store import RoomStore
 from tests.support import ValkeyProcess, new_app_id
 
 PROTOCOL_CODES = {-32700, -32600, -32601, -32602}

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from googleapiclient.errors import HttpError
 
-from roomsvc.auth import SCOPE_GAMES_LITE
+from roomsvc.auth.tokens import SCOPE_GAMES_LITE
 from roomsvc.client import CallError
 from tests.messaging import players
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token, wait_until

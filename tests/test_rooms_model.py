@@ -34,11 +34,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from roomsvc import rooms
-from roomsvc.errors import RoomsvcError
-from roomsvc.rooms import Criteria, Limits, PStatus, RoomDoc, RoomState
+from roomsvc.common.errors import RoomsvcError
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import Criteria, Limits, PStatus, RoomDoc, RoomState
+from roomsvc.rooms.store import RoomStore, now_ms
 from roomsvc.store import keys
-from roomsvc.store.room_store import RoomStore, now_ms
 from tests.support import new_app_id
 
 T = TypeVar("T")

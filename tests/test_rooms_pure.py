@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomsvc import rooms
-from roomsvc.errors import Conflict, InvalidArgument, NotFound
-from roomsvc.room_view import ViewContext, render_room, render_status
-from roomsvc.rooms import Criteria, Limits, Participant, PStatus, RoomDoc, RoomState, Via
+from roomsvc.common.errors import Conflict, InvalidArgument, NotFound
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import Criteria, Limits, Participant, PStatus, RoomDoc, RoomState, Via
+from roomsvc.rooms.view import ViewContext, render_room, render_status
 
 LIMITS = Limits(max_players=8, invite_timeout_ms=300_000, automatch_timeout_ms=60_000)
 T0 = 1_700_000_000_000

@@ -17,10 +17,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from roomsvc import rooms
-from roomsvc.errors import Conflict, InvalidArgument, NotFound, RoomsvcError
-from roomsvc.rooms import Limits, PStatus, RoomDoc
-from roomsvc.store.room_store import RoomStore
+from roomsvc.common.errors import Conflict, InvalidArgument, NotFound, RoomsvcError
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import Limits, PStatus, RoomDoc
+from roomsvc.rooms.store import RoomStore
 from tests.support import UNIT, ServerProcess, auth, wait_until
 
 MAX_PLAYERS = 256

@@ -1,6 +1,5 @@
 """Lost replies and retries never double-apply a room mutation (docs/spec.md §4, §12 item 5;
-docs/design.md
-"Retries never double-apply").
+docs/design.md "Retries never double-apply").
 
 redis-py re-sends a script whose reply was lost with the very same arguments, another process
 may re-drive a step it did not see finish, and a client may resend a create with its
@@ -20,11 +19,11 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from roomsvc import rooms
-from roomsvc.errors import Conflict
-from roomsvc.rooms import Limits, PStatus, RoomDoc
+from roomsvc.common.errors import Conflict
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import Limits, PStatus, RoomDoc
+from roomsvc.rooms.store import RoomStore, now_ms
 from roomsvc.store import keys
-from roomsvc.store.room_store import RoomStore, now_ms
 from roomsvc.store.scripts import register
 from tests.support import auth
 

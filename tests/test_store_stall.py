@@ -1,11 +1,10 @@
 """A stalled store (docs/spec.md §12 item 16; issue 18): a real valkey-server SIGSTOPped (its
-sockets stay
-open and silent) under two real `roomsvc serve` processes with players connected. Asserted are
-outcomes, never timings: while it is stopped every call answers 503 with Retry-After (reads as
-unavailable, changes as "outcome unknown"), `/readyz` says 503, a new socket is refused with
-1013; once it wakes, retried calls apply exactly once, clients reach the latest versions, and
-a stall longer than the presence grace evicts nobody whose socket stayed open, while a player
-whose socket closed during it leaves once."""
+sockets stay open and silent) under two real `roomsvc serve` processes with players connected.
+Asserted are outcomes, never timings: while it is stopped every call answers 503 with Retry-After
+(reads as unavailable, changes as "outcome unknown"), `/readyz` says 503, a new socket is refused
+with 1013; once it wakes, retried calls apply exactly once, clients reach the latest versions, and a
+stall longer than the presence grace evicts nobody whose socket stayed open, while a player whose
+socket closed during it leaves once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""REST plumbing (web.py) that replaces a Starlette helper for speed must agree with it."""
+"""REST plumbing (roomsvc/http/plumbing.py) that replaces a Starlette helper for speed must agree
+with it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from roomsvc.web import base_url_of
+from roomsvc.http.plumbing import base_url_of
 
 
 def _request(scheme: str, headers: list[tuple[bytes, bytes]], root_path: str = "") -> Request:

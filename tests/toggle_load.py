@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import httpx
 import redis.asyncio as aioredis
 
-from roomsvc.rooms import Limits, RoomDoc
+from roomsvc.rooms.rules import Limits, RoomDoc
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
-from roomsvc.store.room_store import RoomStore
 from tests.support import UNIT, auth
 
 BASE = "/games/v1/rooms"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from roomsvc.errors import N_, InvalidArgument
+from roomsvc.common.errors import N_, InvalidArgument
 
 SEND, SENT, REJECTED, MESSAGE = 0x01, 0x02, 0x03, 0x04
 RELIABLE = 0x01

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from roomsvc.errors import N_, Conflict, InvalidArgument, NotFound
-from roomsvc.room_doc import PStatus, RoomDoc, RoomState
-from roomsvc.rooms import room_status
+from roomsvc.common.errors import N_, Conflict, InvalidArgument, NotFound
+from roomsvc.rooms.doc import PStatus, RoomDoc, RoomState
+from roomsvc.rooms.rules import room_status
 
 # GPGS RealTimeMultiplayerClient limits (bytes of messageData, after base64 decoding).
 MAX_RELIABLE_BYTES = 1400

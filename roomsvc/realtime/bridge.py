@@ -31,8 +31,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from roomsvc import logs
-from roomsvc.cancellation import raise_if_cancelled
+from roomsvc.common import logs
+from roomsvc.common.cancellation import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import PREFIX
 

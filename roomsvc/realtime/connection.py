@@ -14,11 +14,10 @@
   too show each room's versions in order (docs/spec.md §6 "On one connection the versions of a room
   only ever increase").
 - A push is written at once, synchronously, by the hub's fan-out when nothing stands in its
-  way (the socket writable, no send in progress, no call holding its room): no task, no
-  deadline, no coroutine layers per push (docs/spec.md §11: push latency). Otherwise it is queued
-  and
-  sent by a sender task created only while there is something to send, so an idle connection
-  costs one coroutine (docs/spec.md §11: idle sockets per process).
+  way (the socket writable, no send in progress, no call holding its room): no task, no deadline, no
+  coroutine layers per push (docs/spec.md §11: push latency). Otherwise it is queued and sent by a
+  sender task created only while there is something to send, so an idle connection costs one
+  coroutine (docs/spec.md §11: idle sockets per process).
 - Every send has a deadline: a peer that stops reading blocks the ASGI send once the socket
   buffers fill, and is then cut (transport aborted), without slowing any other connection.
 """
@@ -37,10 +36,10 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import InvalidState
 
-from roomsvc import logs
-from roomsvc.auth import Principal
-from roomsvc.metrics import PUSH_LATENCY
-from roomsvc.rate import TokenBucket
+from roomsvc.auth.tokens import Principal
+from roomsvc.common import logs
+from roomsvc.common.metrics import PUSH_LATENCY
+from roomsvc.common.rate import TokenBucket
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
 log = logging.getLogger("roomsvc.realtime")

@@ -1,10 +1,9 @@
 """`GET /games/v1/realtime` (docs/spec.md §6): the handshake, the welcome, and the receive loop.
 
-The handshake refuses, before accepting, a foreign `Origin` (403; cross-site WebSocket
-hijacking, docs/spec.md §12 item 9) and a missing, invalid or expired token (401), with Google's
-JSON
-error body. Tokens may come in the query string (browsers cannot set headers), so they are
-stripped from the ASGI scope before the server can log the path (docs/spec.md §2).
+The handshake refuses, before accepting, a foreign `Origin` (403; cross-site WebSocket hijacking,
+docs/spec.md §12 item 9) and a missing, invalid or expired token (401), with Google's JSON error
+body. Tokens may come in the query string (browsers cannot set headers), so they are stripped from
+the ASGI scope before the server can log the path (docs/spec.md §2).
 
 A socket lives no longer than the token that opened it: when its `exp` passes (with the
 verifier's clock-skew leeway, as for REST) the socket closes with 1008 and a reason saying the
@@ -32,10 +31,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from roomsvc import i18n, logs, wire
-from roomsvc.auth import _LEEWAY as TOKEN_LEEWAY_S
-from roomsvc.auth import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal, bearer_token
-from roomsvc.errors import N_, PermissionDenied, RateLimited, RoomsvcError, StoreUnavailable
+from roomsvc.auth.tokens import _LEEWAY as TOKEN_LEEWAY_S
+from roomsvc.auth.tokens import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal, bearer_token
+from roomsvc.common import i18n, logs
+from roomsvc.common.errors import N_, PermissionDenied, RateLimited, RoomsvcError, StoreUnavailable
+from roomsvc.http.plumbing import as_roomsvc_error, error_body
 from roomsvc.realtime import protocol
 from roomsvc.realtime.connection import (
     CLOSE_OVERLOADED,
@@ -50,9 +50,9 @@ from roomsvc.realtime.connection import (
 from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.inbox import Inbox
 from roomsvc.realtime.methods import METHODS, Caller
-from roomsvc.rooms import RoomState
+from roomsvc.rooms import wire
+from roomsvc.rooms.rules import RoomState
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
-from roomsvc.web import as_roomsvc_error, error_body
 
 log = logging.getLogger("roomsvc.realtime")
 MAX_FRAME_BYTES = 64 * 1024

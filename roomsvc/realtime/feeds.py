@@ -28,18 +28,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from roomsvc.common.metrics import MESSAGES_LOST
 from roomsvc.messages import envelope, frames, wire
 from roomsvc.messages.envelope import SIGNAL, Envelope
 from roomsvc.messages.rules import is_live
-from roomsvc.metrics import MESSAGES_LOST
+from roomsvc.messages.store import MessageStore
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_OVERLOADED, Connection
 from roomsvc.realtime.inbox import MAX_WAITING, Cursor, Inbox
-from roomsvc.rooms import RoomDoc
+from roomsvc.rooms.rules import RoomDoc
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, is_cluster
-from roomsvc.store.message_store import MessageStore
 
 log = logging.getLogger("roomsvc.realtime.messages")
 RESUME_HOLD_S = 3.0  # a welcome room's live messages wait this long for rooms.resumeMessages

@@ -24,21 +24,22 @@ from typing import Any
 
 import msgspec
 
-from roomsvc import rooms, wire
+from roomsvc.common.metrics import PUSH_LATENCY, WS_CONNECTIONS
 from roomsvc.messages.wire import IceServer
-from roomsvc.metrics import PUSH_LATENCY, WS_CONNECTIONS
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_POLICY, CLOSE_RESTART, Connection
 from roomsvc.realtime.messaging import Messaging
 from roomsvc.realtime.presence import Presence
 from roomsvc.realtime.views import Views
-from roomsvc.room_view import ViewContext, render_room
-from roomsvc.rooms import PStatus, RoomDoc, RoomState
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms import wire
+from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState
+from roomsvc.rooms.store import now_ms
+from roomsvc.rooms.view import ViewContext, render_room
 from roomsvc.settings import Settings
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
-from roomsvc.store.room_store import now_ms
 
 log = logging.getLogger("roomsvc.realtime")
 

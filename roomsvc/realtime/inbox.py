@@ -24,8 +24,8 @@ import collections
 import logging
 import time
 
-from roomsvc.metrics import MESSAGE_LATENCY, MESSAGES_DELIVERED, MESSAGES_DROPPED
-from roomsvc.rate import TokenBucket
+from roomsvc.common.metrics import MESSAGE_LATENCY, MESSAGES_DELIVERED, MESSAGES_DROPPED
+from roomsvc.common.rate import TokenBucket
 from roomsvc.realtime.connection import CLOSE_OVERLOADED, Connection, ConnectionGone
 
 log = logging.getLogger("roomsvc.realtime")

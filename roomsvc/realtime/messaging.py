@@ -23,20 +23,20 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from roomsvc.call_guard import CallGuard
-from roomsvc.errors import N_, InvalidArgument, NotFound, RateLimited, RoomsvcError
+from roomsvc.common.call_guard import CallGuard
+from roomsvc.common.errors import N_, InvalidArgument, NotFound, RateLimited, RoomsvcError
+from roomsvc.common.metrics import MESSAGES_DROPPED, MESSAGES_SENT
+from roomsvc.http.plumbing import as_roomsvc_error
 from roomsvc.messages import envelope, frames, ice, rules, wire
 from roomsvc.messages.envelope import MESSAGE, SIGNAL, Envelope
-from roomsvc.metrics import MESSAGES_DROPPED, MESSAGES_SENT
+from roomsvc.messages.store import ROOM_CHANGED, MessageStore
 from roomsvc.realtime import protocol
 from roomsvc.realtime.connection import CLOSE_POLICY, Connection
 from roomsvc.realtime.feeds import Feeds, absorb
 from roomsvc.realtime.methods import body_of, room_id_of
-from roomsvc.rooms import RoomDoc
+from roomsvc.rooms.rules import RoomDoc
+from roomsvc.rooms.store import RoomStore
 from roomsvc.settings import Settings
-from roomsvc.store.message_store import ROOM_CHANGED, MessageStore
-from roomsvc.store.room_store import RoomStore
-from roomsvc.web import as_roomsvc_error
 
 _ATTEMPTS = 16
 _SENDS = frozenset({"rooms.sendMessage", "rooms.signal"})  # past the deadline: outcome unknown

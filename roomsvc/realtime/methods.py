@@ -13,13 +13,14 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from roomsvc import events_service, wire
-from roomsvc.auth import SCOPE_GAMES, Principal
-from roomsvc.errors import N_, InvalidArgument
-from roomsvc.events_wire import EventRecordRequest
+from roomsvc.auth.tokens import SCOPE_GAMES, Principal
+from roomsvc.common.errors import N_, InvalidArgument
+from roomsvc.events import service as events_service
+from roomsvc.events.wire import EventRecordRequest
+from roomsvc.http.plumbing import decode_json
 from roomsvc.realtime.protocol import Params
-from roomsvc.room_view import ViewContext
-from roomsvc.web import decode_json
+from roomsvc.rooms import wire
+from roomsvc.rooms.view import ViewContext
 
 T = TypeVar("T")
 

@@ -1,7 +1,6 @@
 """Presence (docs/spec.md §6): a JOINED player whose realtime connections are all gone for longer
-than
-the grace period leaves its rooms with leaveReason PRESENCE_FAILURE, also when the process
-that held them is killed.
+than the grace period leaves its rooms with leaveReason PRESENCE_FAILURE, also when the process that
+held them is killed.
 
 The state lives in Redis, never in one process: each connected player has a deadline in a
 sharded sorted set (store/keys.py), pushed forward every `interval` by every process that
@@ -35,12 +34,11 @@ every sequential await cost a whole lap of it):
   idle sweep costs the store nothing.
 
 A stall is not a lapse (docs/spec.md §12 item 16; docs/store.md "Presence through a stall"): while
-no
-process can write a refresh, deadlines pass for want of one. Every beat reaches every shard and
-stamps its clock with the store's own time; a claim or beat that finds the clock silent for
-longer than `silence_ms` holds every claim of the shard for `hold_ms` (a grace and an
-interval), in which every live process beats again. A player whose socket closed meanwhile is
-released after the hold, once.
+no process can write a refresh, deadlines pass for want of one. Every beat reaches every shard and
+stamps its clock with the store's own time; a claim or beat that finds the clock silent for longer
+than `silence_ms` holds every claim of the shard for `hold_ms` (a grace and an interval), in which
+every live process beats again. A player whose socket closed meanwhile is released after the hold,
+once.
 """
 
 from __future__ import annotations
@@ -52,11 +50,13 @@ from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from roomsvc import logs, rooms
-from roomsvc.cancellation import raise_if_cancelled
-from roomsvc.errors import NotFound
+from roomsvc.common import logs
+from roomsvc.common.cancellation import raise_if_cancelled
+from roomsvc.common.errors import NotFound
 from roomsvc.realtime.heartbeat import Heartbeat
-from roomsvc.rooms import PStatus, RoomDoc, RoomState
+from roomsvc.rooms import rules as rooms
+from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState
+from roomsvc.rooms.store import RoomStore, now_ms
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import (
@@ -66,7 +66,6 @@ from roomsvc.store.keys import (
     presence_shard,
     presence_shard_of,
 )
-from roomsvc.store.room_store import RoomStore, now_ms
 from roomsvc.store.scripts import register
 
 log = logging.getLogger("roomsvc.presence")

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from roomsvc.errors import N_, RoomsvcError
+from roomsvc.common.errors import N_, RoomsvcError
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -51,7 +51,7 @@ class RpcError(Exception):
         self.params = params
 
     def message(self, locale: str) -> str:
-        from roomsvc.i18n import gettext
+        from roomsvc.common.i18n import gettext
 
         return gettext(locale, self.msgid, **self.params)
 

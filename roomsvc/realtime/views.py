@@ -1,11 +1,9 @@
 """Room documents and rendered `roomStatus` frames, shared by a process's connections.
 
 A change reaches a process as `<roomId> <version>` (docs/design.md "Pushes: publish little, render
-per
-receiver"). The first connection that needs that version loads the document once (concurrent
-needs share the one read), and each distinct view (receiver, language, public URL) is rendered
-and encoded once, whatever the number of that player's connections (docs/spec.md §11: CPU per
-fan-out).
+per receiver"). The first connection that needs that version loads the document once (concurrent
+needs share the one read), and each distinct view (receiver, language, public URL) is rendered and
+encoded once, whatever the number of that player's connections (docs/spec.md §11: CPU per fan-out).
 """
 
 from __future__ import annotations
@@ -17,9 +15,9 @@ from collections.abc import Callable
 import msgspec
 
 from roomsvc.realtime import protocol
-from roomsvc.room_view import ViewContext, render_room
-from roomsvc.rooms import PStatus, RoomDoc, RoomState, room_status
-from roomsvc.store.room_store import RoomStore
+from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState, room_status
+from roomsvc.rooms.store import RoomStore
+from roomsvc.rooms.view import ViewContext, render_room
 
 _encode = msgspec.json.Encoder().encode
 _MAX_ROOMS = 8192

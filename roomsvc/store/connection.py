@@ -89,8 +89,7 @@ class _WaitingCluster(RedisCluster):
 
 
 async def _cluster(url: str, max_connections: int) -> RedisCluster:
-    # RedisCluster takes no `retry_on_timeout` (timeouts are retried by its own redirection
-    # loop).
+    # RedisCluster takes no `retry_on_timeout` (timeouts are retried by its own redirection loop).
     options = {k: v for k, v in _COMMON.items() if k != "retry_on_timeout"}
     cluster = _WaitingCluster.from_url(
         url, max_connections=max_connections, retry=_retry(), **options

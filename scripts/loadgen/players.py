@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from loadgen.client import Client
 from loadgen.stats import Failure, Stats
-from roomsvc.auth import SCOPE_GAMES, mint_token
+from roomsvc.auth.tokens import SCOPE_GAMES, mint_token
 
 CLOSE_OVERLOADED = 1013
 

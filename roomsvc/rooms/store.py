@@ -1,0 +1,278 @@
+"""Rooms in Redis: each change one compare-and-set script on the room's own slot (docs/spec.md §4).
+
+`mutate` reads the room (from a small per-process cache when it can), lets the pure core
+compute the next document, and writes it with `room_cas.lua`, which checks the version,
+records the request id and publishes, all at once. On a version conflict it recomputes from
+the document the script returned (no extra read), a bounded number of times. Within one process
+a per-room lock serializes callers, so conflicts only arise between processes.
+
+Request ids make every write idempotent: redis-py's retry of a script whose reply was lost
+finds its id in the applied set and reports "already applied" (docs/design.md "Retries never
+double-apply"). Per-player indexes follow docs/design.md: add before the write, remove after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from roomsvc.common.errors import N_, Conflict, NotFound, RoomsvcError
+from roomsvc.common.metrics import ROOM_TRANSITIONS
+from roomsvc.rooms.rules import Limits, PStatus, RoomDoc, RoomState, next_deadline, room_status
+from roomsvc.store import keys
+from roomsvc.store.batching import CommandBatcher
+from roomsvc.store.scripts import source
+
+log = logging.getLogger("roomsvc.rooms")
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(RoomDoc).decode
+_MAX_ATTEMPTS = 64
+_CACHE_SIZE = 4096
+LIVE_ROOM_TTL_MS = 7 * 86_400_000  # a room idle this long expires (README: rooms)
+
+
+def now_ms() -> int:
+    """The one clock the store passes into the pure core (docs/design.md "Time is an argument")."""
+    return int(time.time() * 1000)
+
+
+class Applied(msgspec.Struct):
+    """The outcome of a write: the room after it, and whether this call changed it."""
+
+    room: RoomDoc
+    changed: bool
+
+
+class RoomStore:
+    def __init__(self, store: Any, limits: Limits, tombstone_ms: int) -> None:
+        self.store = store
+        self.limits = limits
+        self.tombstone_ms = tombstone_ms
+        # Every command of the mutation path shares round trips with its neighbours'
+        # (store/batching.py): the process, not the store, is the ceiling (docs/spec.md §11).
+        self.commands = CommandBatcher(store)
+        self._cas = self.commands.script(source("room_cas"))
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    async def load(self, app: str, room_id: str, *, fresh: bool = False) -> RoomDoc | None:
+        key = keys.room(app, room_id)
+        if not fresh and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        raw = await self.commands.execute("HGET", key, "d")
+        if raw is None:
+            self._cache.pop(key, None)
+            return None
+        doc = _decode(raw)
+        self._remember(key, doc)
+        return doc
+
+    async def load_many(self, app: str, room_ids: Sequence[str]) -> list[RoomDoc | None]:
+        return await self.load_each([(app, room_id) for room_id in room_ids])
+
+    async def load_each(self, rooms: Sequence[tuple[str, str]]) -> list[RoomDoc | None]:
+        """(app, roomId) pairs -> their current documents, in one pipeline."""
+        if not rooms:
+            return []
+        async with self.store.pipeline(transaction=False) as pipe:
+            for app, room_id in rooms:
+                pipe.hget(keys.room(app, room_id), "d")
+            raws = await pipe.execute()
+        return [None if raw is None else _decode(raw) for raw in raws]
+
+    def adopt(self, raw: bytes) -> RoomDoc:
+        """A document another script returned (a refused check): decoded and cached, so the
+        next caller starts from it rather than from the stale copy."""
+        doc = _decode(raw)
+        self._remember(keys.room(doc.app_id, doc.room_id), doc)
+        return doc
+
+    def _remember(self, key: str, doc: RoomDoc) -> None:
+        cached = self._cache.get(key)
+        if cached is not None and cached.version > doc.version:
+            return
+        self._cache[key] = doc
+        self._cache.move_to_end(key)
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    async def create(self, doc: RoomDoc, request_id: str) -> Applied:
+        """Write a new room (version 1); a replay of the same request returns the room."""
+        timer = self.commands.execute(
+            "ZADD",
+            keys.timer_shard_of(doc.app_id, doc.room_id),
+            next_deadline(doc, self.limits) or 0,
+            f"{doc.app_id}/{doc.room_id}",
+        )
+        await asyncio.gather(self._index_add(doc, self.index_changes(None, doc)[0]), timer)
+        outcome, current = await self._write(doc, expected=0, request_id=request_id)
+        if outcome == 1:
+            ROOM_TRANSITIONS.labels(room_status(doc).value).inc()
+            return Applied(doc, True)
+        if current is None:
+            raise Conflict(N_("The room {room_id} already exists."), room_id=doc.room_id)
+        return Applied(current, False)
+
+    async def mutate(
+        self,
+        app: str,
+        room_id: str,
+        change: Callable[[RoomDoc], RoomDoc | None],
+        request_id: str,
+    ) -> Applied:
+        """Apply `change` (a pure transition; None = nothing to do) with compare-and-set."""
+        key = keys.room(app, room_id)
+        async with self._lock(key):
+            # Only the CAS proves a cached document current: another process may have changed
+            # the room since. A refusal or a no-op computed from the cache is therefore
+            # confirmed on a fresh read before it is reported.
+            confirmed = key not in self._cache
+            doc = await self.load(app, room_id)
+            for attempt in range(_MAX_ATTEMPTS):
+                if doc is None:
+                    raise NotFound(N_("Room {room_id} not found."), room_id=room_id)
+                try:
+                    new = change(doc)
+                except RoomsvcError:
+                    if confirmed:
+                        # A replay of a request already applied is refused by the rules on the
+                        # room it produced: report that room, as the script would (docs/design.md).
+                        replayed = await self._replayed(app, room_id, request_id)
+                        if replayed is not None:
+                            return Applied(replayed, False)
+                        raise
+                    new = None
+                if new is None:
+                    if confirmed:
+                        return Applied(doc, False)
+                    doc, confirmed = await self.load(app, room_id, fresh=True), True
+                    continue
+                # The statuses are computed once here and handed on: each is a pass over
+                # every pair of participants, wanted by the indexes, the TTL and the metric.
+                old_status, new_status = room_status(doc), room_status(new)
+                adds, removes = self.index_changes(doc, new, (old_status, new_status))
+                if adds:
+                    await self._index_add(new, adds)
+                outcome, current = await self._write(
+                    new, expected=doc.version, request_id=request_id, status=new_status
+                )
+                if outcome == 1:
+                    if removes:
+                        # Index removals are hints verified on read (docs/design.md "Rooms"): a
+                        # failed one is logged, never reported. Awaited all the same, so no store
+                        # work outlives the call (a shutdown closes the store right after).
+                        await self._index_remove(new, removes)
+                    if new_status is not old_status:
+                        ROOM_TRANSITIONS.labels(new_status.value).inc()
+                    return Applied(new, True)
+                if outcome == 2 and current is not None:
+                    return Applied(current, False)
+                doc, confirmed = current, True
+                if attempt > 2:
+                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+        raise Conflict(N_("The room {room_id} is busy; retry."), room_id=room_id)
+
+    async def _replayed(self, app: str, room_id: str, request_id: str) -> RoomDoc | None:
+        """The room as it is now if `request_id` was already applied to it, else None."""
+        if not request_id:
+            return None
+        async with self.store.pipeline(transaction=False) as pipe:
+            pipe.zscore(keys.room_applied(app, room_id), request_id)
+            pipe.hget(keys.room(app, room_id), "d")
+            score, raw = await pipe.execute()
+        if score is None or raw is None:
+            return None
+        doc = _decode(raw)
+        self._remember(keys.room(app, room_id), doc)
+        return doc
+
+    def cas_call(
+        self, doc: RoomDoc, expected: int, request_id: str, status: RoomState | None = None
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of `room_cas.lua` writing `doc` (whose status is `status`, computed
+        here if not given) over version `expected`: the one place that decides TTLs and who
+        is told (also used by the matcher's batches)."""
+        deleted = (status or room_status(doc)) is RoomState.DELETED
+        ttl = self.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
+        channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
+        return (
+            [keys.room(doc.app_id, doc.room_id), keys.room_applied(doc.app_id, doc.room_id)],
+            [expected, doc.version, _encode(doc), request_id, ttl,
+             f"{doc.room_id} {doc.version}", *channels],
+        )  # fmt: skip
+
+    async def _write(
+        self, doc: RoomDoc, *, expected: int, request_id: str, status: RoomState | None = None
+    ) -> tuple[int, RoomDoc | None]:
+        key = keys.room(doc.app_id, doc.room_id)
+        cas_keys, cas_args = self.cas_call(doc, expected, request_id, status)
+        reply = await self._cas(keys=cas_keys, args=cas_args)
+        outcome = int(reply[0])
+        if outcome == 1:
+            self._remember(key, doc)
+            return 1, doc
+        current = _decode(reply[2]) if len(reply) > 2 and reply[2] is not None else None
+        if current is not None:
+            self._remember(key, current)
+        else:
+            self._cache.pop(key, None)
+        return outcome, current
+
+    # ---- per-player indexes (hints: add before, remove after, verify on read) ----------------
+
+    @staticmethod
+    def _memberships(doc: RoomDoc | None, status: RoomState | None) -> tuple[set[str], set[str]]:
+        if doc is None or (status or room_status(doc)) is RoomState.DELETED:
+            return set(), set()
+        joined = {p.player_id for p in doc.participants if p.status is PStatus.JOINED}
+        invited = {p.player_id for p in doc.participants if p.status is PStatus.INVITED}
+        return joined, invited
+
+    @classmethod
+    def index_changes(
+        cls,
+        old: RoomDoc | None,
+        new: RoomDoc,
+        statuses: tuple[RoomState | None, RoomState | None] = (None, None),
+    ) -> tuple[list[str], list[str]]:
+        """The index keys to add the room to (before its write) and remove it from (after);
+        `statuses` are those of `old` and `new` when the caller has them."""
+        old_joined, old_invited = cls._memberships(old, statuses[0])
+        new_joined, new_invited = cls._memberships(new, statuses[1])
+        app = new.app_id
+        adds = [keys.player_rooms(app, p) for p in new_joined - old_joined]
+        adds += [keys.player_invitations(app, p) for p in new_invited - old_invited]
+        removes = [keys.player_rooms(app, p) for p in old_joined - new_joined]
+        removes += [keys.player_invitations(app, p) for p in old_invited - new_invited]
+        return adds, removes
+
+    async def _index_add(self, new: RoomDoc, index_keys: list[str]) -> None:
+        added = [self.commands.execute("ZADD", k, new.updated_ms, new.room_id) for k in index_keys]
+        # All queued before the first await: they share one round trip.
+        await (added[0] if len(added) == 1 else asyncio.gather(*added))
+
+    async def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
+        removed = [self.commands.execute("ZREM", k, new.room_id) for k in index_keys]
+        for outcome in await asyncio.gather(*removed, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("index update failed; repaired on read", exc_info=outcome)
