@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from roomsvc.auth.keys import load_public_keys
+
 DEV_JWT_SECRET = "roomsvc-dev-secret-do-not-use-in-production"
 
 
@@ -54,8 +56,6 @@ def _origins(raw: str) -> tuple[str, ...]:
 
 
 def _key_files(raw: str) -> tuple[Path, ...]:
-    from roomsvc.auth.tokens import load_public_keys  # auth imports this module
-
     paths = tuple(Path(p.strip()) for p in raw.replace(os.pathsep, ",").split(",") if p.strip())
     for path in paths:
         if not path.is_file():

@@ -44,11 +44,12 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
+from roomsvc.common.clock import now_ms  # noqa: E402
 from roomsvc.matching.pools import PoolStore  # noqa: E402
 from roomsvc.rooms import rules as rooms  # noqa: E402
 from roomsvc.rooms.rules import Criteria, Limits, RoomDoc  # noqa: E402
 from roomsvc.rooms.service import new_room_id  # noqa: E402
-from roomsvc.rooms.store import RoomStore, now_ms  # noqa: E402
+from roomsvc.rooms.store import RoomStore  # noqa: E402
 from roomsvc.store import keys  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
 from roomsvc.store.pipelined import Batch  # noqa: E402

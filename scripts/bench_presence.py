@@ -46,9 +46,10 @@ from websockets.exceptions import ConnectionClosed
 from wsbench_support import SECRET, retrying_post, wait_for
 
 from roomsvc.auth.tokens import mint_token
+from roomsvc.common.clock import now_ms
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Limits
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store.embedded import free_port, server_binary
 
 _decode = msgspec.json.Decoder().decode

@@ -48,9 +48,10 @@ from wsbench_support import (
 )
 
 from roomsvc.auth.tokens import mint_token
+from roomsvc.common.clock import now_ms
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Limits
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 
 _decode = msgspec.json.Decoder().decode
 BARE_ROUNDS = 50

@@ -15,13 +15,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.utils import base64url_encode
 
+from roomsvc.auth.keys import load_public_keys
 from roomsvc.auth.tokens import (
     SCOPE_GAMES,
     SCOPE_GAMES_LITE,
     Principal,
     TokenVerifier,
     bearer_token,
-    load_public_keys,
     mint_token,
 )
 from roomsvc.common.errors import PermissionDenied, Unauthenticated

@@ -12,10 +12,11 @@ import redis.asyncio as aioredis
 from redis.cluster import key_slot
 
 from roomsvc.auth.tokens import SCOPE_GAMES, Principal
+from roomsvc.common.clock import now_ms
 from roomsvc.config import load_config
 from roomsvc.events import store as events_store
 from roomsvc.events.rules import DAY_MS, Period, PeriodUpdates, Update
-from roomsvc.events.service import list_by_player, list_definitions, now_ms, record
+from roomsvc.events.service import list_by_player, list_definitions, record
 from roomsvc.events.store import PERIOD_KEEP_MS, REQUEST_ID_TTL_MS, RecordStatus
 from roomsvc.settings import Settings
 from roomsvc.store import keys

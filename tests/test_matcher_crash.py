@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from roomsvc.common.clock import now_ms
 from roomsvc.matching import policy as matching
 from roomsvc.matching.pools import PoolStore
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Criteria, Limits, RoomDoc, Via
 from roomsvc.rooms.service import new_room_id
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from tests.support import UNIT, ValkeyProcess
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from roomsvc.common.clock import now_ms
 from roomsvc.matching import batch as match_batch
 from roomsvc.matching import policy as matching
 from roomsvc.matching import rounds as match_apply
@@ -22,7 +23,7 @@ from roomsvc.matching.rounds import Matcher
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Criteria, Limits, PStatus, RoomDoc, RoomState
 from roomsvc.rooms.service import new_room_id
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from tests.support import UNIT, ValkeyProcess, new_app_id
 

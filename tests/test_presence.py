@@ -18,13 +18,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from roomsvc.auth.tokens import SCOPE_GAMES, Principal
+from roomsvc.common.clock import now_ms
 from roomsvc.realtime import presence as presence_module
 from roomsvc.realtime.heartbeat import FULL_EVERY
 from roomsvc.realtime.presence import BATCH, FULL_SWEEP_INTERVALS, LEASE_MS, Presence
 from roomsvc.rooms import wire
 from roomsvc.rooms.rules import Limits, PStatus
 from roomsvc.rooms.service import RoomsService
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.rooms.view import ViewContext
 from roomsvc.store import keys
 from roomsvc.store.keys import (

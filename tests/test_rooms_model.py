@@ -34,10 +34,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from roomsvc.common.clock import now_ms
 from roomsvc.common.errors import RoomsvcError
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Criteria, Limits, PStatus, RoomDoc, RoomState
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from tests.support import new_app_id
 

@@ -19,10 +19,11 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from roomsvc.common.clock import now_ms
 from roomsvc.common.errors import Conflict
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Limits, PStatus, RoomDoc
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from roomsvc.store.scripts import register
 from tests.support import auth

@@ -7,7 +7,6 @@ failure, with the matching HTTP status and a message in the caller's language (d
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,6 +18,7 @@ from roomsvc.analytics import rules as analytics
 from roomsvc.analytics import service as analytics_service
 from roomsvc.analytics.store import AnalyticsStore
 from roomsvc.analytics.wire import AnonymousSessionRequest, Envelope
+from roomsvc.common.clock import now_ms, now_s
 from roomsvc.common.errors import N_, UnsupportedMediaType
 from roomsvc.common.i18n import gettext
 from roomsvc.http.plumbing import as_roomsvc_error, decode_json, locale_of, read_raw, respond
@@ -73,7 +73,7 @@ async def _ingest(request: Request, *, single: bool) -> Response:
                 raw,
                 authorization=request.headers.get("authorization"),
                 single=single,
-                now_ms=time.time_ns() // 1_000_000,
+                now_ms=now_ms(),
             )
     except Exception as exc:
         return _failure(request, exc)
@@ -96,7 +96,7 @@ async def anonymous_session(request: Request) -> Response:
         _check_content_type(request, raw)
         body = decode_json(raw if raw.strip() else b"{}", AnonymousSessionRequest)
         session = analytics_service.mint_anonymous_session(
-            request.app.state.settings, body.any_application_id(), int(time.time())
+            request.app.state.settings, body.any_application_id(), now_s()
         )
     except Exception as exc:
         return _failure(request, exc)

@@ -12,13 +12,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, TypeGuard
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from roomsvc.auth.keys import load_public_keys
 from roomsvc.common.errors import N_, PermissionDenied, Unauthenticated
 from roomsvc.settings import Settings
 
@@ -44,27 +42,6 @@ class Principal:
         """403 unless the token carries one of `accepted` (docs/spec.md §2)."""
         if not self.scopes.intersection(accepted):
             raise PermissionDenied(scope=" or ".join(accepted))
-
-
-def _algorithm_for(key: Any) -> str:
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RS256"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ec.SECP256R1):
-            raise ValueError(f"ES256 needs a P-256 key, not {key.curve.name}")
-        return "ES256"
-    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        return "EdDSA"
-    raise ValueError(f"unsupported public key type {type(key).__name__}")
-
-
-def load_public_keys(paths: Iterable[Path]) -> dict[str, tuple[Any, str]]:
-    """kid (file stem) -> (key, algorithm). A file may hold one PEM public key."""
-    keys: dict[str, tuple[Any, str]] = {}
-    for path in paths:
-        key = load_pem_public_key(path.read_bytes())
-        keys[path.stem] = (key, _algorithm_for(key))
-    return keys
 
 
 class TokenVerifier:

@@ -20,8 +20,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from starlette.requests import Request
-from starlette.responses import Response
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -60,8 +58,8 @@ PUSH_LATENCY = Histogram(
 ROOM_TRANSITIONS = Counter(
     "roomsvc_room_transitions_total", "Rooms entering each status (creation included)", ["status"]
 )
-# Sampled from the store when /metrics is scraped (metrics_sample.py); the same figure whichever
-# worker answers, so the most recent sample wins.
+# Sampled from the store when /metrics is scraped (roomsvc/http/scrape.py); the same figure
+# whichever worker answers, so the most recent sample wins.
 POOL_SIZE = Gauge(
     "roomsvc_pool_tickets", "Auto-match tickets waiting (sampled)", multiprocess_mode="mostrecent"
 )
@@ -141,9 +139,4 @@ def render() -> bytes:
     return generate_latest()
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    from roomsvc.http.scrape import sample_pools
-
-    state = request.app.state
-    await sample_pools(state.store, state.settings.store_deadline_ms / 1000)
-    return Response(render(), media_type=CONTENT_TYPE_LATEST)
+CONTENT_TYPE = CONTENT_TYPE_LATEST  # of what render() returns

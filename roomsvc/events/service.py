@@ -17,13 +17,13 @@ everybody.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from roomsvc.auth.tokens import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal
+from roomsvc.common.clock import now_ms
 from roomsvc.common.i18n import format_number
 from roomsvc.common.metrics import EVENTS_RECORDED
 from roomsvc.config import ApplicationConfig, Config, EventDefinitionConfig
@@ -45,10 +45,6 @@ from roomsvc.store.connection import Store
 SCOPES = (SCOPE_GAMES, SCOPE_GAMES_LITE)  # docs/spec.md §2: events accept games or games_lite
 _PLAYER_EVENTS = "playerEvents"
 _DEFINITIONS = "eventDefinitions"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _definitions(config: Config, app_id: str) -> list[EventDefinitionConfig]:

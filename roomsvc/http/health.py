@@ -17,7 +17,8 @@ from starlette.routing import Route
 
 from roomsvc.common.cancellation import raise_if_cancelled
 from roomsvc.common.errors import StoreUnavailable
-from roomsvc.common.metrics import STORE_READY, metrics_endpoint
+from roomsvc.common.metrics import CONTENT_TYPE, STORE_READY, render
+from roomsvc.http.scrape import sample_pools
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
 PROBE_EVERY_S = 0.5
@@ -77,6 +78,13 @@ async def readiness_duty(app: Any) -> None:
 async def loop_watch_duty(app: Any) -> None:
     """How late the event loop runs, for /metrics (call_guard.py)."""
     await app.state.guard.watch_loop()
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """The process's metrics, with the store-wide figures sampled at this scrape."""
+    state = request.app.state
+    await sample_pools(state.store, state.settings.store_deadline_ms / 1000)
+    return Response(render(), media_type=CONTENT_TYPE)
 
 
 routes = [

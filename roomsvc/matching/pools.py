@@ -26,13 +26,13 @@ enqueue), so a pool with tickets is never missing from it for long.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from roomsvc.common.clock import now_ms
 from roomsvc.matching.policy import Group, Ticket
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import PStatus, RoomDoc
@@ -122,7 +122,7 @@ class PoolStore:
 
     async def enqueue(self, doc: RoomDoc) -> None:
         """Put the room's ticket in its pool (before the room is written: see module doc)."""
-        ticket = ticket_of(doc, queued_ms=int(time.time() * 1000))
+        ticket = ticket_of(doc, queued_ms=now_ms())
         if ticket is None or not doc.ticket_open:
             return
         pool = pool_of(ticket)

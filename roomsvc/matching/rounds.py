@@ -39,6 +39,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from roomsvc.common.clock import now_ms
 from roomsvc.common.errors import NotFound, RoomsvcError
 from roomsvc.matching import policy as matching
 from roomsvc.matching.batch import CONFLICT, BatchWriter, Write, breathe
@@ -46,7 +47,7 @@ from roomsvc.matching.policy import Group, Ticket
 from roomsvc.matching.pools import CREATE_GRACE_MS, Claimed, PoolStore, Retirement
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Participant, PStatus, RoomDoc, RoomState
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from roomsvc.store.pipelined import Batch
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from roomsvc.common.clock import now_ms
 from roomsvc.common.metrics import PUSH_LATENCY, WS_CONNECTIONS
 from roomsvc.messages.wire import IceServer
 from roomsvc.realtime import protocol
@@ -35,7 +36,6 @@ from roomsvc.realtime.views import Views
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms import wire
 from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState
-from roomsvc.rooms.store import now_ms
 from roomsvc.rooms.view import ViewContext, render_room
 from roomsvc.settings import Settings
 from roomsvc.store import keys
@@ -281,7 +281,7 @@ class Hub:
         message = Welcome(
             player_id=principal.player_id,
             application_id=principal.app_id,
-            server_time_millis=str(int(time.time() * 1000)),
+            server_time_millis=str(now_ms()),
             rooms=joined,
             invitations=invitations,
             ice_servers=self.messaging.ice_for(principal.player_id).ice_servers,

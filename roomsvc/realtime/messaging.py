@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from roomsvc.common.call_guard import CallGuard
+from roomsvc.common.clock import now_s
 from roomsvc.common.errors import N_, InvalidArgument, NotFound, RateLimited, RoomsvcError
 from roomsvc.common.metrics import MESSAGES_DROPPED, MESSAGES_SENT
 from roomsvc.http.plumbing import as_roomsvc_error
@@ -119,7 +120,7 @@ class Messaging:
     def ice_for(self, player_id: str) -> wire.IceServers:
         s = self.settings
         return ice.ice_servers(s.stun_uris, s.turn_uris, s.turn_secret, s.turn_ttl_seconds,
-                               player_id, int(time.time()))  # fmt: skip
+                               player_id, now_s())  # fmt: skip
 
     # ---- serving -------------------------------------------------------------------------------
 

@@ -52,11 +52,12 @@ from typing import Any
 
 from roomsvc.common import logs
 from roomsvc.common.cancellation import raise_if_cancelled
+from roomsvc.common.clock import now_ms
 from roomsvc.common.errors import NotFound
 from roomsvc.realtime.heartbeat import Heartbeat
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import (

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import msgspec
 
 from roomsvc.auth.tokens import Principal
+from roomsvc.common.clock import now_ms
 from roomsvc.common.errors import N_, InvalidArgument, NotFound
 from roomsvc.common.metrics import P2P_FAILURES, P2P_ROUNDTRIP, P2P_SETUP
 from roomsvc.common.paging import page_size
@@ -20,7 +21,7 @@ from roomsvc.matching.pools import PoolStore
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms import wire
 from roomsvc.rooms.rules import Criteria, Limits, PStatus, RoomDoc
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.rooms.view import ViewContext, render_room, render_status
 from roomsvc.store import keys
 

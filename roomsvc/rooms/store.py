@@ -17,7 +17,6 @@ import asyncio
 import collections
 import logging
 import random
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,11 +36,6 @@ _decode = msgspec.msgpack.Decoder(RoomDoc).decode
 _MAX_ATTEMPTS = 64
 _CACHE_SIZE = 4096
 LIVE_ROOM_TTL_MS = 7 * 86_400_000  # a room idle this long expires (README: rooms)
-
-
-def now_ms() -> int:
-    """The one clock the store passes into the pure core (docs/design.md "Time is an argument")."""
-    return int(time.time() * 1000)
 
 
 class Applied(msgspec.Struct):

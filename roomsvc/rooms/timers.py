@@ -15,9 +15,10 @@ import uuid
 from typing import Any
 
 from roomsvc.common.cancellation import raise_if_cancelled
+from roomsvc.common.clock import now_ms
 from roomsvc.common.errors import NotFound
 from roomsvc.rooms import rules as rooms
-from roomsvc.rooms.store import RoomStore, now_ms
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from roomsvc.store.scripts import register
 
