@@ -15,6 +15,7 @@ from roomsvc.common.errors import NotFound
 from roomsvc.common.rate import TokenBucket
 from roomsvc.messages import frames, ice, rules
 from roomsvc.rooms.doc import Participant, PStatus, RoomDoc, Via
+from roomsvc.rooms.rules import is_live
 
 
 def _room(*statuses: PStatus, deleted: bool = False) -> RoomDoc:
@@ -75,8 +76,8 @@ def test_a_deleted_room_is_inactive_7005() -> None:
     with pytest.raises(rules.RoomInactive) as caught:
         rules.route(doc, "r1", "player0", None)
     assert caught.value.gpgs_status == 7005
-    assert not rules.is_live(doc, "player0")
-    assert rules.is_live(_room(PStatus.JOINED, PStatus.JOINED), "player0")
+    assert not is_live(doc, "player0")
+    assert is_live(_room(PStatus.JOINED, PStatus.JOINED), "player0")
 
 
 def test_size_limits_are_gpgs_limits() -> None:

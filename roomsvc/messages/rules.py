@@ -50,14 +50,6 @@ class MessageTooLarge(InvalidArgument):
     default_msgid = N_("{field} is {size} bytes; the limit is {limit} bytes.")
 
 
-def is_live(doc: RoomDoc | None, player_id: str) -> bool:
-    """The one "live participant" rule: JOINED in a room that is not DELETED."""
-    if doc is None or _deleted(doc):
-        return False
-    p = doc.of_player(player_id)
-    return p is not None and p.status is PStatus.JOINED
-
-
 def _deleted(doc: RoomDoc) -> bool:
     return room_status(doc) is RoomState.DELETED
 

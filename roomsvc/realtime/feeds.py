@@ -31,13 +31,12 @@ import msgspec
 from roomsvc.common.metrics import MESSAGES_LOST
 from roomsvc.messages import envelope, frames, wire
 from roomsvc.messages.envelope import SIGNAL, Envelope
-from roomsvc.messages.rules import is_live
 from roomsvc.messages.store import MessageStore
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_OVERLOADED, Connection
 from roomsvc.realtime.inbox import MAX_WAITING, Cursor, Inbox
-from roomsvc.rooms.rules import RoomDoc
+from roomsvc.rooms.rules import RoomDoc, is_live
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, is_cluster
 

@@ -35,7 +35,7 @@ from roomsvc.realtime.presence import Presence
 from roomsvc.realtime.views import Views
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms import wire
-from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState
+from roomsvc.rooms.rules import RoomDoc, RoomState
 from roomsvc.rooms.view import ViewContext, render_room
 from roomsvc.settings import Settings
 from roomsvc.store import keys
@@ -257,12 +257,8 @@ class Hub:
             )
             room_ids = [m.decode() for m in raw_ids]
             for doc in await self.room_store.load_many(principal.app_id, room_ids):
-                p = doc.of_player(principal.player_id) if doc is not None else None
-                if doc is None or p is None or p.status is not PStatus.JOINED:
-                    continue
-                if rooms.room_status(doc) is RoomState.DELETED:
-                    continue
-                self.views.put(doc)
+                if doc is not None and rooms.is_live(doc, principal.player_id):
+                    self.views.put(doc)
                 joined.append(render_room(doc, principal.player_id, ctx))
                 # held until the client resumes the room's messages (docs/messages.md)
                 self.feeds.follow(conn, doc.room_id, seq=None, held=True)

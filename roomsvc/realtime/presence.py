@@ -56,7 +56,7 @@ from roomsvc.common.clock import now_ms
 from roomsvc.common.errors import NotFound
 from roomsvc.realtime.heartbeat import Heartbeat
 from roomsvc.rooms import rules as rooms
-from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState
+from roomsvc.rooms.rules import RoomDoc
 from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
@@ -83,15 +83,6 @@ SHARDS = tuple(presence_shard(n) for n in range(PRESENCE_SHARDS))
 def refresh_interval_s(grace_seconds: int) -> float:
     """How often deadlines move (and the longest a sweeper sleeps): well inside the grace."""
     return min(5.0, max(0.2, grace_seconds / 4))
-
-
-def _joined(doc: RoomDoc, player_id: str) -> bool:
-    p = doc.of_player(player_id)
-    return (
-        p is not None
-        and p.status is PStatus.JOINED
-        and rooms.room_status(doc) is not RoomState.DELETED
-    )
 
 
 class Presence:
@@ -265,7 +256,7 @@ class Presence:
         limits = self.rooms.limits
 
         def change(doc: RoomDoc) -> RoomDoc | None:
-            if not _joined(doc, player):
+            if not rooms.is_live(doc, player):
                 return None  # left meanwhile, or released by an earlier claim: nothing twice
             return rooms.presence_failure(doc, player, now_ms=now_ms(), limits=limits)
 

@@ -88,6 +88,17 @@ def room_status(room: RoomDoc) -> RoomState:
     return RoomState.ACTIVE
 
 
+def is_live(doc: RoomDoc | None, player_id: str) -> bool:
+    """The one "live participant" rule: the player is JOINED in a room that is not DELETED. It
+    decides who receives in-room messages, whose presence is watched and who holds a feed."""
+    if doc is None:
+        return False
+    p = doc.of_player(player_id)
+    return (
+        p is not None and p.status is PStatus.JOINED and room_status(doc) is not RoomState.DELETED
+    )
+
+
 def is_seeker(room: RoomDoc) -> bool:
     """Only its creator and nobody invited: moved into a host when matched (docs/spec.md §5)."""
     return room.criteria is not None and len(room.participants) == 1
