@@ -257,8 +257,9 @@ class Hub:
             )
             room_ids = [m.decode() for m in raw_ids]
             for doc in await self.room_store.load_many(principal.app_id, room_ids):
-                if doc is not None and rooms.is_live(doc, principal.player_id):
-                    self.views.put(doc)
+                if doc is None or not rooms.is_live(doc, principal.player_id):
+                    continue
+                self.views.put(doc)
                 joined.append(render_room(doc, principal.player_id, ctx))
                 # held until the client resumes the room's messages (docs/messages.md)
                 self.feeds.follow(conn, doc.room_id, seq=None, held=True)
