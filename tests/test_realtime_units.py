@@ -25,11 +25,15 @@ from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import Connection, PeerTransport
 from roomsvc.realtime.endpoint import _strip_tokens, origin_allowed
 from roomsvc.realtime.hub import Hub
+from roomsvc.realtime.messaging import Messaging
 from roomsvc.realtime.methods import METHODS
 from roomsvc.realtime.presence import Presence
+from roomsvc.realtime.pushes import Pushes
+from roomsvc.realtime.shown import Show, Shown
+from roomsvc.realtime.views import Views
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms import wire
-from roomsvc.rooms.rules import Limits
+from roomsvc.rooms.rules import Limits, RoomDoc
 from roomsvc.rooms.service import RoomsService
 from roomsvc.rooms.store import RoomStore
 from roomsvc.rooms.view import ViewContext
@@ -157,11 +161,49 @@ def _queue_only() -> Connection:
 
 def test_push_queue_keeps_only_the_newest_version_per_room() -> None:
     """Coalescing: one entry per room, the highest version; nothing at or below what was shown."""
-    conn = _queue_only()
-    conn.shown("a", 2)
+    shown = Shown()
+    shown.record("a", 2)
     for room_id, version in [("a", 1), ("a", 2), ("a", 5), ("b", 1), ("a", 4), ("b", 3)]:
-        conn.offer(room_id, version)
-    assert conn.pending == {"a": 5, "b": 3}
+        shown.queue(room_id, version)
+    assert shown.pending == {"a": 5, "b": 3}
+
+
+def test_a_reply_showing_the_player_out_ends_the_rooms_pushes() -> None:
+    """After a reply showed the player out of a room (leave, decline), no older version is
+    shown and a newer one drops the room: the player is not told of it any more."""
+    shown = Shown()
+    shown.record("r", 4)
+    shown.record("r", 6, out=True)
+    assert shown.decide("r", 5, in_room=True) is Show.SKIP
+    assert shown.decide("r", 7, in_room=False) is Show.FORGET
+    assert shown.queue("r", 7) is False and shown.rooms() == [] and shown.version("r") == 0
+    assert shown.decide("r", 8, in_room=False) is Show.SKIP  # never shown now: nothing to say
+
+
+def test_the_push_taking_the_player_out_is_the_last() -> None:
+    """The change that took the player out of a room it was shown is pushed; after it, and for
+    a room it was never shown, nothing is."""
+    shown = Shown()
+    assert shown.decide("never", 3, in_room=False) is Show.SKIP
+    shown.record("r", 2)
+    assert shown.decide("r", 3, in_room=False) is Show.LAST
+    assert shown.decide("r", 3, in_room=True) is Show.ROOM
+
+
+def test_holds_keep_queued_rooms_back() -> None:
+    """A call on one room holds back only that room; a call on rooms known only from its
+    result holds back every room."""
+    shown = Shown()
+    shown.queue("r", 2)
+    shown.queue("other", 1)
+    shown.hold(None)
+    assert shown.next_pending() is None
+    shown.release()
+    shown.hold("r")
+    assert shown.next_pending() == ("other", 1)
+    assert shown.next_pending() is None
+    shown.release()
+    assert shown.next_pending() == ("r", 2)
 
 
 class _Socket:
@@ -174,17 +216,59 @@ class _Socket:
         self.frames.append(text)
 
 
-def _sending(render: Any) -> tuple[Connection, _Socket]:
+def _sending(app: str = "app") -> tuple[Connection, _Socket]:
     socket = _Socket()
-    principal = Principal("ana", "app", frozenset({SCOPE_GAMES}))
+    principal = Principal("ana", app, frozenset({SCOPE_GAMES}))
     conn = Connection(
         socket,  # type: ignore[arg-type]
         principal, locale="en", base_url="", rooms_scope=True, peer=PeerTransport(None),
         send_timeout=1.0, rate_per_second=1.0,
     )  # fmt: skip
-    conn._render = render
     conn.ready = True
     return conn, socket
+
+
+def _room_of_ana(room_id: str, app: str, version: int) -> RoomDoc:
+    """A room ana created, at `version` (the pure core makes it; only the version is set)."""
+    doc = rooms.create(
+        room_id=room_id, app_id=app, player_id="ana", name=None, avatar=None, invited=["bo"],
+        criteria=None, variant=None, capabilities=[], xmpp_address=None,
+        ids=(f"p{n}" for n in itertools.count()), now_ms=1_000, limits=Limits(),
+    )  # fmt: skip
+    return msgspec.structs.replace(doc, version=version)
+
+
+def _versions(frames: list[str]) -> list[tuple[str, int] | str]:
+    """Each frame as (roomId, version) for a push, or the frame itself for anything else."""
+    out: list[tuple[str, int] | str] = []
+    for frame in frames:
+        if frame.startswith("{"):
+            room = json.loads(frame)["params"]
+            out.append((room["roomId"], room["roomStatusVersion"]))
+        else:
+            out.append(frame)
+    return out
+
+
+class _SlowViews(Views):
+    """The real shared documents, whose store reads wait for `released` (the room is being
+    read while something else happens on the connection)."""
+
+    def __init__(self, room_store: RoomStore) -> None:
+        super().__init__(room_store, lambda: None)
+        self.released = asyncio.Event()
+
+    async def doc(self, app: str, room_id: str, version: int) -> RoomDoc | None:
+        await self.released.wait()
+        return await super().doc(app, room_id, version)
+
+
+def _pushes(store: Any, views: Views | None = None) -> Pushes:
+    room_store = RoomStore(store, Limits(), 60_000)
+    views = views or Views(room_store, lambda: None)
+    settings = Settings(redis_url="redis://127.0.0.1:1")
+    state = types.SimpleNamespace(store=store, room_store=room_store, guard=CallGuard(settings))
+    return Pushes(views, Messaging(state, settings).feeds)
 
 
 async def _settle() -> None:
@@ -192,40 +276,40 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_call_holds_back_pushes_of_its_room_until_its_reply() -> None:
+async def test_a_call_holds_back_pushes_of_its_room_until_its_reply(store: Any) -> None:
     """A push of a version newer than the call's own, announced while the call runs, goes out
     after the call's reply, never before it (docs/spec.md §6: versions only increase)."""
-
-    async def render(conn: Connection, room_id: str, version: int) -> Any:
-        return f"push {room_id} v{version}", version, 0, False
-
-    conn, socket = _sending(render)
-    async with conn.room_call("r"):
-        conn.offer("r", 7)  # committed by someone else just after the call's own change
-        conn.offer("other", 3)  # another room is not held
+    app = new_app_id()
+    pushes = _pushes(store)
+    conn, socket = _sending(app)
+    for doc in (_room_of_ana("r", app, 7), _room_of_ana("other", app, 3)):
+        pushes.views.put(doc)
+    async with pushes.holding(conn, "r"):
+        pushes.offer(conn, "r", 7)  # committed by someone else just after the call's own change
+        pushes.offer(conn, "other", 3)  # another room is not held
         await _settle()
         await conn.reply("reply r v6", [("r", 6, False)])
     await _settle()
-    assert socket.frames == ["push other v3", "reply r v6", "push r v7"]
+    assert _versions(socket.frames) == [("other", 3), "reply r v6", ("r", 7)]
 
 
-async def test_a_push_rendered_before_a_reply_never_follows_it_with_an_older_version() -> None:
-    """A push whose render began before a reply showed a newer version is dropped, not sent
-    after the reply: the check and the record happen with the send, under the send lock."""
-    loaded = asyncio.Event()
-
-    async def slow_render(conn: Connection, room_id: str, version: int) -> Any:
-        await loaded.wait()  # the room is being read while the reply goes out
-        return f"push {room_id} v{version}", version, 0, False
-
-    conn, socket = _sending(slow_render)
-    conn.offer("r", 5)
-    await _settle()
+async def test_a_push_rendered_before_a_reply_never_follows_it_with_an_older_version(
+    store: Any,
+) -> None:
+    """A push whose room was being read when a reply showed a newer version is dropped, not
+    sent after the reply: the check and the record happen with the send, under the send lock."""
+    app = new_app_id()
+    views = _SlowViews(RoomStore(store, Limits(), 60_000))
+    pushes = _pushes(store, views)
+    conn, socket = _sending(app)
+    views.put(_room_of_ana("r", app, 5))
+    pushes.offer(conn, "r", 5)
+    await _settle()  # the queue's sender is reading the room
     await conn.reply("reply r v6", [("r", 6, False)])
-    loaded.set()
+    views.released.set()
     await _settle()
     assert socket.frames == ["reply r v6"]
-    assert conn.shown_version("r") == 6
+    assert conn.shown.version("r") == 6
 
 
 def test_rate_limit_refuses_then_flags_abuse() -> None:
@@ -343,15 +427,14 @@ async def test_a_push_taking_the_player_out_waits_for_the_welcome(
         ids=(f"p{n}" for n in itertools.count()), now_ms=1_000, limits=Limits(),
     )  # fmt: skip
     gone = rooms.leave(shown, "ana", reason=None, now_ms=2_000, limits=Limits())
-    conn, socket = _sending(hub.push_frame)
-    conn.principal = Principal("ana", app, frozenset({SCOPE_GAMES}))
+    conn, socket = _sending(app)
     conn.ready = False  # the welcome is being built
     hub.views.put(gone)
-    hub.deliver(conn, gone, gone.version)
-    assert conn.pending == {"r-merge": gone.version}  # queued, not dropped
-    conn.shown("r-merge", shown.version)  # what the welcome showed
+    hub.pushes.deliver(conn, gone, gone.version)
+    assert conn.shown.pending == {"r-merge": gone.version}  # queued, not dropped
+    conn.shown.record("r-merge", shown.version)  # what the welcome showed
     conn.ready = True
-    conn.kick()
+    hub.pushes.kick(conn)
     await _settle()
     assert len(socket.frames) == 1
     pushed = json.loads(socket.frames[0])["params"]

@@ -183,7 +183,7 @@ class RealtimeEndpoint:
                 guard.leave()
             await conn.send(welcome)
             conn.ready = True
-            conn.kick()
+            hub.pushes.kick(conn)
             conn.inbox.kick()
             await _receive_loop(hub, conn)
         except ConnectionGone:
@@ -280,7 +280,8 @@ _LEAVING = frozenset({"rooms.leave", "rooms.decline"})
 
 
 def _rooms_shown(method: str, value: Any) -> list[tuple[str, int, bool]]:
-    """(roomId, version, final) of each room a result shows (Room, RoomStatus or RoomList)."""
+    """(roomId, version, player out) of each room a result shows (Room, RoomStatus or
+    RoomList)."""
     items = value.items if isinstance(value, wire.RoomList) else (value,)
     shown = []
     for room in items:
@@ -291,8 +292,8 @@ def _rooms_shown(method: str, value: Any) -> list[tuple[str, int, bool]]:
         else:
             continue
         if room.room_id and version is not None:
-            final = method in _LEAVING or room.status == RoomState.DELETED
-            shown.append((room.room_id, version, final))
+            out = method in _LEAVING or room.status == RoomState.DELETED
+            shown.append((room.room_id, version, out))
     return shown
 
 
@@ -300,9 +301,9 @@ async def _serve(hub: Hub, conn: Connection, call: protocol.Call) -> None:
     if not call.method.startswith("rooms.") or call.method not in METHODS:
         await _answer(hub, conn, call)
         return
-    # docs/spec.md §6: replies and pushes show a room's versions in order (connection.py).
-    hold = "" if call.method in _ANY_ROOM else call.params.room_id or ""
-    async with conn.room_call(hold):
+    # docs/spec.md §6: replies and pushes show a room's versions in order (shown.py).
+    hold = None if call.method in _ANY_ROOM else call.params.room_id
+    async with hub.pushes.holding(conn, hold):
         await _answer(hub, conn, call)
 
 

@@ -3,12 +3,7 @@
 - registry: connections by player channel, oldest first; a player over
   `ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER` loses its oldest connection (1008), so a client that
   reconnects from a new network is never locked out by its own half-dead socket;
-- fan-out: a pub/sub message `<roomId> <version>` goes to every connection of the player. The
-  room at that version is loaded once per process (one task for every connection waiting on
-  it; no round trip when this process made the change), rendered once per distinct view,
-  and written synchronously to each connection that can take it at once; a connection that
-  cannot (not writable, a send or a call in progress) queues it, and a slow connection only
-  coalesces its own queue (docs/spec.md §11: push latency and CPU per push);
+- pushes: the bridge's messages go to `Pushes` (pushes.py) with the player's connections;
 - the welcome snapshot (every non-deleted room the player is in, and its pending invitations)
   and the resync after the bridge reconnects, both read from the per-player indexes verified
   against each room (docs/design.md "indexes as hints").
@@ -18,28 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from roomsvc.common.clock import now_ms
-from roomsvc.common.metrics import PUSH_LATENCY, WS_CONNECTIONS
+from roomsvc.common.metrics import WS_CONNECTIONS
 from roomsvc.messages.wire import IceServer
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_POLICY, CLOSE_RESTART, Connection
 from roomsvc.realtime.messaging import Messaging
 from roomsvc.realtime.presence import Presence
+from roomsvc.realtime.pushes import Pushes
 from roomsvc.realtime.views import Views
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms import wire
-from roomsvc.rooms.rules import RoomDoc, RoomState
+from roomsvc.rooms.rules import RoomState
 from roomsvc.rooms.view import ViewContext, render_room
 from roomsvc.settings import Settings
 from roomsvc.store import keys
-from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
 log = logging.getLogger("roomsvc.realtime")
 
@@ -68,12 +62,10 @@ class Hub:
         self.bridge = Bridge(settings.redis_url or "", self.on_message, self.resync)
         self.messaging = Messaging(state, settings)
         self.feeds = self.messaging.feeds
+        self.pushes = Pushes(self.views, self.feeds)
         self.players: dict[bytes, list[Connection]] = {}
         self.count = 0
         self.draining = False
-        # (app, roomId) -> the connections waiting for its load, with the version each wants
-        self._waiting: dict[tuple[str, str], list[tuple[Connection, int]]] = {}
-        self._loads: set[asyncio.Task[None]] = set()
         # Handshake work (subscribe, presence, snapshot) at most this many at once: a storm of
         # reconnects queues here instead of exhausting the store's connection pool.
         self.admission = asyncio.Semaphore(ADMISSIONS)
@@ -98,7 +90,6 @@ class Hub:
         conns.append(conn)
         self.count += 1
         WS_CONNECTIONS.inc()
-        conn._render = self.push_frame
         live = [c for c in conns if not c.closed]
         for old in live[: max(0, len(live) - self.settings.ws_max_connections_per_player)]:
             old.close_soon(CLOSE_POLICY, "replaced by a newer connection of this player")
@@ -143,100 +134,8 @@ class Hub:
 
     def on_message(self, channel: bytes, data: bytes) -> None:
         conns = self.players.get(channel)
-        if not conns:
-            return
-        room_id, _, raw_version = data.decode(errors="replace").partition(" ")
-        if not raw_version.isdigit():
-            return
-        version = int(raw_version)
-        targets = [
-            c for c in conns
-            if c.rooms_scope and not c.closed and version > c.shown_version(room_id)
-        ]  # fmt: skip
-        if not targets:
-            return
-        app = targets[0].principal.app_id
-        doc = self.views.cached(app, room_id, version)
-        if doc is not None:
-            for conn in targets:
-                self.deliver(conn, doc, version)
-            return
-        key = (app, room_id)
-        waiting = self._waiting.get(key)
-        if waiting is not None:  # a load is under way: these wait for it too
-            waiting.extend((conn, version) for conn in targets)
-            return
-        self._waiting[key] = [(conn, version) for conn in targets]
-        task = asyncio.create_task(self._load_then_deliver(app, room_id, version))
-        self._loads.add(task)
-        task.add_done_callback(self._loads.discard)
-
-    async def _load_then_deliver(self, app: str, room_id: str, version: int) -> None:
-        doc: RoomDoc | None = None
-        failed = False
-        try:
-            doc = await self.views.doc(app, room_id, version)
-        except UNAVAILABLE_ERRORS:
-            failed = True  # each connection's queue retries (and the resync covers the rest)
-        except Exception:
-            failed = True
-            log.exception("loading a pushed room failed")
-        finally:
-            waiting = self._waiting.pop((app, room_id), [])
-        if doc is None and not failed:
-            return  # the room no longer exists
-        for conn, wanted in waiting:
-            if doc is None or doc.version < wanted:
-                conn.offer(room_id, wanted)
-            else:
-                self.deliver(conn, doc, wanted)
-
-    def deliver(self, conn: Connection, doc: RoomDoc, announced: int) -> None:
-        """Push `doc` (at or past the announced version) to `conn`: at once, or via its queue."""
-        self.feeds.observe(conn, doc)
-        if conn.closed or doc.version <= conn.shown_version(doc.room_id):
-            return
-        if conn.sent.get(doc.room_id, 0) < 0:
-            conn.offer(doc.room_id, announced)  # shown leaving the room: the queue forgets it
-            return
-        if not conn.ready or conn.holds(doc.room_id):
-            # The welcome or a reply that shows the room is being built: what this connection
-            # has shown is not known yet, and a push taking the player out of the room would
-            # look "never shown" and be lost. The queue renders it once that is settled.
-            conn.offer(doc.room_id, announced)
-            return
-        frame = self._frame_for(conn, doc)
-        if frame is None:
-            return
-        text, final = frame
-        if conn.push_now(doc.room_id, text, doc.version, final):
-            PUSH_LATENCY.observe(max(0.0, time.time() - doc.updated_ms / 1000))
-        else:
-            conn.offer(doc.room_id, announced)
-
-    def _frame_for(self, conn: Connection, doc: RoomDoc) -> tuple[str, bool] | None:
-        """(frame, final) of `doc` for `conn`, or None when it is not to be pushed.
-
-        A player out of the room (left, declined, or the room deleted) still gets the change
-        that took it out, if this connection had shown the room; after that, nothing more."""
-        player = conn.principal.player_id
-        still_in = self.views.involved(doc, player)
-        if not still_in and conn.sent.get(doc.room_id, 0) <= 0:  # never shown, or shown leaving
-            return None
-        return self.views.frame(doc, player, conn.locale, conn.base_url), not still_in
-
-    async def push_frame(
-        self, conn: Connection, room_id: str, version: int
-    ) -> tuple[str, int, int, bool] | None:
-        """(frame, version shown, committed at ms, final) for a queued push, or None to skip."""
-        doc = await self.views.doc(conn.principal.app_id, room_id, version)
-        if doc is None:
-            return None
-        self.feeds.observe(conn, doc)
-        frame = self._frame_for(conn, doc)
-        if frame is None:
-            return None
-        return frame[0], doc.version, doc.updated_ms, frame[1]
+        if conns:
+            self.pushes.on_message(conns, data)
 
     # ---- snapshots -----------------------------------------------------------------------------
 
@@ -274,7 +173,7 @@ class Hub:
                     break
             for room in (*joined, *invitations):
                 if room.room_id and room.room_status_version is not None:
-                    conn.shown(room.room_id, room.room_status_version)
+                    conn.shown.record(room.room_id, room.room_status_version)
         message = Welcome(
             player_id=principal.player_id,
             application_id=principal.app_id,
@@ -319,7 +218,7 @@ class Hub:
             for index, conns in enumerate(batch):
                 ids = {m.decode() for m in indexes[2 * index] + indexes[2 * index + 1]}
                 for conn in conns:
-                    ids.update(conn.sent)
+                    ids.update(conn.shown.rooms())
                 wanted.setdefault(conns[0].principal.app_id, set()).update(ids)
             versions: dict[tuple[str, str], int] = {}
             for app, ids in wanted.items():
@@ -332,10 +231,10 @@ class Hub:
                 ids = {m.decode() for m in indexes[2 * index] + indexes[2 * index + 1]}
                 for conn in conns:
                     app = conn.principal.app_id
-                    for room_id in ids.union(conn.sent):
+                    for room_id in ids.union(conn.shown.rooms()):
                         version = versions.get((app, room_id))
                         if version is not None:
-                            conn.offer(room_id, version)
+                            self.pushes.offer(conn, room_id, version)
 
     # ---- shutdown ------------------------------------------------------------------------------
 
