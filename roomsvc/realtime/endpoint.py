@@ -322,6 +322,8 @@ async def _answer(hub: Hub, conn: Connection, call: protocol.Call) -> None:
             value = await method(hub.state, caller, call.params)
         reply = protocol.result(call.id, value)
         shown = _rooms_shown(call.method, value)
+        if shown:
+            hub.observe_reply(conn, value)
     except protocol.RpcError as error:
         error.request_id = call.id
         reply = protocol.rpc_error(error, locale)
@@ -329,8 +331,6 @@ async def _answer(hub: Hub, conn: Connection, call: protocol.Call) -> None:
         reply = protocol.app_error(call.id, as_roomsvc_error(exc), locale)
     finally:
         logs.unbind(token)
-    if shown:
-        hub.observe_reply(conn, value)
     if not call.notification:
         with contextlib.suppress(ConnectionGone):
             await conn.reply(reply, shown)

@@ -30,7 +30,6 @@ from roomsvc.realtime.pushes import Pushes
 from roomsvc.realtime.views import Views
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms import wire
-from roomsvc.rooms.rules import RoomState
 from roomsvc.rooms.view import ViewContext, render_room
 from roomsvc.settings import Settings
 from roomsvc.store import keys
@@ -185,17 +184,13 @@ class Hub:
         return protocol.notification("welcome", _encode(message))
 
     def observe_reply(self, conn: Connection, value: Any) -> None:
-        """A rooms call's reply showed a room: follow or stop following its messages, judged
-        from the view itself (the player's own participant, and the room's status)."""
-        if not isinstance(value, wire.Room) or not value.room_id or conn.inbox is None:
-            return
-        player = conn.principal.player_id
-        mine = next((p for p in value.participants or ()
-                     if p.player is not None and p.player.player_id == player), None)  # fmt: skip
-        if mine is None:
-            return  # the view does not show the player itself: the pushes will tell
-        live = mine.status == "PARTICIPANT_JOINED" and value.status != RoomState.DELETED.value
-        self.feeds.observe_live(conn, value.room_id, live)
+        """A rooms call's reply showed a room: follow or stop following its messages by the
+        one live rule, on the document the call just read or wrote (in the store's cache;
+        without it, the pushes of the room tell)."""
+        if isinstance(value, wire.Room) and value.room_id and conn.inbox is not None:
+            doc = self.room_store.cached(conn.principal.app_id, value.room_id)
+            if doc is not None:
+                self.feeds.observe(conn, doc)
 
     async def resync(self) -> None:
         """After a (re)subscribe: re-read every room this process's clients follow and queue

@@ -72,6 +72,10 @@ class RoomStore:
         self._remember(key, doc)
         return doc
 
+    def cached(self, app: str, room_id: str) -> RoomDoc | None:
+        """The newest document of the room this process read or wrote, without a round trip."""
+        return self._cache.get(keys.room(app, room_id))
+
     async def load_many(self, app: str, room_ids: Sequence[str]) -> list[RoomDoc | None]:
         return await self.load_each([(app, room_id) for room_id in room_ids])
 
