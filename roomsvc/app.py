@@ -37,6 +37,7 @@ from roomsvc.http.middleware import RequestContextMiddleware
 from roomsvc.http.plumbing import handle_error, handle_http_exception
 from roomsvc.matching import duty as matching
 from roomsvc.realtime import routes as realtime
+from roomsvc.realtime.hub import Hub
 from roomsvc.rooms import routes as rooms
 from roomsvc.rooms.rules import Limits
 from roomsvc.rooms.service import RoomsService
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.store = await connect(settings.redis_url or "")
         app.state.room_store = RoomStore(app.state.store, limits, settings.tombstone_seconds * 1000)
         app.state.rooms = RoomsService(app.state.room_store, limits)
+        app.state.realtime = Hub(app.state, settings)
         tasks = [asyncio.create_task(_supervise(duty, app), name=_name_of(duty)) for duty in duties]
         if settings.uses_dev_secret:
             log.warning(
@@ -143,6 +145,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.guard = CallGuard(settings)
     app.state.config = load_config(settings.config_path)
     app.state.stopping = False
+    app.state.wait_estimate = None  # the matcher's, once its duty runs (matching/duty.py)
     return app
 
 

@@ -418,7 +418,7 @@ async def test_a_push_taking_the_player_out_waits_for_the_welcome(
     "never shown" and be dropped, leaving the client on the room's old version."""
     settings = Settings(redis_url=valkey.url)
     state = types.SimpleNamespace(store=store, room_store=RoomStore(store, Limits(), 60_000),
-                                  guard=CallGuard(settings))  # fmt: skip
+                                  guard=CallGuard(settings), wait_estimate=None)  # fmt: skip
     hub = Hub(state, settings)
     app = new_app_id()
     shown = rooms.create(

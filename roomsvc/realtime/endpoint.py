@@ -60,15 +60,6 @@ _TOKEN_PARAMS = ("access_token", "oauth_token")
 TOKEN_EXPIRED = "access token expired; reconnect with a fresh token"
 
 
-def hub_of(app: object) -> Hub:
-    state = app.state  # type: ignore[attr-defined]
-    hub = getattr(state, "realtime", None)
-    if hub is None:
-        hub = Hub(state, state.settings)
-        state.realtime = hub
-    return hub
-
-
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     """No Origin = a native client; a browser's Origin must be listed (docs/spec.md §6)."""
     if origin is None:
@@ -144,7 +135,7 @@ class RealtimeEndpoint:
         except RoomsvcError as error:
             await _deny(websocket, error, locale)
             return
-        hub = hub_of(app)
+        hub: Hub = app.state.realtime
         transport = PeerTransport(receive)
         transport.limit_send_buffer(SEND_BUFFER_BYTES)
         await websocket.accept()

@@ -71,7 +71,7 @@ class Hub:
 
     def wait_estimate(self) -> Callable[[str, int | None], int | None] | None:
         """The matcher's (applicationId, variant) -> seconds, when matching runs here."""
-        return getattr(self.state, "wait_estimate", None)
+        return self.state.wait_estimate
 
     @property
     def full(self) -> bool:

@@ -8,12 +8,13 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 
 from roomsvc.realtime import drain, presence
-from roomsvc.realtime.endpoint import RealtimeEndpoint, hub_of
+from roomsvc.realtime.endpoint import RealtimeEndpoint
+from roomsvc.realtime.hub import Hub
 
 
 async def bridge_duty(app: Any) -> None:
     """The pub/sub link of this process (reconnects and resyncs by itself)."""
-    hub = hub_of(app)
+    hub: Hub = app.state.realtime
     drain.install(hub)
     try:
         await hub.bridge.run()
@@ -23,7 +24,7 @@ async def bridge_duty(app: Any) -> None:
 
 async def message_links_duty(app: Any) -> None:
     """The sharded pub/sub links of in-room messages: made as rooms are followed, closed here."""
-    hub = hub_of(app)
+    hub: Hub = app.state.realtime
     try:
         await asyncio.Event().wait()
     finally:
@@ -32,7 +33,7 @@ async def message_links_duty(app: Any) -> None:
 
 async def presence_duty(app: Any) -> None:
     """Refresh this process's players' presence deadlines and release lapsed seats."""
-    hub = hub_of(app)
+    hub: Hub = app.state.realtime
     await presence.run(hub.presence, hub)
 
 
