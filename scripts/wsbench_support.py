@@ -79,14 +79,15 @@ def start_valkey(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def start_server(
-    redis_url: str, workdir: str, env: dict[str, str]
+    redis_url: str, workdir: str, env: dict[str, str], launcher: list[str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """One `roomsvc serve` (one worker) on `redis_url`, signing tokens with SECRET."""
+    """One `roomsvc serve` (one worker) on `redis_url`, signing tokens with SECRET; `launcher`
+    replaces `python -m roomsvc.cli` (e.g. a wrapper that runs it under a profiler)."""
     port = free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
     full.update(REDIS_URL=redis_url, ROOMSVC_JWT_SECRET=SECRET, ROOMSVC_LOG_LEVEL="WARNING")
     full.update(env)
-    argv = [sys.executable, "-m", "roomsvc.cli", "serve", "--port", str(port)]
+    argv = [*(launcher or [sys.executable, "-m", "roomsvc.cli"]), "serve", "--port", str(port)]
     process = subprocess.Popen(argv, cwd=workdir, env=full, stdin=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200)

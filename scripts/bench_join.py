@@ -1,0 +1,720 @@
+#!/usr/bin/env python
+"""Auto-matched joins into rooms of 4 (docs/spec.md §11): players connect, get the welcome,
+create a room with auto-matching for 3 others, and wait for the push of their full room.
+
+    .venv/bin/python scripts/bench_join.py [--players 1000] [--in-flight 100] [--processes 1,2]
+        [--warmup 200] [--colyseus ../shared/peers/colyseus] [--profile join.prof]
+
+For each process count P the script starts a fresh valkey-server from the wheel and P
+`roomsvc serve` processes on it (one worker each, as separate hosts would run them; each runs
+its own matcher rounds on the one pool), and players alternate between them. A warm-up of
+`--warmup` players goes through the same steps first, untimed, and closes. Then `--players`
+players, their tokens minted beforehand (roomsvc.auth.mint_token), at most `--in-flight` of them
+between opening their socket and the reply to their `rooms.create` at once, each:
+
+1. opens a realtime socket (raw `websockets`, compression off) and reads the welcome;
+2. calls `rooms.create` with `autoMatchingCriteria` {min 3, max 3} and a variant: the reply
+   seats it in its own room (to seated);
+3. reads pushes until one shows a live room of 4 with itself JOINED (to matched).
+
+joins/s = players / (first socket opened -> last player matched). Reported: p50/p99 to seated
+and to matched (from the socket's opening), server CPU per join (utime + stime of every server
+process from /proc over the same window, and the store's apart), this client's own CPU per
+join (it shares the 2 cores), pushes each player received, rooms formed (distinct full rooms;
+each must have been pushed to exactly 4 players), players matched twice (must be 0), and the
+store commands per join (valkey `INFO commandstats` before and after).
+
+With `--colyseus DIR` (the peer of docs/spec.md §11), the same run then measures Colyseus 0.18's
+join phase on this machine: a fresh `node server.mjs` and `node load.mjs join --n N --conc K`
+(its own warm-up of 200), locally and with its Redis presence and driver on a fresh valkey,
+and prints each roomsvc figure as a ratio to Colyseus's with the §11 targets. Without
+`node_modules` in DIR (a read-only checkout), its package files are copied to a cache directory
+and installed there with `npm ci` (or `npm install`, which still honours the lock).
+
+With `--profile FILE`, one more single-process pass runs the server under cProfile (enabled by
+SIGUSR1 just before the measured players, written by SIGUSR2 after them) and prints where a
+join's server CPU goes: exclusive time by component, the inclusive time of each stage
+(file:function), and the calls per join; the shares are scaled to the CPU per join of the
+unprofiled single-process pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from wsbench_support import cpu_seconds, start_server, start_valkey, stop, ws_url
+
+from roomsvc.store.embedded import free_port
+
+GROUP = 4
+VARIANT = 7
+TARGET_CPU_MS = 0.6  # docs/spec.md §11: server CPU per auto-matched join
+TARGET_LOCAL, TARGET_REDIS = 2.0, 10.0  # x Colyseus joins/s, single-process and Redis mode
+SAMPLE_S = 0.001  # CPU seconds between profile samples
+STALL_S = 10.0  # no new room for this long: the players still waiting never will
+LIVE = ("ROOM_CONNECTING", "ROOM_ACTIVE")
+CREATE = msgspec.json.encode(
+    {"jsonrpc": "2.0", "id": 1, "method": "rooms.create", "params": {"body": {
+        "autoMatchingCriteria": {"minAutoMatchingPlayers": GROUP - 1,
+                                 "maxAutoMatchingPlayers": GROUP - 1},
+        "variant": VARIANT}}}
+).decode()  # fmt: skip
+
+
+# Only the fields the client looks at: msgspec skips the rest of each frame without building it.
+class PlayerRef(msgspec.Struct):
+    playerId: str = ""  # the wire's names
+
+
+class Part(msgspec.Struct):
+    status: str = ""
+    player: PlayerRef | None = None
+
+
+class RoomView(msgspec.Struct):
+    roomId: str = ""
+    status: str = ""
+    participants: list[Part] = []
+
+
+class Frame(msgspec.Struct):
+    method: str | None = None
+    id: int | None = None
+    params: RoomView | None = None
+    result: RoomView | None = None
+    error: dict[str, Any] | None = None
+
+
+_decode = msgspec.json.Decoder(Frame).decode
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass
+class Tally:
+    seated: list[float] = field(default_factory=list)  # s from the socket's opening
+    matched: list[float] = field(default_factory=list)
+    full_rooms: dict[str, set[str]] = field(default_factory=dict)  # room -> players pushed it
+    rooms_of: dict[str, set[str]] = field(default_factory=dict)  # player -> its full rooms
+    pushes: dict[str, int] = field(default_factory=dict)  # player -> roomStatus until matched
+    late_pushes: int = 0  # roomStatus pushes after the player's full room
+    errors: dict[str, int] = field(default_factory=dict)
+    remaining: int = 0
+    last_match: float = 0.0  # perf_counter of the latest full-room push
+    sockets: list[Any] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    all_matched: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def error(self, what: str) -> None:
+        self.errors[what[:160]] = self.errors.get(what[:160], 0) + 1
+
+    def done(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.all_matched.set()
+
+
+async def player(name: str, url: str, gate: asyncio.Semaphore, tally: Tally,
+                 sockets: list[Any]) -> None:  # fmt: skip
+    """One player: open, welcome, create (seated), pushes until its full room (matched); then
+    it keeps reading (and counting pushes) until the socket is closed at the end."""
+    counted = False
+    try:
+        async with gate:
+            opened = time.perf_counter()
+            ws = await connect(url, compression=None, max_queue=None, ping_interval=None,
+                               open_timeout=120, close_timeout=5)  # fmt: skip
+            sockets.append(ws)
+            welcome = _decode(await ws.recv())
+            if welcome.method != "welcome":
+                raise RuntimeError(f"no welcome: {welcome}")
+            await ws.send(CREATE)
+            pushes = 0
+            while True:
+                frame = _decode(await ws.recv())
+                if frame.id == 1:
+                    if frame.error is not None or frame.result is None:
+                        raise RuntimeError(f"rooms.create failed: {frame.error}")
+                    tally.seated.append(time.perf_counter() - opened)
+                    break
+                if frame.method == "roomStatus":
+                    pushes += 1
+        matched = False
+        async for raw in ws:
+            frame = _decode(raw)
+            if frame.method != "roomStatus" or frame.params is None:
+                continue
+            if matched:
+                tally.late_pushes += 1
+                continue
+            pushes += 1
+            room = frame.params
+            if len(room.participants) == GROUP and room.status in LIVE and any(
+                p.player is not None and p.player.playerId == name
+                and p.status == "PARTICIPANT_JOINED" for p in room.participants
+            ):  # fmt: skip
+                matched = True
+                now = time.perf_counter()
+                tally.matched.append(now - opened)
+                tally.last_match = now
+                tally.pushes[name] = pushes
+                tally.full_rooms.setdefault(room.roomId, set()).add(name)
+                tally.rooms_of.setdefault(name, set()).add(room.roomId)
+                counted = True
+                tally.done()
+    except ConnectionClosed as exc:
+        if not counted:  # closed by the server before the full room (e.g. 1013 overloaded)
+            rcvd = exc.rcvd
+            tally.error(f"socket closed before matched: {rcvd.code if rcvd else None} "
+                        f"{rcvd.reason if rcvd else ''}")  # fmt: skip
+    except Exception as exc:
+        tally.error(f"{type(exc).__name__}: {exc}")
+    finally:
+        if not counted:
+            tally.done()
+
+
+async def commandstats(redis_url: str) -> dict[str, int]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        info = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
+@dataclass
+class Result:
+    processes: int
+    players: int
+    wall: float
+    tally: Tally
+    server_cpu: float
+    store_cpu: float
+    client_cpu: float
+    background_cpu_per_s: float
+    commands: dict[str, int]
+
+    @property
+    def joins_per_s(self) -> float:
+        return len(self.tally.matched) / self.wall
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.server_cpu / max(1, len(self.tally.matched)) * 1000
+
+
+async def crowd(urls: list[tuple[str, str]], in_flight: int, give_up_s: float) -> Tally:
+    """Every player of `urls` through the four steps; sockets closed once all are matched."""
+    tally = Tally(remaining=len(urls))
+    gate = asyncio.Semaphore(in_flight)
+    sockets: list[Any] = []
+    tasks = [asyncio.create_task(player(name, url, gate, tally, sockets)) for name, url in urls]
+    started = tally.last_match = time.perf_counter()
+    # Until every player is matched or failed; players left waiting (fewer than a room, their
+    # partners failed) end it once no room has formed for STALL_S.
+    while not tally.all_matched.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tally.all_matched.wait(), 0.5)
+        now = time.perf_counter()
+        if now - tally.last_match > STALL_S or now - started > give_up_s:
+            tally.error(f"gave up: {tally.remaining} players not matched "
+                        f"({now - tally.last_match:.1f} s without a new room)")  # fmt: skip
+            break
+    tally.sockets, tally.tasks = sockets, tasks
+    return tally
+
+
+async def close_all(tally: Tally) -> None:
+    await asyncio.gather(*(ws.close() for ws in tally.sockets), return_exceptions=True)
+    await asyncio.gather(*tally.tasks, return_exceptions=True)
+
+
+async def measure(args: argparse.Namespace, processes: int, *,
+                  profile: tuple[str, str] | None = None) -> Result:  # fmt: skip
+    """One pass; `profile` = (mode, file): the first server runs under `profiled_serve`."""
+    workdir = tempfile.mkdtemp(prefix="roomsvc-bench-join-")
+    valkey, redis_url = start_valkey(workdir)
+    env = {"ROOMSVC_PRESENCE_GRACE_SECONDS": "3600",  # warm-up players leave after the run
+           "ROOMSVC_WS_MAX_CONNECTIONS": "100000"}  # fmt: skip
+    in_flight = args.in_flight
+    if profile and profile[0] == "calls":  # cProfile makes a join ~6x dearer: fewer at once
+        env["ROOMSVC_STORE_DEADLINE_MS"] = "20000"
+        in_flight = args.profile_in_flight
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        bases = []
+        for n in range(processes):
+            launcher = None
+            if profile and n == 0:
+                launcher = [sys.executable, __file__, "profiled-serve", *profile, "--"]
+            server, base = start_server(redis_url, workdir, env, launcher=launcher)
+            servers.append(server)
+            bases.append(base)
+        app = "bench-" + uuid.uuid4().hex[:8]
+        warm = [(f"w{i}", ws_url(bases[i % processes], app, f"w{i}")) for i in range(args.warmup)]
+        names = [f"j{i}" for i in range(args.players)]
+        urls = [(name, ws_url(bases[i % processes], app, name)) for i, name in enumerate(names)]
+        if warm:
+            await close_all(await crowd(warm, in_flight, args.timeout))
+        await asyncio.sleep(1.0)
+        pids = [s.pid for s in servers]
+        idle0, t_idle = sum(cpu_seconds(p) for p in pids), time.perf_counter()
+        await asyncio.sleep(1.0)
+        background = (sum(cpu_seconds(p) for p in pids) - idle0) / (time.perf_counter() - t_idle)
+        commands0 = await commandstats(redis_url)
+        if profile:
+            os.kill(pids[0], signal.SIGUSR1)
+            await asyncio.sleep(0.2)
+        cpu0, store0 = sum(cpu_seconds(p) for p in pids), cpu_seconds(valkey.pid)
+        client0, t0 = time.process_time(), time.perf_counter()
+        tally = await crowd(urls, in_flight, args.timeout)
+        wall = tally.last_match - t0  # the run ends with the last full-room push
+        server_cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        store_cpu = cpu_seconds(valkey.pid) - store0
+        client_cpu = time.process_time() - client0
+        if profile:
+            os.kill(pids[0], signal.SIGUSR2)
+        commands1 = await commandstats(redis_url)
+        await asyncio.sleep(0.5)  # pushes that follow the full room (counted as late)
+        await close_all(tally)
+        if profile:
+            for _ in range(100):
+                if os.path.exists(profile[1]):  # noqa: ASYNC240 (written by the server)
+                    break
+                await asyncio.sleep(0.1)
+        commands = {k: v - commands0.get(k, 0) for k, v in commands1.items()}
+        commands["info"] = commands.get("info", 0) - 1
+        commands = {k: v for k, v in commands.items() if v > 0}
+        return Result(processes, args.players, wall, tally, server_cpu, store_cpu, client_cpu,
+                      background, commands)  # fmt: skip
+    finally:
+        stop([(s, 30) for s in servers], "bench_join")
+        stop([(valkey, 10)], "bench_join")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def describe(r: Result) -> None:
+    t, joins = r.tally, max(1, len(r.tally.matched))
+    plural = "es" if r.processes > 1 else ""
+    print(f"\nroomsvc, {r.processes} process{plural}: {len(t.matched):,} of {r.players:,} "
+          f"players matched in {r.wall:.2f} s = {r.joins_per_s:,.0f} joins/s")  # fmt: skip
+    print(f"  to seated (open -> create reply): p50 {percentile(t.seated, 0.5) * 1000:.1f} ms, "
+          f"p99 {percentile(t.seated, 0.99) * 1000:.1f} ms")  # fmt: skip
+    print(f"  to matched (open -> full-room push): p50 {percentile(t.matched, 0.5) * 1000:.1f} ms,"
+          f" p99 {percentile(t.matched, 0.99) * 1000:.1f} ms")  # fmt: skip
+    print(f"  server CPU {r.server_cpu:.2f} s = {r.cpu_ms:.3f} ms per join "
+          f"({r.server_cpu / r.wall:.0%} of a core; background before the run "
+          f"{r.background_cpu_per_s:.0%}); store {r.store_cpu / joins * 1000:.3f} ms per join; "
+          f"this client {r.client_cpu / joins * 1000:.3f} ms per join "
+          f"({r.client_cpu / r.wall:.0%} of a core)")  # fmt: skip
+    pushes = list(t.pushes.values())
+    spread = {n: pushes.count(n) for n in sorted(set(pushes))}
+    print(f"  roomStatus pushes per player until matched: mean "
+          f"{sum(pushes) / max(1, len(pushes)):.2f} (players by count: {spread}); "
+          f"{t.late_pushes} after the full room")  # fmt: skip
+    odd = sum(1 for players in t.full_rooms.values() if len(players) != GROUP)
+    twice = sum(1 for rooms in t.rooms_of.values() if len(rooms) > 1)
+    print(f"  rooms formed: {len(t.full_rooms):,} (ideal {r.players // GROUP:,}); rooms not pushed "
+          f"to exactly {GROUP} players: {odd}; players matched twice: {twice}")  # fmt: skip
+    total = sum(r.commands.values())
+    top = ", ".join(f"{k} {v / joins:.2f}" for k, v in sorted(r.commands.items(),
+                    key=lambda kv: -kv[1]))  # fmt: skip
+    print(f"  store commands per join: {total / joins:.2f} ({top})")
+    for error, count in sorted(t.errors.items()):
+        print(f"  ERROR x{count}: {error}")
+
+
+# ---- Colyseus, the peer (docs/spec.md §11) ---------------------------------------------------
+
+
+def colyseus_dir(directory: Path) -> Path:
+    """A directory where the peer's server and load generator run: DIR itself once `npm ci`
+    was run there, else a cached copy of its package files, installed from its lock."""
+    if (directory / "node_modules").is_dir():
+        return directory
+    lock = (directory / "package-lock.json").read_bytes()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    work = cache / "roomsvc-bench" / f"colyseus-{hashlib.sha256(lock).hexdigest()[:12]}"
+    if not (work / "node_modules").is_dir():
+        work.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json", "server.mjs", "load.mjs"):
+            shutil.copyfile(directory / name, work / name)
+        quiet = ["--no-audit", "--no-fund", "--loglevel=error"]
+        if subprocess.run(["npm", "ci", *quiet], cwd=work, check=False).returncode != 0:
+            subprocess.run(["npm", "install", *quiet], cwd=work, check=True)
+    return work
+
+
+def colyseus_join(directory: Path, players: int, in_flight: int, redis: bool) -> dict[str, Any]:
+    """Its join phase (join-only.sh's `phase`, with our N and in-flight): a fresh server
+    (and valkey), `node load.mjs join`, one JSON line back."""
+    workdir = tempfile.mkdtemp(prefix="bench-join-colyseus-")
+    valkey, url = start_valkey(workdir) if redis else (None, "")
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "REDIS_URL": url.removesuffix("/0"),
+           "BACKLOG": "4096", "DEADLINE_S": "300"}  # fmt: skip
+    server = subprocess.Popen(["node", "server.mjs"], cwd=directory, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        while b"READY" not in server.stdout.readline():
+            if server.poll() is not None:
+                return {"error": "colyseus server did not start"}
+        env.update(SERVER_PID=str(server.pid), LABEL="redis-join" if redis else "join")
+        if valkey is not None:
+            env["VALKEY_PID"] = str(valkey.pid)
+        run = subprocess.run(["node", "load.mjs", "join", "--n", str(players), "--conc",
+                              str(in_flight)], cwd=directory, env=env, capture_output=True,
+                             text=True, timeout=360, check=False)  # fmt: skip
+        lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+        return json.loads(lines[-1]) if lines else {"error": run.stderr[-500:]}
+    finally:
+        stop([(server, 10)], "colyseus")
+        if valkey is not None:
+            stop([(valkey, 10)], "colyseus")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def colyseus_cpu_ms(peer: dict[str, Any]) -> float:
+    return peer["server_cpu_pct"] / 100 * peer["wall_s"] / max(1, peer["ok"]) * 1000
+
+
+def describe_peer(label: str, peer: dict[str, Any]) -> None:
+    if "error" in peer:
+        print(f"\nColyseus 0.18 {label}: failed: {peer['error']}")
+        return
+    valkey = f", valkey {peer['valkey_cpu_pct']:.0f} %" if "valkey_cpu_pct" in peer else ""
+    print(f"\nColyseus 0.18 {label}: {peer['ok']:,} joined ({peer['errors']} errors) in "
+          f"{peer['wall_s']:.2f} s = {peer['joins_per_s']:,.0f} joins/s; p50 "
+          f"{peer['p50_ms']:.1f} ms, p99 {peer['p99_ms']:.1f} ms (joinOrCreate resolved); "
+          f"server {peer['server_cpu_pct']:.0f} % of a core = {colyseus_cpu_ms(peer):.3f} ms "
+          f"CPU per join{valkey}; load generator {peer['load_cpu_pct']:.0f} %; rooms "
+          f"{peer['rooms']} ({peer['full_rooms']} full, largest {peer['max_size']})")  # fmt: skip
+
+
+def ratios(
+    results: list[Result], local: dict[str, Any] | None, redis: dict[str, Any] | None
+) -> None:
+    print("\nratios to Colyseus 0.18 in this run (docs/spec.md §11 targets):")
+    for r in results:
+        head = f"  roomsvc {r.processes}p"
+        if local and "error" not in local:
+            rate = r.joins_per_s / local["joins_per_s"]
+            cpu = r.cpu_ms / colyseus_cpu_ms(local)
+            seated = [percentile(r.tally.seated, q) * 1000 for q in (0.5, 0.99)]
+            matched = [percentile(r.tally.matched, q) * 1000 for q in (0.5, 0.99)]
+            print(f"{head} / Colyseus local: joins/s {rate:.2f}x (target >= {TARGET_LOCAL:g}x: "
+                  f"{'met' if rate >= TARGET_LOCAL else 'NOT met'}); server CPU per join "
+                  f"{cpu:.2f}x; p50/p99 to seated {seated[0] / local['p50_ms']:.2f}x/"
+                  f"{seated[1] / local['p99_ms']:.2f}x, to matched "
+                  f"{matched[0] / local['p50_ms']:.2f}x/"
+                  f"{matched[1] / local['p99_ms']:.2f}x")  # fmt: skip
+        if redis and "error" not in redis:
+            rate = r.joins_per_s / redis["joins_per_s"]
+            met = "met" if rate >= TARGET_REDIS else "NOT met"
+            print(f"{head} / Colyseus Redis: joins/s {rate:.2f}x (target >= {TARGET_REDIS:g}x: "
+                  f"{met}); rooms {len(r.tally.full_rooms)} vs {redis['rooms']}")  # fmt: skip
+        ok = "met" if r.cpu_ms <= TARGET_CPU_MS else "NOT met"
+        print(f"{head}: server CPU per join {r.cpu_ms:.3f} ms (target <= {TARGET_CPU_MS} ms: "
+              f"{ok}: {r.cpu_ms / TARGET_CPU_MS:.2f}x the target)")  # fmt: skip
+
+
+# ---- the profile -----------------------------------------------------------------------------
+
+
+def profiled_serve(mode: str, out: str, argv: list[str]) -> int:
+    """`roomsvc serve`, profiled between SIGUSR1 and SIGUSR2 (which writes `out`).
+
+    `calls`: cProfile, for exact call counts (its own cost per call distorts time shares).
+    `cpu`: the stack is sampled on SIGPROF, every SAMPLE_S of the process's CPU time
+    (ITIMER_PROF), so time idle in the loop draws no samples and no function pays per call as
+    under cProfile; a sample taken inside a C call lands on the Python frame that made it."""
+    from roomsvc import cli
+
+    if mode == "calls":
+        import cProfile
+
+        profiler = cProfile.Profile()
+        signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+
+        def dump(*_: Any) -> None:
+            profiler.disable()
+            profiler.dump_stats(out)
+
+        signal.signal(signal.SIGUSR2, dump)
+        return cli.main(argv)
+    stacks: dict[tuple[str, ...], int] = {}
+
+    def on_tick(_: int, frame: Any) -> None:
+        names = []
+        while frame is not None:
+            code = frame.f_code
+            names.append(f"{code.co_filename}:{code.co_name}")
+            frame = frame.f_back
+        key = tuple(names)
+        stacks[key] = stacks.get(key, 0) + 1
+
+    def start(*_: Any) -> None:
+        signal.signal(signal.SIGPROF, on_tick)
+        signal.setitimer(signal.ITIMER_PROF, SAMPLE_S, SAMPLE_S)
+
+    def dump_samples(*_: Any) -> None:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        Path(out).write_text(json.dumps([[list(k), v] for k, v in stacks.items()]))
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, dump_samples)
+    return cli.main(argv)
+
+
+# (label, path fragment, function) of the stages whose inclusive time is reported per join.
+STAGES = [
+    ("uvicorn: HTTP upgrade + handshake", "websockets_sansio_impl.py", "handle_connect"),
+    ("uvicorn: read frames -> ASGI receive", "websockets_sansio_impl.py", "data_received"),
+    ("uvicorn: ASGI send (frame writes)", "websockets_sansio_impl.py", "send"),
+    ("realtime/endpoint.py:RealtimeEndpoint.__call__", "realtime/endpoint.py", "__call__"),
+    ("auth.py:Verifier.verify (token)", "roomsvc/auth.py", "verify"),
+    ("realtime/hub.py:Hub.register (subscribe, presence)", "realtime/hub.py", "register"),
+    ("realtime/bridge.py:Bridge.subscribe", "realtime/bridge.py", "subscribe"),
+    ("realtime/presence.py:Presence.touch", "realtime/presence.py", "touch"),
+    ("realtime/hub.py:Hub.welcome (snapshot)", "realtime/hub.py", "welcome"),
+    ("rooms_service.py:list_invitations", "roomsvc/rooms_service.py", "list_invitations"),
+    ("realtime/endpoint.py:_receive_loop", "realtime/endpoint.py", "_receive_loop"),
+    ("realtime/endpoint.py:_serve (rooms.create)", "realtime/endpoint.py", "_serve"),
+    ("rooms_service.py:RoomsService.create", "roomsvc/rooms_service.py", "create"),
+    ("realtime/protocol.py:result (reply encoding)", "realtime/protocol.py", "result"),
+    ("store/match_loop.py:run_forever (matcher)", "store/match_loop.py", "run_forever"),
+    (
+        "store/match_apply.py:Matcher.run_once (read, group, claim)",
+        "store/match_apply.py",
+        "run_once",
+    ),
+    (
+        "store/match_apply.py:Matcher._apply_in_background (apply)",
+        "store/match_apply.py",
+        "_apply_in_background",
+    ),
+    ("store/match_apply.py:Matcher._apply_target", "store/match_apply.py", "_apply_target"),
+    ("store/match_apply.py:Matcher._apply_mover", "store/match_apply.py", "_apply_mover"),
+    ("realtime/bridge.py:Bridge._relay (pub/sub read)", "realtime/bridge.py", "_relay"),
+    ("realtime/bridge.py:Bridge._read", "realtime/bridge.py", "_read"),
+    ("realtime/hub.py:Hub.on_message (push fan-in)", "realtime/hub.py", "on_message"),
+    ("realtime/hub.py:Hub._load_then_deliver", "realtime/hub.py", "_load_then_deliver"),
+    ("realtime/hub.py:Hub.deliver", "realtime/hub.py", "deliver"),
+    ("realtime/hub.py:Hub.push_frame (queued push)", "realtime/hub.py", "push_frame"),
+    ("realtime/views.py:Views.doc (room read)", "realtime/views.py", "doc"),
+    ("realtime/views.py:Views.frame (render + encode)", "realtime/views.py", "frame"),
+    ("room_view.py:render_room", "roomsvc/room_view.py", "render_room"),
+    ("realtime/connection.py:Connection._drain", "realtime/connection.py", "_drain"),
+    ("realtime/connection.py:Connection.push_now", "realtime/connection.py", "push_now"),
+    ("realtime/connection.py:PeerTransport.write_frame", "realtime/connection.py", "write_frame"),
+    ("realtime/feeds.py:Feeds.observe (message feeds)", "realtime/feeds.py", "observe"),
+    ("realtime/feeds.py:Feeds._subscribe", "realtime/feeds.py", "_subscribe"),
+    ("realtime/feeds.py:Feeds._catch_up", "realtime/feeds.py", "_catch_up"),
+    ("realtime/hub.py:Hub.unregister", "realtime/hub.py", "unregister"),
+    ("store/batching.py:CommandBatcher._send", "store/batching.py", "_send"),
+    ("store/room_store.py (all, inclusive of create)", "store/room_store.py", "*"),
+    ("metrics: prometheus_client", "prometheus_client/", "*"),
+]
+
+# (component, path fragments or builtin names) for the exclusive time: first match wins.
+COMPONENTS = [
+    ("msgspec encode/decode", ("msgspec",)),
+    ("JWT / crypto (token)", ("jwt/", "cryptography", "roomsvc/auth.py", "hmac", "_hashlib")),
+    ("uvicorn + websockets (HTTP upgrade, frames)", ("uvicorn/", "websockets/", "httptools")),
+    ("starlette", ("starlette/",)),
+    ("redis-py + hiredis (store client, pub/sub)", ("redis/", "hiredis")),
+    ("roomsvc/realtime/*", ("roomsvc/realtime/",)),
+    ("roomsvc/store/* (room store, matcher, batching)", ("roomsvc/store/",)),
+    (
+        "roomsvc rules + views (rooms.py, room_view.py, wire.py, matching.py)",
+        (
+            "roomsvc/rooms.py",
+            "roomsvc/room_view.py",
+            "roomsvc/wire.py",
+            "roomsvc/matching.py",
+            "roomsvc/room_doc.py",
+        ),
+    ),
+    ("roomsvc services + plumbing (rooms_service, call_guard, logs, i18n)", ("roomsvc/",)),
+    ("metrics (prometheus_client)", ("prometheus_client",)),
+    ("asyncio + event loop", ("asyncio/", "uvloop", "method 'run' of", "_asyncio", "selectors")),
+    ("socket / OS calls", ("socket", "method 'send'", "method 'write'", "posix")),
+]
+
+
+def _component(key: tuple[str, int, str]) -> str:
+    text = f"{key[0]}:{key[2]}"
+    for label, needles in COMPONENTS:
+        if any(n in text for n in needles):
+            return label
+    return "other (stdlib, builtins)"
+
+
+def _matches(frame: str, fragment: str, name: str) -> bool:
+    file, _, func = frame.rpartition(":")
+    return fragment in file and (name == "*" or func == name)
+
+
+def report_samples(path: str, joins: int, cpu_ms: float) -> None:
+    """Where the main thread's CPU went (the `cpu` sampler), per join, scaled to `cpu_ms`."""
+    loaded = [(tuple(stack), n) for stack, n in json.loads(Path(path).read_text())]
+    samples = [(s, n) for s, n in loaded if s]
+    idle = sum(n for _, n in loaded) - sum(n for _, n in samples)
+    total = sum(n for _, n in samples) or 1
+
+    def us(ns: float) -> float:
+        return ns / total * cpu_ms * 1000
+
+    print(f"\nCPU profile ({path}): {total:,} samples ({total * SAMPLE_S / joins * 1000:.3f} ms "
+          f"of CPU per join sampled; {idle} without a Python frame left out), "
+          f"{len(samples):,} distinct stacks; shares scaled to "
+          f"{cpu_ms:.3f} ms per join (the unprofiled 1-process pass)")  # fmt: skip
+    by: dict[str, float] = {}
+    for stack, ns in samples:
+        top = stack[0] if stack else "(no Python frame)"
+        file, _, func = top.rpartition(":")
+        label = _component((file, 0, func)) if stack else "(no Python frame)"
+        by[label] = by.get(label, 0.0) + ns
+    print("  exclusive (innermost frame) by component (share, us per join):")
+    for label, ns in sorted(by.items(), key=lambda kv: -kv[1]):
+        print(f"    {ns / total:6.1%}  {us(ns):6.0f} us  {label}")
+    print("  inclusive by stage (share, us per join):")
+    for label, fragment, name in STAGES:
+        ns = sum(n for stack, n in samples if any(_matches(f, fragment, name) for f in stack))
+        if ns:
+            print(f"    {ns / total:6.1%}  {us(ns):6.0f} us  {label}")
+    own: dict[str, float] = {}
+    for stack, ns in samples:
+        if stack:
+            own[stack[0]] = own.get(stack[0], 0.0) + ns
+    print("  top 25 functions by exclusive CPU (share, us per join):")
+    for frame, ns in sorted(own.items(), key=lambda kv: -kv[1])[:25]:
+        file, _, func = frame.rpartition(":")
+        print(f"    {ns / total:6.1%}  {us(ns):5.0f} us  {'/'.join(file.split('/')[-2:])}:{func}")
+
+
+def report_calls(path: str, joins: int) -> None:
+    """Calls per join (cProfile: exact counts; its times are not used)."""
+    import pstats
+
+    stats = pstats.Stats(path).stats  # type: ignore[attr-defined]
+    print(f"\ncalls per join ({path}, cProfile):")
+    for label, fragment, name in STAGES:
+        count = sum(v[1] for k, v in stats.items() if fragment in k[0] and
+                    (name == "*" or k[2] == name))  # fmt: skip
+        if count and name != "*":
+            print(f"    {count / joins:7.2f}  {label}")
+    for fragment, name in (("redis/asyncio/connection.py", "send_packed_command"),
+                           ("redis/asyncio/connection.py", "read_response"),
+                           ("redis/asyncio/client.py", "execute_command"),
+                           ("redis/asyncio/client.py", "execute"),
+                           ("store/pipelined.py", "send_packed"),
+                           ("asyncio/streams.py", "writelines"),
+                           ("realtime/connection.py", "write_frame"),
+                           ("roomsvc/room_view.py", "render_room"),
+                           ("msgspec", "encode"),
+                           ("jwt/api_jws.py", "_verify_signature")):  # fmt: skip
+        count = sum(v[1] for k, v in stats.items() if fragment in k[0] and k[2] == name)
+        if not count and fragment == "msgspec":
+            count = sum(v[1] for k, v in stats.items() if "msgspec.json.Encoder" in k[2]
+                        and "encode" in k[2])  # fmt: skip
+        if count:
+            print(f"    {count / joins:7.2f}  {fragment.split('/')[-1]}:{name}")
+
+
+# ---- main ------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(f"bench_join: {args.players:,} players, {args.in_flight} in flight, rooms of {GROUP}, "
+          f"warm-up {args.warmup}; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    results = []
+    for processes in args.processes:
+        result = await measure(args, processes)
+        describe(result)
+        results.append(result)
+    local = redis = None
+    if args.colyseus:
+        directory = colyseus_dir(Path(os.path.abspath(args.colyseus)))  # noqa: ASYNC240
+        local = colyseus_join(directory, args.players, args.in_flight, redis=False)
+        describe_peer("single process", local)
+        redis = colyseus_join(directory, args.players, args.in_flight, redis=True)
+        describe_peer("with Redis presence + driver", redis)
+    ratios(results, local, redis)
+    if args.profile:
+        one = next((r for r in results if r.processes == 1), None)
+        for mode, suffix in (("cpu", ".cpu.json"), ("calls", ".calls.prof")):
+            path = args.profile + suffix
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            print(f"\nprofiled pass ({mode}), 1 process:", end="")
+            profiled = await measure(args, 1, profile=(mode, path))
+            describe(profiled)
+            if mode == "cpu":
+                report_samples(path, len(profiled.tally.matched), (one or profiled).cpu_ms)
+            else:
+                report_calls(path, len(profiled.tally.matched))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+
+
+def main() -> None:
+    if len(sys.argv) > 3 and sys.argv[1] == "profiled-serve":  # MODE FILE -- serve ARGS
+        mode, out, rest = sys.argv[2], sys.argv[3], sys.argv[4:]
+        sys.exit(profiled_serve(mode, out, rest[1:] if rest[:1] == ["--"] else rest))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--players", type=int, default=1000)
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=100,
+        help="players between opening their socket and being seated",
+    )
+    parser.add_argument("--processes", default="1,2", help="server process counts, e.g. 1,2")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed players first")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds for all to match")
+    parser.add_argument("--colyseus", default=None, help="the Colyseus peer's directory")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="PREFIX",
+        help="two more 1-process passes, profiled: PREFIX.cpu.json (CPU-weighted "
+        "stack samples) and PREFIX.calls.prof (cProfile call counts)",
+    )
+    parser.add_argument(
+        "--profile-in-flight", type=int, default=20, help="players in flight in the profiled pass"
+    )
+    args = parser.parse_args()
+    args.processes = [int(p) for p in args.processes.split(",") if p]
+    if args.players % GROUP or args.warmup % GROUP:
+        parser.error(f"--players and --warmup must be multiples of {GROUP}")
+    import uvloop
+
+    uvloop.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
