@@ -149,11 +149,9 @@ class Hub:
         invitations: list[wire.Room] = []
         if conn.rooms_scope:
             ctx = self.view_context(conn)
-            store = self.room_store.store
-            raw_ids = await store.zrange(
-                keys.player_rooms(principal.app_id, principal.player_id), 0, -1
+            (room_ids,) = await self.room_store.indexes.rooms_of(
+                [(principal.app_id, principal.player_id)]
             )
-            room_ids = [m.decode() for m in raw_ids]
             for doc in await self.room_store.load_many(principal.app_id, room_ids):
                 if doc is None or not rooms.is_live(doc, principal.player_id):
                     continue
@@ -195,7 +193,6 @@ class Hub:
     async def resync(self) -> None:
         """After a (re)subscribe: re-read every room this process's clients follow and queue
         whatever is newer than what each connection has shown (docs/spec.md §6, §12 item 6)."""
-        store = self.room_store.store
         groups = [conns for conns in self.players.values() if conns]
         for start in range(0, len(groups), _RESYNC_BATCH):
             batch = [[c for c in conns if c.rooms_scope and not c.closed]
@@ -203,15 +200,12 @@ class Hub:
             batch = [conns for conns in batch if conns]
             if not batch:
                 continue
-            async with store.pipeline(transaction=False) as pipe:
-                for conns in batch:
-                    app, player = conns[0].principal.app_id, conns[0].principal.player_id
-                    pipe.zrange(keys.player_rooms(app, player), 0, -1)
-                    pipe.zrange(keys.player_invitations(app, player), 0, -1)
-                indexes = await pipe.execute()
+            indexed = await self.room_store.indexes.rooms_and_invitations(
+                [(conns[0].principal.app_id, conns[0].principal.player_id) for conns in batch]
+            )
             wanted: dict[str, set[str]] = {}
-            for index, conns in enumerate(batch):
-                ids = {m.decode() for m in indexes[2 * index] + indexes[2 * index + 1]}
+            for ids, conns in zip(indexed, batch, strict=True):
+                ids = set(ids)
                 for conn in conns:
                     ids.update(conn.shown.rooms())
                 wanted.setdefault(conns[0].principal.app_id, set()).update(ids)
@@ -222,8 +216,7 @@ class Hub:
                     if doc is not None:
                         self.views.put(doc)
                         versions[(app, doc.room_id)] = doc.version
-            for index, conns in enumerate(batch):
-                ids = {m.decode() for m in indexes[2 * index] + indexes[2 * index + 1]}
+            for ids, conns in zip(indexed, batch, strict=True):
                 for conn in conns:
                     app = conn.principal.app_id
                     for room_id in ids.union(conn.shown.rooms()):

@@ -58,7 +58,6 @@ from roomsvc.realtime.heartbeat import Heartbeat
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import RoomDoc
 from roomsvc.rooms.store import RoomStore
-from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
@@ -197,7 +196,7 @@ class Presence:
             await self.touch(local, now)
         if not lapsed:
             return 0
-        room_ids = await self._rooms_of([(app, player) for _, app, player in lapsed])
+        room_ids = await self.rooms.indexes.rooms_of([(app, player) for _, app, player in lapsed])
         gate = asyncio.Semaphore(RELEASES_AT_ONCE)
         outcomes = await asyncio.gather(
             *(self._release(app, player, ids, gate)
@@ -237,17 +236,9 @@ class Presence:
         wait = min(self.interval_s, (self.next_due - now + 1) / 1000)
         return max(_MIN_PAUSE_S, wait)
 
-    async def _rooms_of(self, players: list[tuple[str, str]]) -> list[list[str]]:
-        """The rooms each (app, player) is in, by its index (a hint: verified on write)."""
-        async with self.store.pipeline(transaction=False) as pipe:
-            for app, player in players:
-                pipe.zrange(keys.player_rooms(app, player), 0, -1)
-            replies = await pipe.execute()
-        return [[m.decode() for m in reply] for reply in replies]
-
     async def release(self, app: str, player: str) -> int:
         """PRESENCE_FAILURE in every room where the player is still JOINED."""
-        (room_ids,) = await self._rooms_of([(app, player)])
+        (room_ids,) = await self.rooms.indexes.rooms_of([(app, player)])
         return await self._release(app, player, room_ids, asyncio.Semaphore(RELEASES_AT_ONCE))
 
     async def _release(

@@ -23,10 +23,8 @@ from roomsvc.rooms import wire
 from roomsvc.rooms.rules import Criteria, Limits, PStatus, RoomDoc
 from roomsvc.rooms.store import RoomStore
 from roomsvc.rooms.view import ViewContext, render_room, render_status
-from roomsvc.store import keys
 
 LIST_MAX_RESULTS, LIST_DEFAULT_RESULTS = 500, 100  # rooms.list (docs/spec.md §3)
-CREATE_REQUEST_TTL_S = 86_400  # requestId makes create idempotent per player for 24 h
 
 
 def new_room_id() -> str:
@@ -102,15 +100,14 @@ class RoomsService:
         request_id = f"create:{uuid.uuid4().hex}"
         if body.request_id is not None:
             request_id = f"create:{principal.player_id}:{body.request_id}"
-            key = keys.create_request(principal.app_id, principal.player_id, str(body.request_id))
-            claimed = await self.store.store.set(key, room_id, nx=True, ex=CREATE_REQUEST_TTL_S)
-            if not claimed:
-                existing = await self.store.store.get(key)
-                if existing is not None:
-                    room_id = existing.decode()
-                    doc = await self.store.load(principal.app_id, room_id, fresh=True)
-                    if doc is not None:
-                        return render_room(doc, principal.player_id, ctx)
+            existing = await self.store.claim_create_request(
+                principal.app_id, principal.player_id, str(body.request_id), room_id
+            )
+            if existing is not None:
+                room_id = existing
+                doc = await self.store.load(principal.app_id, room_id, fresh=True)
+                if doc is not None:
+                    return render_room(doc, principal.player_id, ctx)
         doc = rooms.create(
             room_id=room_id,
             app_id=principal.app_id,
@@ -215,9 +212,7 @@ class RoomsService:
         participant = doc.of_player(principal.player_id)
         if participant is None or participant.via is not rooms.Via.INVITED:
             raise NotFound(N_("No invitation to room {room_id}."), room_id=room_id)
-        await self.store.store.zrem(
-            keys.player_invitations(principal.app_id, principal.player_id), room_id
-        )
+        await self.store.indexes.drop_invitations(principal.app_id, principal.player_id, [room_id])
 
     async def list_invitations(
         self,
@@ -229,7 +224,6 @@ class RoomsService:
         """The caller's pending invitations, oldest first, verified against each room;
         `maxResults` 1..500 (default 100) whatever the transport sent (docs/spec.md §3)."""
         max_results = page_size(max_results, high=LIST_MAX_RESULTS, default=LIST_DEFAULT_RESULTS)
-        inbox = keys.player_invitations(principal.app_id, principal.player_id)
         cursor = decode_page_token(page_token)
         items: list[wire.Room] = []
         stale: list[str] = []
@@ -238,10 +232,9 @@ class RoomsService:
         items_cursor: tuple[int, str] = (0, "")
         while next_token is None and len(items) <= max_results:
             low = cursor[0] if cursor else "-inf"
-            batch = await self.store.store.zrange(
-                inbox, low, "+inf", byscore=True, offset=0, num=max_results + 32, withscores=True
+            batch = await self.store.indexes.invitations_from(
+                principal.app_id, principal.player_id, low, max_results + 32
             )
-            batch = [(m.decode(), int(s)) for m, s in batch]
             if cursor:
                 batch = [(m, s) for m, s in batch if (s, m) > (cursor[0], cursor[1])]
             if not batch:
@@ -257,8 +250,7 @@ class RoomsService:
                     break
                 items.append(render_room(doc, principal.player_id, ctx))
                 items_cursor = (score, room_id)
-        if stale:
-            await self.store.store.zrem(inbox, *stale)
+        await self.store.indexes.drop_invitations(principal.app_id, principal.player_id, stale)
         return wire.RoomList(items=items, next_page_token=next_token)
 
 

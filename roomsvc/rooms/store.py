@@ -25,6 +25,7 @@ import msgspec
 
 from roomsvc.common.errors import N_, Conflict, NotFound, RoomsvcError
 from roomsvc.common.metrics import ROOM_TRANSITIONS
+from roomsvc.rooms.indexes import PlayerIndexes
 from roomsvc.rooms.rules import Limits, PStatus, RoomDoc, RoomState, next_deadline, room_status
 from roomsvc.store import keys
 from roomsvc.store.batching import CommandBatcher
@@ -36,6 +37,7 @@ _decode = msgspec.msgpack.Decoder(RoomDoc).decode
 _MAX_ATTEMPTS = 64
 _CACHE_SIZE = 4096
 LIVE_ROOM_TTL_MS = 7 * 86_400_000  # a room idle this long expires (README: rooms)
+CREATE_REQUEST_TTL_S = 86_400  # a create's requestId names the same room for 24 h
 
 
 class Applied(msgspec.Struct):
@@ -56,6 +58,7 @@ class RoomStore:
         self._cas = self.commands.script(source("room_cas"))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
+        self.indexes = PlayerIndexes(store)  # read by the services; written only here
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -71,6 +74,18 @@ class RoomStore:
         doc = _decode(raw)
         self._remember(key, doc)
         return doc
+
+    async def claim_create_request(
+        self, app: str, player: str, request_id: str, room_id: str
+    ) -> str | None:
+        """Tie a create's client requestId to `room_id` for a day (docs/spec.md §4: a create
+        retried with the same requestId is the same room); the room it is already tied to, or
+        None when this call tied it."""
+        key = keys.create_request(app, player, request_id)
+        if await self.store.set(key, room_id, nx=True, ex=CREATE_REQUEST_TTL_S):
+            return None
+        existing = await self.store.get(key)
+        return existing.decode() if existing is not None else None
 
     def cached(self, app: str, room_id: str) -> RoomDoc | None:
         """The newest document of the room this process read or wrote, without a round trip."""
