@@ -127,7 +127,7 @@ async def test_invitations_plus_auto_match_slots_the_host_never_moves(
         next(p["autoMatchedPlayer"]["displayName"] for p in strangers if p["id"] == me[0]["id"])
     }
 
-    # the invitation still works as before: bob joins the host's room
+    # the invitation still works: bob joins the host's room
     joined = await http.post(f"{ROOMS}/{host['roomId']}/join", json={}, headers=auth("bob", app_id))
     assert joined.status_code == 200 and joined.json()["status"] == "ROOM_CONNECTING"
     assert by_status(joined.json()) == ["PARTICIPANT_JOINED"] * 4

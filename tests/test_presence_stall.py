@@ -2,7 +2,7 @@
 on a real valkey: deadlines that lapsed while no heartbeat could reach the store are not failures,
 whether a beat or a claim reaches it first afterwards; a player whose socket closed meanwhile is
 released once, a hold after; and while heartbeats keep arriving, a dead process's players are
-released as before. Deadlines take `now` as an argument; the silence is judged by the store's own
+released on time. Deadlines take `now` as an argument; the silence is judged by the store's own
 clock, so the tests let it run (a silence is time passing with no beat: the thing itself, not a
 guessed wait). Across real processes and a SIGSTOPped store: test_store_stall.py."""
 
@@ -100,7 +100,7 @@ async def test_while_heartbeats_arrive_a_dead_process_players_are_released(
 ) -> None:
     """The second process dies: the first keeps beating (every shard, also those where it
     holds nobody), so no silence is seen and the dead process's players are released once
-    their deadlines lapse, as before."""
+    their deadlines lapse."""
     room_store, service = stores(redis_client)
     app = new_app_id()
     zed_room = await joined_room(service, app, "otto", "zed")

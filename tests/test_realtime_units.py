@@ -414,8 +414,8 @@ async def test_a_push_taking_the_player_out_waits_for_the_welcome(
     store: Any, valkey: ValkeyProcess
 ) -> None:
     """A push that takes the player out of a room, landing while the connection's welcome (which
-    shows the room) is being built, is queued and sent once the welcome is out; it used to look
-    "never shown" and be dropped, leaving the client on the room's old version."""
+    shows the room) is being built, is queued and sent once the welcome is out: dropped as "never
+    shown", it would leave the client on the room's old version."""
     settings = Settings(redis_url=valkey.url)
     state = types.SimpleNamespace(store=store, room_store=RoomStore(store, Limits(), 60_000),
                                   guard=CallGuard(settings), wait_estimate=None)  # fmt: skip

@@ -64,8 +64,8 @@ class TokenVerifier:
         return [entry for entry in self._public.values() if entry[1] == alg]
 
     def verify(self, token: str) -> Principal:
-        """The token's principal; verified tokens are remembered until they expire, because
-        signature checks were a fifth of a REST mutation's CPU (README, Performance)."""
+        """The token's principal; verified tokens are remembered until they expire: a signature
+        check is a large share of a REST mutation's CPU (docs/performance.md)."""
         hit = self._verified.get(token)
         if hit is not None:
             principal, expires = hit
