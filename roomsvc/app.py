@@ -130,13 +130,12 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         middleware=[Middleware(RequestContextMiddleware)],
         # Store errors are listed by class so Starlette's ExceptionMiddleware answers them
-        # (503 + Retry-After, no traceback); only `Exception` reaches ServerErrorMiddleware,
-        # which re-raises after answering so the server logs the traceback of a real bug.
+        # (503 + Retry-After, no traceback). Anything else is a bug: RequestContextMiddleware
+        # logs it once with the request's context and answers 500 (http/middleware.py).
         exception_handlers={
             RoomsvcError: handle_error,
             HTTPException: handle_http_exception,
             **{error: handle_error for error in UNAVAILABLE_ERRORS},
-            Exception: handle_error,
         },
         lifespan=lifespan,
     )
