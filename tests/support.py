@@ -3,6 +3,7 @@ processes on free ports, and token helpers. Never a fake store (README, Testing)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -13,8 +14,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,13 +30,31 @@ JWT_SECRET = "test-secret-" + "x" * 24
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_until(predicate, timeout: float = 100 * UNIT, interval: float = 0.02) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], Any], timeout: float = 100 * UNIT,
+               interval: float = 0.02) -> Any:  # fmt: skip
+    """Poll `predicate` (blocking) until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout:.1f}s: {predicate}")
         time.sleep(interval)
-    raise TimeoutError(f"condition not met within {timeout:.1f}s: {predicate}")
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str = "the condition",
+                     within: float = 100 * UNIT, every: float = 0.025) -> Any:  # fmt: skip
+    """Poll `check` until it returns something truthy, and return that: for what happens in
+    the background (the matcher, sweeps, pushes, a store coming back)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never within {within:.1f}s: {what}")
+        await asyncio.sleep(every)
 
 
 class ValkeyProcess:

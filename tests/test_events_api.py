@@ -5,7 +5,6 @@ ev_secret; each test uses fresh player ids, so counters never leak between tests
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +14,12 @@ import httpx
 import pytest
 
 from roomsvc.auth.tokens import SCOPE_GAMES_LITE
+from roomsvc.common.clock import now_ms
 from roomsvc.events.rules import DAY_MS, MAX_AGE_MS
 from tests.support import ServerProcess, ValkeyProcess, auth
 
 HOUR = 3_600_000
 APP = "demo"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def player() -> str:

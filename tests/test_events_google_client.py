@@ -5,7 +5,6 @@ contract restated in our words, so a drift of the generated document from Google
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
 
 from roomsvc.auth.tokens import SCOPE_GAMES_LITE
+from roomsvc.common.clock import now_ms
 from roomsvc.events.rules import DAY_MS, MAX_AGE_MS
 from tests.support import ServerProcess, token
 
@@ -54,10 +54,6 @@ def games(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator[Cli
     yield make
     for service in services:
         service.close()  # httplib2 keeps sockets open otherwise
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def player() -> str:

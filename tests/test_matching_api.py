@@ -3,15 +3,13 @@ each running its own matcher, with players spread over both."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import UNIT, ServerProcess, ValkeyProcess, auth
+from tests.support import ServerProcess, ValkeyProcess, auth, eventually, wait_until
 
 ROOMS = "/games/v1/rooms"
 Json = dict[str, Any]
@@ -49,18 +47,6 @@ async def get(client: httpx.AsyncClient, player: str, app: str, room_id: str) ->
     reply = await client.get(f"{ROOMS}/{room_id}", headers=auth(player, app))
     assert reply.status_code == 200, reply.text
     return reply.json()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 100 * UNIT) -> Any:
-    """Poll `check` until it returns something truthy (the matcher runs in the background)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached within {within:.1f}s")
-        await asyncio.sleep(0.05)
 
 
 async def matched(client: httpx.AsyncClient, player: str, app: str, room_id: str) -> Json:
@@ -226,25 +212,14 @@ def test_an_unmatched_ticket_ends_with_timeout(valkey: ValkeyProcess, app_id: st
                 room = client.get(f"{ROOMS}/{room_id}", headers=auth(player, app_id)).json()
                 return room if room["status"] == "ROOM_DELETED" else None
 
-            room = _poll(lambda: ended("lone", lone["roomId"]))
+            room = wait_until(lambda: ended("lone", lone["roomId"]))
             assert "mergedIntoRoomId" not in room
             (owner,) = room["participants"]
             assert owner["status"] == "PARTICIPANT_LEFT" and owner["leaveReason"] == "TIMEOUT"
 
             late = client.post(f"{ROOMS}/create", json=body, headers=auth("late", app_id)).json()
-            late_room = _poll(lambda: ended("late", late["roomId"]))
+            late_room = wait_until(lambda: ended("late", late["roomId"]))
             assert "mergedIntoRoomId" not in late_room
             assert [p["leaveReason"] for p in late_room["participants"]] == ["TIMEOUT"]
     finally:
         server.stop()
-
-
-def _poll(check: Callable[[], Any], timeout: float = 100 * UNIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached within {timeout:.1f}s")
-        time.sleep(0.05)

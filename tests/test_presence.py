@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import pytest
 import redis.asyncio as aioredis
@@ -35,7 +35,7 @@ from roomsvc.store.keys import (
     presence_shard,
     presence_shard_of,
 )
-from tests.support import ValkeyProcess, new_app_id
+from tests.support import ValkeyProcess, eventually, new_app_id
 
 
 def stores(client: aioredis.Redis) -> tuple[RoomStore, RoomsService]:
@@ -202,14 +202,6 @@ class OneConnectedPlayer:
 
     def is_local(self, app: str, player: str) -> bool:
         return (app, player) == self.player
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(400):
-        if await check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never: {what}")
 
 
 async def test_a_slow_release_never_delays_a_refresh(redis_client: aioredis.Redis) -> None:

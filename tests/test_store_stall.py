@@ -21,7 +21,15 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from roomsvc.store import keys
-from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, new_app_id, wait_until
+from tests.support import (
+    UNIT,
+    ServerProcess,
+    ValkeyProcess,
+    auth,
+    eventually,
+    new_app_id,
+    wait_until,
+)
 from tests.test_realtime_channel import Feed, open_feed, ws_url
 from tests.test_realtime_processes import leave_reasons, pid_of, two_player_room
 
@@ -69,14 +77,6 @@ def stopped(store: ValkeyProcess, seconds: float) -> Iterator[None]:
         time.sleep(max(0.0, seconds - (time.monotonic() - began)))
     finally:
         store.process.send_signal(signal.SIGCONT)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(400):
-        if await check():
-            return
-        await asyncio.sleep(UNIT / 2)
-    raise AssertionError(f"never: {what}")
 
 
 async def readiness(rest: httpx.AsyncClient, server: ServerProcess) -> httpx.Response:
@@ -139,9 +139,8 @@ async def test_an_eight_second_stall_fails_fast_and_applies_retries_once(
 
         with stopped(own_valkey, 8.0):
             for server in (first, second):
-                await eventually(
-                    lambda s=server: _is_503(readiness(rest, s)), "readyz 503 in the stall"
-                )
+                await eventually(lambda s=server: _is_503(readiness(rest, s)),
+                                 "readyz 503 in the stall", within=200 * UNIT)  # fmt: skip
             ready = await readiness(rest, first)
             assert int(ready.headers["retry-after"]) >= 1
             read = await rest.get(f"{first.base_url}{ROOMS}/{room_id}", headers=auth("olga", app))
@@ -158,7 +157,8 @@ async def test_an_eight_second_stall_fails_fast_and_applies_retries_once(
             assert olga.closed is None and ray.closed is None and dan.closed is None
 
         for server in (first, second):
-            await eventually(lambda s=server: _is_200(readiness(rest, s)), "readyz 200 again")
+            await eventually(lambda s=server: _is_200(readiness(rest, s)),
+                             "readyz 200 again", within=200 * UNIT)  # fmt: skip
         rooms_made = []
         for server in (first, second, first):  # the create, retried with its requestId
             url = f"{server.base_url}{ROOMS}/create"
