@@ -79,6 +79,7 @@ class Bridge:
         self._pubsub: Any = None
         self._lock = asyncio.Lock()  # keeps (un)subscribe commands in call order
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._unsent: list[bytes] = []  # asked for in this loop turn, to be subscribed together
         self._own = own or f"{PREFIX}:ch:bridge:{uuid.uuid4().hex}".encode()
         self._tasks: set[asyncio.Task[None]] = set()
         self._heard = 0.0  # loop time anything last arrived on the link
@@ -93,9 +94,10 @@ class Bridge:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, []).append(waiter)
+        if not self._unsent:  # the first of this loop turn: one SUBSCRIBE carries them all
+            self._spawn(self._send_subscribes(pubsub))
+        self._unsent.append(channel)
         try:
-            async with self._lock:
-                await self._subscribe(pubsub, channel)
             await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT_S)
         except Exception:  # the link failed under us (redis-py raises many kinds then):
             pass  # the relay starts a new link, which subscribes `wanted` and resyncs
@@ -105,6 +107,21 @@ class Bridge:
                 waiters.remove(waiter)
             if not waiters:
                 self._waiters.pop(channel, None)
+
+    async def _send_subscribes(self, pubsub: Any) -> None:
+        """Subscribe to the channels asked for in the loop turn that started this, in one
+        command (a storm of connections sends a few, not one each: docs/performance.md
+        "Joins"). A failure releases their waiters: the link's successor subscribes them."""
+        async with self._lock:
+            channels, self._unsent = self._unsent, []
+            try:
+                for start in range(0, len(channels), _CHUNK):
+                    await self._subscribe(pubsub, *channels[start : start + _CHUNK])
+            except Exception:
+                for channel in channels:
+                    for waiter in self._waiters.get(channel, ()):
+                        if not waiter.done():
+                            waiter.set_result(None)
 
     def unsubscribe(self, channel: bytes) -> None:
         self.wanted.discard(channel)

@@ -149,10 +149,11 @@ class Hub:
         invitations: list[wire.Room] = []
         if conn.rooms_scope:
             ctx = self.view_context(conn)
-            (room_ids,) = await self.room_store.indexes.rooms_of(
-                [(principal.app_id, principal.player_id)]
+            room_ids, invited = await self.room_store.indexes.at_connect(
+                principal.app_id, principal.player_id
             )
-            for doc in await self.room_store.load_many(principal.app_id, room_ids):
+            docs = await self.room_store.load_many(principal.app_id, room_ids) if room_ids else ()
+            for doc in docs:
                 if doc is None or not rooms.is_live(doc, principal.player_id):
                     continue
                 self.views.put(doc)
@@ -160,7 +161,7 @@ class Hub:
                 # held until the client resumes the room's messages (docs/messages.md)
                 self.feeds.follow(conn, doc.room_id, seq=None, held=True)
             page_token: str | None = None
-            while True:
+            while invited:
                 page = await self.state.rooms.list_invitations(
                     principal, _LIST_PAGE, page_token, ctx
                 )

@@ -58,7 +58,7 @@ class RoomStore:
         self._cas = self.commands.script(source("room_cas"))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
-        self.indexes = PlayerIndexes(store)  # read by the services; written only here
+        self.indexes = PlayerIndexes(store, self.commands)  # read by the services; written here
 
     # ---- reading ------------------------------------------------------------------------------
 
