@@ -1,4 +1,4 @@
-"""The per-player indexes (docs/design.md "Indexes are hints"): which rooms a player is in and
+"""The per-player indexes (docs/design.md "Rooms: one slot each, indexes as hints"): which rooms a player is in and
 which invitations it has. Only the room store writes them, with each change of a room; every
 reader here verifies what it finds against the room itself, so a stale entry costs a read,
 never a wrong answer."""
