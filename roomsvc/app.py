@@ -85,11 +85,7 @@ async def _supervise(duty: Duty, app: Starlette) -> None:
 def create_app(settings: Settings) -> Starlette:
     if settings.redis_url is None:
         raise SettingsError(["REDIS_URL: required by the app (roomsvc serve sets it)"])
-    limits = Limits(
-        max_players=settings.max_players,
-        invite_timeout_ms=settings.invite_timeout_seconds * 1000,
-        automatch_timeout_ms=settings.automatch_timeout_seconds * 1000,
-    )
+    limits = Limits.of(settings)
     routes: list[BaseRoute] = []
     duties: list[Duty] = []
     for feature in FEATURES:

@@ -24,11 +24,7 @@ from roomsvc.store.connection import connect
 
 async def serve(settings: Settings, lease_ms: int, owner: str | None) -> None:
     store = await connect(settings.redis_url or "")
-    limits = Limits(
-        max_players=settings.max_players,
-        invite_timeout_ms=settings.invite_timeout_seconds * 1000,
-        automatch_timeout_ms=settings.automatch_timeout_seconds * 1000,
-    )
+    limits = Limits.of(settings)
     room_store = RoomStore(store, limits, settings.tombstone_seconds * 1000)
     matcher = Matcher(
         room_store,

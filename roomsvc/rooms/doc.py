@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:
+    from roomsvc.settings import Settings
 
 
 class RoomState(enum.StrEnum):
@@ -48,6 +52,14 @@ class Limits:
     max_players: int = 8
     invite_timeout_ms: int = 300_000
     automatch_timeout_ms: int = 60_000
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            max_players=settings.max_players,
+            invite_timeout_ms=settings.invite_timeout_seconds * 1000,
+            automatch_timeout_ms=settings.automatch_timeout_seconds * 1000,
+        )
 
 
 class Participant(msgspec.Struct, omit_defaults=True, gc=False):
