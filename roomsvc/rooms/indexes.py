@@ -1,7 +1,7 @@
-"""The per-player indexes (docs/design.md "Rooms: one slot each, indexes as hints"): which rooms a player is in and
-which invitations it has. Only the room store writes them, with each change of a room; every
-reader here verifies what it finds against the room itself, so a stale entry costs a read,
-never a wrong answer."""
+"""The per-player indexes (docs/design.md "Rooms: one slot each, indexes as hints"): which rooms a
+player is in and which invitations it has. Only the room store writes them, with each change of a
+room; every reader here verifies what it finds against the room itself, so a stale entry costs a
+read, never a wrong answer."""
 
 from __future__ import annotations
 
