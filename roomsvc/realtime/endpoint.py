@@ -306,8 +306,8 @@ async def _answer(hub: Hub, conn: Connection, call: protocol.Call) -> None:
     try:
         method = METHODS.get(call.method)
         if method is None:
-            raise protocol.RpcError(protocol.METHOD_NOT_FOUND, N_("Unknown method {method}."),
-                                    "methodNotFound", call.id, method=call.method[:64])  # fmt: skip
+            raise protocol.MethodNotFound(N_("Unknown method {method}."), call.id,
+                                          method=call.method[:64])  # fmt: skip
         caller = Caller(conn.principal, locale, hub.view_context(conn, locale))
         async with hub.state.guard.call("socket", mutation=call.method not in READS):
             value = await method(hub.state, caller, call.params)

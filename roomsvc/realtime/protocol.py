@@ -1,9 +1,9 @@
 """JSON-RPC 2.0 frames of the realtime channel (docs/spec.md §6), pure: no I/O, no clock.
 
-`parse(frame)` turns one text frame into a `Call` or raises `RpcError`; the encoders build the
-frames the server sends. Every input is either a `Call` or a documented error (docs/style.md habit
-12),
-so one bad frame gets an error reply and the connection lives on:
+`parse(frame)` turns one text frame into a `Call` or raises an `RpcError` (one branch of the error
+tree of errors.py); the encoders build the frames the server sends. Every input is either a
+`Call` or a documented error (docs/style.md habit 12), so one bad frame gets an error reply and
+the connection lives on:
 
     -32700  parse error       the frame is not JSON
     -32600  invalid request   not a JSON-RPC 2.0 request object (batches are not supported)
@@ -34,26 +34,40 @@ UNAVAILABLE = -32053  # as errors.StoreUnavailable: a 503, retry later
 RequestId = int | str | None
 
 
-class RpcError(Exception):
-    """A JSON-RPC error with a gettext message id (translated when the reply is encoded)."""
+class RpcError(RoomsvcError):
+    """A frame that is not a valid call: a JSON-RPC protocol error, in the one error tree
+    (errors.py), answered with the request's id when it could be read."""
 
     http_status = 400
     status = "INVALID_ARGUMENT"
 
-    def __init__(
-        self, code: int, msgid: str, reason: str, request_id: RequestId = None, **params: Any
-    ) -> None:
-        super().__init__(msgid.format(**params) if params else msgid)
-        self.code = code
-        self.msgid = msgid
-        self.reason = reason
+    def __init__(self, msgid: str, request_id: RequestId = None, /, **params: Any) -> None:
+        super().__init__(msgid, **params)
         self.request_id = request_id
-        self.params = params
 
-    def message(self, locale: str) -> str:
-        from roomsvc.common.i18n import gettext
+    @property
+    def code(self) -> int:
+        return self.rpc_code
 
-        return gettext(locale, self.msgid, **self.params)
+
+class ParseError(RpcError):
+    rpc_code = PARSE_ERROR
+    reason = "parseError"
+
+
+class InvalidRequest(RpcError):
+    rpc_code = INVALID_REQUEST
+    reason = "invalidRequest"
+
+
+class MethodNotFound(RpcError):
+    rpc_code = METHOD_NOT_FOUND
+    reason = "methodNotFound"
+
+
+class InvalidParams(RpcError):
+    rpc_code = INVALID_PARAMS
+    reason = "invalidParams"
 
 
 class Restarting(RpcError):
@@ -61,10 +75,14 @@ class Restarting(RpcError):
 
     http_status = 503
     status = "UNAVAILABLE"
+    rpc_code = UNAVAILABLE
+    reason = "restarting"
 
     def __init__(self, request_id: RequestId) -> None:
-        msgid = N_("The server is restarting; send the request again on a new connection.")
-        super().__init__(UNAVAILABLE, msgid, "restarting", request_id)
+        super().__init__(
+            N_("The server is restarting; send the request again on a new connection."),
+            request_id,
+        )
 
 
 class _Envelope(msgspec.Struct):
@@ -106,8 +124,7 @@ def _request_id(value: Any) -> RequestId:
     # JSON-RPC: a String, a Number without fraction, or null (true/false are not numbers).
     if value is None or isinstance(value, str) or type(value) is int:
         return value
-    raise RpcError(INVALID_REQUEST, N_("The request id must be a string, an integer or null."),
-                   "invalidRequest")  # fmt: skip
+    raise InvalidRequest(N_("The request id must be a string, an integer or null."))
 
 
 def parse(frame: str | bytes) -> Call:
@@ -115,18 +132,15 @@ def parse(frame: str | bytes) -> Call:
     try:
         envelope = _envelope.decode(frame)
     except msgspec.ValidationError:
-        raise RpcError(INVALID_REQUEST, N_("A request must be one JSON-RPC 2.0 object."),
-                       "invalidRequest") from None  # fmt: skip
+        raise InvalidRequest(N_("A request must be one JSON-RPC 2.0 object.")) from None
     except _MALFORMED:
-        raise RpcError(PARSE_ERROR, N_("The frame is not valid JSON."), "parseError") from None
+        raise ParseError(N_("The frame is not valid JSON.")) from None
     notification = envelope.id is msgspec.UNSET
     request_id = None if notification else _request_id(envelope.id)
     if envelope.jsonrpc != "2.0":
-        raise RpcError(INVALID_REQUEST, N_('The field jsonrpc must be "2.0".'), "invalidRequest",
-                       request_id)  # fmt: skip
+        raise InvalidRequest(N_('The field jsonrpc must be "2.0".'), request_id)
     if not isinstance(envelope.method, str) or not envelope.method:
-        raise RpcError(INVALID_REQUEST, N_("The field method must be a non-empty string."),
-                       "invalidRequest", request_id)  # fmt: skip
+        raise InvalidRequest(N_("The field method must be a non-empty string."), request_id)
     params = Params()
     if envelope.params and bytes(envelope.params) != b"null":
         try:
@@ -134,14 +148,13 @@ def parse(frame: str | bytes) -> Call:
         except msgspec.ValidationError as exc:
             detail = str(exc)
             if detail.startswith("Expected `object`"):
-                raise RpcError(INVALID_PARAMS, N_("The field params must be an object."),
-                               "invalidParams", request_id) from None  # fmt: skip
+                raise InvalidParams(N_("The field params must be an object."), request_id) from None
             field = detail.rpartition("at `$.")[2].rstrip("`") if "at `$." in detail else "params"
-            raise RpcError(INVALID_PARAMS, N_("Invalid value for params.{field}."),
-                           "invalidParams", request_id, field=field) from None  # fmt: skip
+            raise InvalidParams(
+                N_("Invalid value for params.{field}."), request_id, field=field
+            ) from None
         except _MALFORMED:  # the envelope skips params without checking their strings
-            raise RpcError(PARSE_ERROR, N_("The frame is not valid JSON."), "parseError",
-                           request_id) from None  # fmt: skip
+            raise ParseError(N_("The frame is not valid JSON."), request_id) from None
     return Call(envelope.method, params, request_id, notification)
 
 
@@ -177,9 +190,8 @@ def notification(method: str, params_json: bytes) -> str:
 
 
 def rpc_error(error: RpcError, locale: str) -> str:
-    data = {"code": error.http_status, "status": error.status, "reason": error.reason}
-    body = _ErrorObject(error.code, error.message(locale), data)
-    return _encode(_Error("2.0", error.request_id, body)).decode()
+    """The error frame of a protocol error, answering the request's id."""
+    return app_error(error.request_id, error, locale)
 
 
 def app_error(request_id: RequestId, error: RoomsvcError, locale: str) -> str:
@@ -193,8 +205,11 @@ def app_error_object(error: RoomsvcError, locale: str) -> bytes:
 
 
 def _app_error_object(error: RoomsvcError, locale: str) -> _ErrorObject:
-    data: dict[str, Any] = {"code": error.http_status, "status": error.status,
-                            "reason": error.reason}  # fmt: skip
+    data: dict[str, Any] = {
+        "code": error.http_status,
+        "status": error.status,
+        "reason": error.reason,
+    }
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         data["retryAfter"] = retry_after
