@@ -218,6 +218,9 @@ export class RoomsvcClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15000;
     this.reconnectPolicy = { baseMs: 500, maxMs: 30000, maxAttempts: Infinity, ...options.reconnect };
     this.p2pTimeoutMs = options.p2pTimeoutMs ?? 10000;
+    // More RTCConfiguration for each pair (e.g. iceTransportPolicy "relay": TURN only, so no
+    // address of the player reaches its peers); iceServers always come from roomsvc.
+    this.rtcConfiguration = options.rtcConfiguration ?? {};
     // Game messages as binary frames (docs/messages.md): sent, and/or received (messageFormat).
     this.binary = binaryOption(options.binary);
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -905,7 +908,7 @@ class PeerLink {
   start() {
     const client = this.client;
     try {
-      this.pc = new client.RTCPeerConnection({ iceServers: client.iceServers });
+      this.pc = new client.RTCPeerConnection({ ...client.rtcConfiguration, iceServers: client.iceServers });
       this.channel = this.pc.createDataChannel("roomsvc", {
         negotiated: true, id: 0, ordered: false, maxRetransmits: 0,
       });
