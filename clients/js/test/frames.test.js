@@ -146,3 +146,22 @@ test("a binary send pending at a disconnect is rejected; a bad binary option is 
   client.close();
   assert.throws(() => newClient(new FakeNetwork(), { binary: "yes" }), /binary must be true, false, or \{send, receive\}/);
 });
+
+test("a binary message that arrives while its room resumes waits for the resume reply", async () => {
+  const network = new FakeNetwork();
+  const client = newClient(network, { binary: true });
+  const messages = collect(client, "message");
+  const connecting = client.connect();
+  const socket = await network.socket(0);
+  socket.accept(welcome([room("r1", 3, [joined("p_a", ME), joined("p_b", "bob")])]));
+  const resume = await socket.request("rooms.resumeMessages");
+  socket.pushBinary(hex("04 01 0000000000000001 02 7231 03 705f62 01")); // the replay
+  socket.pushBinary(hex("04 01 0000000000000002 02 7231 03 705f62 02")); // live
+  socket.pushBinary(hex("04 01 0000000000000001 02 7231 03 705f62 01")); // seq 1 again
+  assert.equal(messages.length, 0); // held: the room has not resumed yet
+  socket.reply(resume, { kind: "roomsvc#messagesResumed", replayed: 1, lastSeq: 2, complete: true });
+  await connecting;
+  // delivered in order once resumed, the duplicate dropped
+  assert.deepEqual(messages.map((m) => [m.seq, ...m.data]), [[1, 1], [2, 2]]);
+  client.close();
+});
