@@ -31,12 +31,17 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from roomsvc.messages import frames
 
 PATH = "/games/v1/realtime"
+# msgspec parses ~3x faster than the stdlib (docs/spec.md §11): a load generator's CPU competes
+# with the server it measures (docs/performance.md)
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 class CallError(Exception):
@@ -72,13 +77,16 @@ class Message:
 
 class RoomsvcClient:
     def __init__(self, url: str, token: str, *, binary: bool = False, reconnect: bool = True,
-                 language: str | None = None, call_timeout: float = 30.0) -> None:  # fmt: skip
+                 language: str | None = None, call_timeout: float = 30.0,
+                 compression: str | None = "deflate") -> None:  # fmt: skip
         self.base = url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         self.token = token
         self.binary = binary
         self.reconnect = reconnect
         self.language = language
         self.call_timeout = call_timeout
+        # None: no per-message deflate, as a load generator wants (docs/performance.md)
+        self.compression = compression
         self.welcome: dict[str, Any] = {}
         self.last_seq: dict[str, int] = {}  # roomId -> newest reliable seq received
         self.close_code: int | None = None
@@ -109,7 +117,8 @@ class RoomsvcClient:
         """Open the socket; resolves with the welcome's params."""
         self._closing = False
         self._welcomed = asyncio.get_running_loop().create_future()
-        self._ws = await connect(self.url, max_size=None, open_timeout=self.call_timeout)
+        self._ws = await connect(self.url, max_size=None, open_timeout=self.call_timeout,
+                                 compression=self.compression)  # fmt: skip
         self._reader = asyncio.create_task(self._read(self._ws))
         self.welcome = await asyncio.wait_for(asyncio.shield(self._welcomed), self.call_timeout)
         return self.welcome
@@ -120,6 +129,14 @@ class RoomsvcClient:
             await self._ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+    def drop(self) -> None:
+        """Cut the socket without a close frame, as a lost network would: the server sees the
+        player go silent (presence, docs/spec.md §6), and this client reconnects unless
+        `reconnect=False`. For tests and the load test's drop games."""
+        transport = self._ws.transport if self._ws is not None else None
+        if transport is not None:
+            transport.abort()
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
@@ -180,7 +197,7 @@ class RoomsvcClient:
                     else:
                         future.set_exception(CallError(json.loads(frame.error_json)))
             return
-        frame_json = json.loads(raw)
+        frame_json = _decode(raw)
         if "method" not in frame_json:
             future = self._pending.pop(frame_json.get("id"), None)
             if future is not None and not future.done():
@@ -225,8 +242,10 @@ class RoomsvcClient:
 
     # ---- calls ---------------------------------------------------------------------------------
 
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        """One JSON-RPC request; its result, or CallError / Disconnected."""
+    async def call(self, method: str, params: dict[str, Any] | None = None, *,
+                   within: float | None = None) -> Any:  # fmt: skip
+        """One JSON-RPC request; its result, or CallError / Disconnected / TimeoutError (no
+        reply `within` seconds, default `call_timeout`)."""
         ws = self._ws
         if ws is None:
             raise Disconnected(None)
@@ -235,11 +254,14 @@ class RoomsvcClient:
         self._pending[request_id] = future
         frame = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
         try:
-            await ws.send(json.dumps(frame))
+            await ws.send(_encode(frame).decode())
         except ConnectionClosed:
             self._pending.pop(request_id, None)
             raise Disconnected(self.close_code) from None
-        return await asyncio.wait_for(future, self.call_timeout)
+        try:
+            return await asyncio.wait_for(future, self.call_timeout if within is None else within)
+        finally:
+            self._pending.pop(request_id, None)  # a timed-out call's late reply is dropped
 
     def _room(self, method: str, room_id: str | None, body: Any = None) -> Any:
         params: dict[str, Any] = {}

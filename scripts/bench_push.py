@@ -6,14 +6,14 @@ p99 <= 10 ms at 1,000 pushes/s, with 1,000 connections).
                                             [--seconds 10]
 
 Starts a throwaway valkey-server from the wheel and one `roomsvc serve` process on it. This
-process opens `--connections` realtime sockets (one player each, `--room-size` players per
-room, rooms created and joined over REST), then commits `--rate` room changes per second for
-`--seconds` through the store layer itself (`RoomStore.mutate`: the same compare-and-set script
-that publishes), spread over the rooms, and timestamps each commit just before the script is
-sent. Each socket timestamps each `roomStatus` it receives; the clock is this process's, so
-the two are comparable. Prints, per delivery and per change (until its LAST participant has
-it), p50/p99/max, and the deliveries/s achieved. A push is one frame on one socket: the default
-rate of 250 changes/s to rooms of 4 makes 1,000 pushes/s.
+process opens `--connections` realtime sockets (`roomsvc.client`, one player each,
+`--room-size` players per room, rooms created and joined over REST), then commits `--rate` room
+changes per second for `--seconds` through the store layer itself (`RoomStore.mutate`: the same
+compare-and-set script that publishes), spread over the rooms, and timestamps each commit just
+before the script is sent. Each socket timestamps each `roomStatus` it receives; the clock is
+this process's, so the two are comparable. Prints, per delivery and per change (until its LAST
+participant has it), p50/p99/max, and the deliveries/s achieved. A push is one frame on one
+socket: the default rate of 250 changes/s to rooms of 4 makes 1,000 pushes/s.
 
 Then, in the same run, the limit docs/spec.md §11 quotes beside the figure: the bare fan-out of a
 uvicorn server with the same WebSocket settings sending a frame of the same size to as many
@@ -30,11 +30,11 @@ import shutil
 import tempfile
 import time
 import uuid
+from typing import Any
 
 import httpx
 import msgspec
 import redis.asyncio as aioredis
-from websockets.asyncio.client import ClientConnection, connect
 from wsbench_support import (
     SECRET,
     cpu_seconds,
@@ -48,12 +48,13 @@ from wsbench_support import (
 )
 
 from roomsvc.auth.tokens import mint_token
+from roomsvc.client import RoomsvcClient
 from roomsvc.common.clock import now_ms
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Limits
 from roomsvc.rooms.store import RoomStore
 
-_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 BARE_ROUNDS = 50
 
 
@@ -93,21 +94,25 @@ def gc_pauses(metrics: str) -> str:
 
 
 class Receiver:
-    def __init__(self, ws: ClientConnection, arrivals: dict[tuple[str, int], list[float]]) -> None:
-        self.ws = ws
-        self.arrivals = arrivals
-        self.size = 0  # characters of the last roomStatus frame
-        self.task = asyncio.create_task(self.run())
+    """One participant on `roomsvc.client` (compression off, no reconnect). Its arrival stamp
+    is taken in the listener, after the client parsed the frame: ~7 us later than the frame's
+    arrival, and the client costs no more CPU per push than raw sockets that parse with msgspec
+    (docs/performance.md "Load generators")."""
 
-    async def run(self) -> None:
-        async for raw in self.ws:
-            at = time.perf_counter()
-            message = _decode(raw)
-            if message.get("method") == "roomStatus":
-                self.size = len(raw)
-                params = message["params"]
-                key = (params["roomId"], params["roomStatusVersion"])
-                self.arrivals.setdefault(key, []).append(at)
+    def __init__(self, client: RoomsvcClient,
+                 arrivals: dict[tuple[str, int], list[float]]) -> None:  # fmt: skip
+        self.client = client
+        self.arrivals = arrivals
+        self.size = 0  # characters of a roomStatus frame (the bare fan-out sends as many)
+        client.on("roomStatus", self.on_room)
+
+    def on_room(self, params: dict[str, Any]) -> None:
+        at = time.perf_counter()
+        key = (params["roomId"], params["roomStatusVersion"])
+        self.arrivals.setdefault(key, []).append(at)
+        if not self.size:  # once: the frame as the server encodes it
+            frame = {"jsonrpc": "2.0", "method": "roomStatus", "params": params}
+            self.size = len(_encode(frame))
 
 
 async def setup_rooms(
@@ -136,17 +141,17 @@ async def run(
 ) -> None:
     app = "bench-" + uuid.uuid4().hex[:8]
     made = await setup_rooms(base, app, args.connections, args.room_size)
-    ws_base = base.replace("http://", "ws://") + "/games/v1/realtime?access_token="
     arrivals: dict[tuple[str, int], list[float]] = {}
     receivers: list[Receiver] = []
     gate = asyncio.Semaphore(100)
 
     async def open_one(player: str) -> None:
         async with gate:
-            ws = await connect(ws_base + mint_token(SECRET, player, app), compression=None,
-                               max_queue=None)  # fmt: skip
-            await ws.recv()  # welcome
-            receivers.append(Receiver(ws, arrivals))
+            client = RoomsvcClient(base, mint_token(SECRET, player, app), reconnect=False,
+                                   compression=None, call_timeout=60)  # fmt: skip
+            receiver = Receiver(client, arrivals)
+            await client.connect()  # the welcome: the socket is registered
+            receivers.append(receiver)
 
     await asyncio.gather(*(open_one(p) for _, players in made for p in players))
     print(f"bench_push: {len(receivers)} sockets open, {len(made)} rooms of {args.room_size}")
@@ -233,7 +238,7 @@ async def run(
         print("bench_push: server's collector pauses since start (count x mean):",
               gc_pauses(exposed))  # fmt: skip
     for receiver in receivers:
-        await receiver.ws.close()
+        await receiver.client.close()
     await store.aclose()
     size = max((r.size for r in receivers), default=1000)
     bare_cpu, bare_rate = await measure_bare_fanout(*bare, len(receivers), BARE_ROUNDS, size)

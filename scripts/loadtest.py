@@ -7,10 +7,10 @@
     .venv/bin/python scripts/loadtest.py --url http://127.0.0.1:8080 --secret "$SECRET" \
         --players 100 --duration 20 --mix invite=0.5,auto=0.4,drop=0.1 --presence-grace 20
 
-Each player is one `websockets` client (compression off, as docs/spec.md §11 advises) holding one
-socket; every call is a JSON-RPC request on it and every room change arrives as a `roomStatus`
-push. Games, started for `--duration` seconds in the proportions of `--mix` (a smooth weighted
-round robin, so even a short run starts every kind):
+Each player is one `roomsvc.client.RoomsvcClient` (compression off, as docs/spec.md §11 advises,
+no reconnect) holding one socket; every call is a JSON-RPC request on it and every room change
+arrives as a `roomStatus` push. Games, started for `--duration` seconds in the proportions of
+`--mix` (a smooth weighted round robin, so even a short run starts every kind):
 
 - invite: a host creates a room inviting 1-3 idle players; each invitee learns of it from the
   push, joins; once the room is CONNECTING everybody reports CONNECTION_ESTABLISHED for every

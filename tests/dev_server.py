@@ -10,8 +10,10 @@ from tests.support import ServerProcess
 
 
 @contextlib.contextmanager
-def dev_server(redis_url: str, grace_seconds: int = 20) -> Iterator[ServerProcess]:
-    server = ServerProcess(redis_url, env={"ROOMSVC_PRESENCE_GRACE_SECONDS": str(grace_seconds)})
+def dev_server(redis_url: str, grace_seconds: int = 20,
+               env: dict[str, str] | None = None) -> Iterator[ServerProcess]:  # fmt: skip
+    server = ServerProcess(redis_url, env={"ROOMSVC_PRESENCE_GRACE_SECONDS": str(grace_seconds),
+                                           **(env or {})})  # fmt: skip
     server.env.pop("ROOMSVC_JWT_SECRET")  # ServerProcess sets a private one
     server.start()
     try:

@@ -1,4 +1,5 @@
-"""What the in-room message tests share: players on `roomsvc.client`, and a room of them."""
+"""What the in-room message and realtime tests share: players on `roomsvc.client`, and a room
+of them."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ class Player:
         self.client.on("message", self._record(self.messages))
         self.client.on("signal", self._record(self.signals))
         self.client.on("roomStatus", self._record(self.statuses))
+        # every roomStatus push in arrival order; an invitation is one too (roomsvc.client names
+        # it by this player's status)
+        self.pushes: list[dict[str, Any]] = []
+        self.client.on("roomStatus", self._record(self.pushes))
+        self.client.on("invitation", self._record(self.pushes))
+        self.disconnects: list[int | None] = []  # close codes, in order
+        self.client.on("disconnected", self._record(self.disconnects))
         self.participant: dict[str, str] = {}  # roomId -> this player's participant id
 
     def _record(self, into: list[Any]) -> Callable[[Any], None]:
@@ -38,6 +46,27 @@ class Player:
             while not predicate():
                 self.changed.clear()
                 await self.changed.wait()
+
+    async def pushed(self, predicate: Callable[[dict[str, Any]], bool],
+                     within: float = 100 * UNIT) -> dict[str, Any]:  # fmt: skip
+        """The first push matching `predicate`; an AssertionError if the socket closed first."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            for push in self.pushes:
+                if predicate(push):
+                    found.append(push)
+                    return True
+            return bool(self.disconnects)
+
+        await self.until(seen, within)
+        if not found:
+            raise AssertionError(f"{self.name}'s socket closed first: {self.disconnects}")
+        return found[0]
+
+    def versions(self, room_id: str) -> list[int]:
+        """The versions of `room_id` this player was pushed, in arrival order."""
+        return [p["roomStatusVersion"] for p in self.pushes if p["roomId"] == room_id]
 
     def learn(self, room: dict[str, Any]) -> dict[str, Any]:
         for p in room.get("participants") or []:

@@ -51,3 +51,14 @@ def test_js_client_against_a_real_server(demo_server: ServerProcess) -> None:
     log = demo_server.output()[-3000:]
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:] + log
     assert "# pass 0" not in run.stdout
+
+
+def test_js_client_binary_frames_against_a_real_server(demo_server: ServerProcess) -> None:
+    """The client with `binary` sends SEND frames and receives MESSAGE frames
+    (`?messageFormat=binary`) through a real server: in order, errors as RoomsvcErrors, and a
+    binary and a JSON client in one room (docs/messages.md "Binary frames")."""
+    env = {"ROOMSVC_TEST_URL": demo_server.base_url}
+    run = _node(*_websocket_flags(), "--test", "clients/js/test/live_binary.test.js", env=env)
+    log = demo_server.output()[-3000:]
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:] + log
+    assert "# pass 2" in run.stdout and "# skipped 0" in run.stdout, run.stdout[-3000:]

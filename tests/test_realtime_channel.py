@@ -1,7 +1,9 @@
 """The realtime channel on a real server (docs/spec.md §6): handshake, welcome, JSON-RPC, limits.
 
-Real `roomsvc serve` processes, real `websockets` clients, real valkey; durations are
-multiples of UNIT and nothing asserts a timing.
+Real `roomsvc serve` processes, real valkey; durations are multiples of UNIT and nothing asserts
+a timing. What a game sees (a welcome in its language, room calls, events calls) goes through
+`roomsvc.client`; the wire itself (frame shapes, malformed frames, JSON-RPC error objects, close
+codes, handshakes) through raw `websockets` connections.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from roomsvc.client import RoomsvcClient
 from roomsvc.messages import frames
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token
 
@@ -167,8 +170,8 @@ async def test_welcome_is_in_the_requested_language(
 ) -> None:
     """language on the handshake picks the words of every room the socket carries."""
     room = await create_room(rest, app_id, "ana", "bo")
-    feed = await open_feed(rt_server, "bo", app_id, language="es")
-    invitation = feed.messages[0]["params"]["invitations"][0]
+    client = RoomsvcClient(rt_server.base_url, token("bo", app_id), language="es")
+    invitation = (await client.connect())["invitations"][0]
     reply = await rest.get(
         f"/games/v1/rooms/{room['roomId']}?language=es", headers=auth("bo", app_id)
     )
@@ -177,7 +180,7 @@ async def test_welcome_is_in_the_requested_language(
         invitation["description"]
         != (await rest_get(rest, app_id, "bo", room["roomId"]))["description"]
     )
-    await feed.ws.close()
+    await client.close()
 
 
 async def test_jsonrpc_rooms_methods_equal_rest(
@@ -234,14 +237,15 @@ async def test_events_methods_are_callable_over_the_socket(
     rest: httpx.AsyncClient, rt_server: ServerProcess, app_id: str
 ) -> None:
     """events.listDefinitions and events.listByPlayer answer as their REST twins."""
-    feed = await open_feed(rt_server, "ana", app_id)
+    client = RoomsvcClient(rt_server.base_url, token("ana", app_id))
+    await client.connect()
     for method, path in (
         ("events.listDefinitions", "/games/v1/eventDefinitions"),
         ("events.listByPlayer", "/games/v1/events"),
     ):
-        reply = await feed.call(method, method)
-        assert reply["result"] == (await rest.get(path, headers=auth("ana", app_id))).json()
-    await feed.ws.close()
+        result = await client.call(method)
+        assert result == (await rest.get(path, headers=auth("ana", app_id))).json()
+    await client.close()
 
 
 async def test_bad_frames_get_errors_and_the_connection_lives(
@@ -400,14 +404,15 @@ async def test_jsonrpc_decline_and_dismiss_equal_rest(
     """rooms.decline answers the Room as REST does; rooms.dismiss answers null and hides it."""
     declined = await create_room(rest, app_id, "ana", "bo", "cy")
     dismissed = await create_room(rest, app_id, "ana", "bo")
-    bo = await open_feed(rt_server, "bo", app_id)
-    reply = await bo.call("rooms.decline", 1, roomId=declined["roomId"])
-    assert reply["result"] == await rest_get(rest, app_id, "bo", declined["roomId"])
-    gone = await bo.call("rooms.dismiss", 2, roomId=dismissed["roomId"])
-    assert gone["result"] is None and "error" not in gone
-    listed = (await bo.call("rooms.list", 3))["result"]
-    assert dismissed["roomId"] not in [room["roomId"] for room in listed.get("items", [])]
-    await bo.ws.close()
+    bo = RoomsvcClient(rt_server.base_url, token("bo", app_id))
+    await bo.connect()
+    room = await bo.decline_invitation(declined["roomId"])
+    assert room == await rest_get(rest, app_id, "bo", declined["roomId"])
+    # an error reply raises CallError: reaching the assert means a result, and it is null
+    assert await bo.call("rooms.dismiss", {"roomId": dismissed["roomId"]}) is None
+    listed = await bo.list_invitations()
+    assert dismissed["roomId"] not in [room["roomId"] for room in listed]
+    await bo.close()
 
 
 async def test_socket_closes_with_1008_when_its_token_expires(

@@ -1,6 +1,10 @@
 """The realtime channel across processes (docs/spec.md §6, §12 items 6, 8, 10, 11): ordered pushes
 between two servers, presence after a `kill -9`, reconnect within the grace, a lost pub/sub
-link, a stalled reader, SIGTERM. Real processes, real sockets, real valkey."""
+link, a stalled reader, SIGTERM. Real processes, real sockets, real valkey.
+
+Players are `roomsvc.client` clients (tests/messaging.py) where the test is about what a game
+sees (pushes, seats kept across reconnects); raw sockets where it is about the wire itself (a
+reader that stalls, close codes, frames sent before a SIGTERM)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from roomsvc.store import keys
+from tests.messaging import Player
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, raw_websocket, wait_until
 from tests.test_realtime_channel import Feed, open_feed, ws_url
 
@@ -69,22 +74,19 @@ async def report(
     )
 
 
-def versions(feed: Feed, room_id: str) -> list[int]:
-    return [s["roomStatusVersion"] for s in feed.statuses(room_id)]
+async def connected(server: ServerProcess, name: str, app: str) -> Player:
+    """A player on `roomsvc.client` that never reconnects: a closed socket fails the test."""
+    player = Player(server, name, app, reconnect=False)
+    await player.client.connect()
+    return player
 
 
 def strictly_increasing(values: list[int]) -> bool:
     return all(a < b for a, b in itertools.pairwise(values))
 
 
-async def reaches(feed: Feed, room_id: str, version: int) -> None:
-    await feed.until(
-        lambda m: (
-            m.get("method") == "roomStatus"
-            and m["params"]["roomId"] == room_id
-            and m["params"]["roomStatusVersion"] >= version
-        )
-    )
+async def reaches(player: Player, room_id: str, version: int) -> None:
+    await player.pushed(lambda p: p["roomId"] == room_id and p["roomStatusVersion"] >= version)
 
 
 async def two_player_room(
@@ -124,16 +126,16 @@ async def test_pushes_cross_processes_in_order(
 ) -> None:
     """Changes made through two processes reach sockets on both, versions strictly rising."""
     first, second = pair
-    ana = await open_feed(first, "ana", app_id)
-    bo = await open_feed(second, "bo", app_id)
+    ana = await connected(first, "ana", app_id)
+    bo = await connected(second, "bo", app_id)
     room = await two_player_room(rest, first, app_id, "ana", "bo")
     await toggle(rest, [first, second], app_id, room, "ana", "bo", 24)
     final = (await rest_get_at(rest, first, app_id, "ana", room["roomId"]))["roomStatusVersion"]
-    for feed in (ana, bo):
-        await reaches(feed, room["roomId"], final)
-        seen = versions(feed, room["roomId"])
+    for player in (ana, bo):
+        await reaches(player, room["roomId"], final)
+        seen = player.versions(room["roomId"])
         assert strictly_increasing(seen) and seen[-1] == final
-        await feed.ws.close()
+        await player.client.close()
 
 
 async def rest_get_at(
@@ -173,26 +175,25 @@ async def test_killed_process_players_leave_after_the_grace(
         room_id = created.json()["roomId"]
         for player in ("vic1", "vic2"):
             await join(rest, survivor, app_id, player, room_id)
-        sam = await open_feed(survivor, "sam", app_id)
-        victims = [await open_feed(victim, p, app_id) for p in ("vic1", "vic2")]
+        sam = await connected(survivor, "sam", app_id)
+        victims = [await connected(victim, p, app_id) for p in ("vic1", "vic2")]
         before = (await rest_get_at(rest, survivor, app_id, "sam", room_id))["roomStatusVersion"]
         victim.kill()
-        told = await sam.until(
-            lambda m: (
-                m.get("method") == "roomStatus"
-                and m["params"]["roomId"] == room_id
-                and leave_reasons(m["params"])["vic1"] == ("PARTICIPANT_LEFT", "PRESENCE_FAILURE")
-                and leave_reasons(m["params"])["vic2"] == ("PARTICIPANT_LEFT", "PRESENCE_FAILURE")
+        told = await sam.pushed(
+            lambda room: (
+                room["roomId"] == room_id
+                and leave_reasons(room)["vic1"] == ("PARTICIPANT_LEFT", "PRESENCE_FAILURE")
+                and leave_reasons(room)["vic2"] == ("PARTICIPANT_LEFT", "PRESENCE_FAILURE")
             )
         )
-        assert leave_reasons(told["params"])["sam"] == ("PARTICIPANT_JOINED", None)
-        assert told["params"]["roomStatusVersion"] == before + 2
+        assert leave_reasons(told)["sam"] == ("PARTICIPANT_JOINED", None)
+        assert told["roomStatusVersion"] == before + 2
         await asyncio.sleep(20 * UNIT)  # several sweeps later: released once, nothing more
         after = await rest_get_at(rest, survivor, app_id, "sam", room_id)
         assert after["roomStatusVersion"] == before + 2
-        assert strictly_increasing(versions(sam, room_id))
-        for feed in (sam, *victims):
-            await feed.ws.close()
+        assert strictly_increasing(sam.versions(room_id))
+        for player in (sam, *victims):
+            await player.client.close()
     finally:
         victim.kill()
 
@@ -205,16 +206,17 @@ async def test_reconnect_within_grace_keeps_the_seat(
     room = await two_player_room(rest, first, app_id, "olga", "ray")
     room_id, version = room["roomId"], room["roomStatusVersion"]
     for server in (first, second):  # hop between processes, each gap well inside 1 s
-        feed = await open_feed(server, "ray", app_id)
+        ray = await connected(server, "ray", app_id)
+        assert [r["roomId"] for r in ray.client.welcome["rooms"]] == [room_id]  # the seat
         await asyncio.sleep(8 * UNIT)
-        await feed.ws.close()
+        await ray.client.close()
         await asyncio.sleep(2 * UNIT)
-    feed = await open_feed(second, "ray", app_id)
+    ray = await connected(second, "ray", app_id)
     await asyncio.sleep(15 * UNIT)
     kept = await rest_get_at(rest, first, app_id, "olga", room_id)
     assert leave_reasons(kept)["ray"] == ("PARTICIPANT_JOINED", None)
     assert kept["roomStatusVersion"] == version
-    await feed.ws.close()
+    await ray.client.close()
     for _ in range(100):
         room_now = await rest_get_at(rest, first, app_id, "olga", room_id)
         if leave_reasons(room_now)["ray"][0] == "PARTICIPANT_LEFT":
@@ -243,8 +245,8 @@ async def test_lost_pubsub_link_resyncs_every_client(
     server = ServerProcess(own_valkey.url).start()
     admin = aioredis.Redis.from_url(own_valkey.url)
     try:
-        ana = await open_feed(server, "ana", app_id)
-        bo = await open_feed(server, "bo", app_id)
+        ana = await connected(server, "ana", app_id)
+        bo = await connected(server, "bo", app_id)
         room = await two_player_room(rest, server, app_id, "ana", "bo")
         for _ in range(3):
             for _ in range(100):  # the bridge is back (after the previous cut)
@@ -260,13 +262,13 @@ async def test_lost_pubsub_link_resyncs_every_client(
         admin = aioredis.Redis.from_url(own_valkey.url)
         await toggle(rest, [server], app_id, room, "ana", "bo", 6)
         final = await rest_get_at(rest, server, app_id, "ana", room["roomId"])
-        for feed in (ana, bo):
+        for player in (ana, bo):
             try:
-                await reaches(feed, room["roomId"], final["roomStatusVersion"])
+                await reaches(player, room["roomId"], final["roomStatusVersion"])
             except TimeoutError:
                 pytest.fail(f"a client stayed behind; the server said:\n{server.output()[-4000:]}")
-            assert strictly_increasing(versions(feed, room["roomId"]))
-            await feed.ws.close()
+            assert strictly_increasing(player.versions(room["roomId"]))
+            await player.client.close()
     finally:
         await admin.aclose()
         server.stop()
@@ -302,7 +304,7 @@ async def test_stalled_reader_is_cut_while_others_still_receive(
         headers=auth("act", app_id),
     )
     room = await join(rest, first, app_id, "stall", created.json()["roomId"])
-    act = await open_feed(first, "act", app_id)
+    act = await connected(first, "act", app_id)
     stalled = await asyncio.to_thread(stalled_socket, first, "stall", app_id)
     cut = False
     for _ in range(100):
@@ -313,10 +315,10 @@ async def test_stalled_reader_is_cut_while_others_still_receive(
     assert cut, "the stalled reader was never cut"
     final = await rest_get_at(rest, first, app_id, "act", room["roomId"])
     await reaches(act, room["roomId"], final["roomStatusVersion"])
-    assert strictly_increasing(versions(act, room["roomId"]))
+    assert strictly_increasing(act.versions(room["roomId"]))
     assert await asyncio.to_thread(drained_until_cut, stalled)
     stalled.close()
-    await act.ws.close()
+    await act.client.close()
 
 
 async def test_sigterm_finishes_calls_then_closes_with_1012(

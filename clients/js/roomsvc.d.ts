@@ -141,6 +141,16 @@ export interface RoomsvcClientOptions {
   reconnect?: ReconnectPolicy;
   /** How long a pair may take to open its data channel before it stays on the relay. */
   p2pTimeoutMs?: number;
+  /**
+   * Game messages as binary frames (docs/messages.md "Binary frames"): true sends SEND frames
+   * and receives MESSAGE frames (?messageFormat=binary); {send, receive} picks either.
+   */
+  binary?: boolean | { send?: boolean; receive?: boolean };
+  /**
+   * Added to each pair's RTCConfiguration (iceServers always come from roomsvc), e.g.
+   * {iceTransportPolicy: "relay"}: TURN only.
+   */
+  rtcConfiguration?: Record<string, unknown>;
   /** A WebSocket constructor (default globalThis.WebSocket; Node 20: the `ws` package). */
   WebSocket?: unknown;
   RTCPeerConnection?: unknown;
@@ -160,7 +170,7 @@ export class RoomsvcError extends Error {
   status: string | null;
   /**
    * Google's reason (notFound, conflict...), or the client's own: disconnected, closed,
-   * timeout, connectFailed, messageTooLarge, alreadyConnected, noWebSocket.
+   * timeout, connectFailed, messageTooLarge, alreadyConnected, noWebSocket, badFrame.
    */
   reason: string | null;
   /** 7003 participant not connected, 7004 room not joined, 7005 inactive room. */
@@ -175,6 +185,32 @@ export function backoffDelay(
 export function bytesToBase64(bytes: Uint8Array): string;
 export function base64ToBytes(b64: string): Uint8Array;
 export function participantIdOf(participant: RoomParticipant): string;
+
+/** Binary frame types (docs/messages.md "Binary frames"). */
+export const FRAME_SEND: 0x01;
+export const FRAME_SENT: 0x02;
+export const FRAME_REJECTED: 0x03;
+export const FRAME_MESSAGE: 0x04;
+
+export interface SendFrame {
+  reliable: boolean;
+  /** u32; 0 asks for no reply. */
+  tag: number;
+  roomId: string;
+  /** Omitted or empty: every other JOINED participant. */
+  recipients?: string[];
+  payload: Uint8Array;
+}
+
+export type ServerFrame =
+  | { type: "sent"; tag: number; tokenId: number }
+  | { type: "rejected"; tag: number; error: { code: number; message: string; data?: Record<string, unknown> } }
+  | { type: "message"; isReliable: boolean; /** 0: unreliable */ seq: number; roomId: string; senderParticipantId: string; data: Uint8Array };
+
+/** A SEND frame; throws a TypeError for ids over 255 UTF-8 bytes or over 255 recipients. */
+export function encodeSendFrame(frame: SendFrame): Uint8Array;
+/** A server frame; throws a RoomsvcError with reason "badFrame" when it does not parse. */
+export function decodeServerFrame(bytes: ArrayBuffer | Uint8Array): ServerFrame;
 
 export class RoomsvcClient {
   constructor(options: RoomsvcClientOptions);

@@ -65,6 +65,115 @@ export function participantIdOf(participant) {
   return participant.id ?? participant.participantId;
 }
 
+// ---- binary frames (docs/messages.md "Binary frames") -------------------------------------
+// Game traffic without JSON or base64. Integers big-endian; ids UTF-8 with a one-byte length.
+//   SEND      0x01 | flags | u32 tag | id roomId | u8 n, n x id | payload   (client -> server)
+//   SENT      0x02 | u32 tag | u32 tokenId                                   (server -> client)
+//   REJECTED  0x03 | u32 tag | the JSON-RPC error object, UTF-8 JSON
+//   MESSAGE   0x04 | flags | u64 seq (0: unreliable) | id roomId | id senderParticipantId | payload
+// flags: bit 0 = reliable.
+export const FRAME_SEND = 0x01;
+export const FRAME_SENT = 0x02;
+export const FRAME_REJECTED = 0x03;
+export const FRAME_MESSAGE = 0x04;
+const FLAG_RELIABLE = 0x01;
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function shortId(value, what) {
+  if (typeof value !== "string" || !value) throw new TypeError(`${what} must be a non-empty string`);
+  const raw = utf8.encode(value);
+  if (raw.length > 255) throw new TypeError(`${what} is ${raw.length} bytes in UTF-8; binary frames allow 255`);
+  return raw;
+}
+
+/** A SEND frame: {reliable, tag (u32; 0 asks for no reply), roomId, recipients?, payload}. */
+export function encodeSendFrame({ reliable, tag, roomId, recipients, payload }) {
+  if (!Number.isInteger(tag) || tag < 0 || tag > 0xffffffff) throw new TypeError("tag must be a u32");
+  if (!(payload instanceof Uint8Array)) throw new TypeError("payload must be a Uint8Array");
+  const ids = [shortId(roomId, "roomId"), ...(recipients ?? []).map((id) => shortId(id, "participantId"))];
+  if (ids.length - 1 > 255) throw new TypeError("binary frames address at most 255 recipients");
+  const size = 6 + ids.reduce((n, id) => n + 1 + id.length, 0) + 1 + payload.length;
+  const frame = new Uint8Array(size);
+  const view = new DataView(frame.buffer);
+  frame[0] = FRAME_SEND;
+  frame[1] = reliable ? FLAG_RELIABLE : 0;
+  view.setUint32(2, tag);
+  let at = 6;
+  const put = (id) => {
+    frame[at] = id.length;
+    frame.set(id, at + 1);
+    at += 1 + id.length;
+  };
+  put(ids[0]);
+  frame[at++] = ids.length - 1; // 0: every other JOINED participant
+  ids.slice(1).forEach(put);
+  frame.set(payload, at);
+  return frame;
+}
+
+function badFrame(problem) {
+  return new RoomsvcError(`Malformed binary frame: ${problem}.`, { reason: "badFrame" });
+}
+
+/**
+ * A server frame -> {type: "sent", tag, tokenId} | {type: "rejected", tag, error} |
+ * {type: "message", isReliable, seq (0: unreliable), roomId, senderParticipantId, data}.
+ * A malformed one throws a RoomsvcError with reason "badFrame".
+ */
+export function decodeServerFrame(input) {
+  const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const need = (n, what) => {
+    if (bytes.length < n) throw badFrame(`${what} truncated`);
+  };
+  const type = bytes[0];
+  if (type === FRAME_SENT) {
+    need(9, "SENT");
+    return { type: "sent", tag: view.getUint32(1), tokenId: view.getUint32(5) };
+  }
+  if (type === FRAME_REJECTED) {
+    need(5, "REJECTED");
+    let error;
+    try {
+      error = JSON.parse(fromUtf8.decode(bytes.subarray(5)));
+    } catch {
+      throw badFrame("REJECTED error is not JSON");
+    }
+    return { type: "rejected", tag: view.getUint32(1), error };
+  }
+  if (type === FRAME_MESSAGE) {
+    need(10, "MESSAGE");
+    let at = 10;
+    const id = (what) => {
+      need(at + 1, what);
+      const end = at + 1 + bytes[at];
+      need(end, what);
+      let text;
+      try {
+        text = fromUtf8.decode(bytes.subarray(at + 1, end));
+      } catch {
+        throw badFrame(`${what} is not UTF-8`);
+      }
+      at = end;
+      return text;
+    };
+    const roomId = id("roomId");
+    const senderParticipantId = id("senderParticipantId");
+    return {
+      type: "message", isReliable: Boolean(bytes[1] & FLAG_RELIABLE), seq: Number(view.getBigUint64(2)),
+      roomId, senderParticipantId, data: bytes.slice(at),
+    };
+  }
+  throw badFrame(`unknown type ${type ?? "(empty frame)"}`);
+}
+
+function binaryOption(option) {
+  if (option === true || option === false || option === undefined) return { send: Boolean(option), receive: Boolean(option) };
+  if (typeof option === "object" && option !== null) return { send: Boolean(option.send), receive: Boolean(option.receive) };
+  throw new TypeError("binary must be true, false, or {send, receive}");
+}
+
 function asBytes(bytes, limit) {
   if (!(bytes instanceof Uint8Array)) {
     throw new TypeError("message data must be a Uint8Array");
@@ -75,13 +184,14 @@ function asBytes(bytes, limit) {
   return bytes;
 }
 
-function realtimeUrl(base, token, language) {
+function realtimeUrl(base, token, language, binaryReceive) {
   const url = new URL(base);
   if (url.protocol === "http:") url.protocol = "ws:";
   if (url.protocol === "https:") url.protocol = "wss:";
   if (url.pathname === "/" || url.pathname === "") url.pathname = REALTIME_PATH;
   url.searchParams.set("access_token", token);
   if (language) url.searchParams.set("language", language);
+  if (binaryReceive) url.searchParams.set("messageFormat", "binary");
   return url.toString();
 }
 
@@ -108,6 +218,11 @@ export class RoomsvcClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15000;
     this.reconnectPolicy = { baseMs: 500, maxMs: 30000, maxAttempts: Infinity, ...options.reconnect };
     this.p2pTimeoutMs = options.p2pTimeoutMs ?? 10000;
+    // More RTCConfiguration for each pair (e.g. iceTransportPolicy "relay": TURN only, so no
+    // address of the player reaches its peers); iceServers always come from roomsvc.
+    this.rtcConfiguration = options.rtcConfiguration ?? {};
+    // Game messages as binary frames (docs/messages.md): sent, and/or received (messageFormat).
+    this.binary = binaryOption(options.binary);
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.RTCPeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
     this.random = options.random ?? Math.random;
@@ -117,6 +232,8 @@ export class RoomsvcClient {
     this.socket = null;
     this.nextId = 1;
     this.pending = new Map(); // request id -> {resolve, reject, timer, method}
+    this.nextTag = 1;
+    this.pendingTags = new Map(); // binary SEND tag -> {resolve, reject, timer, method}
     this.closedByUser = false;
     this.live = false; // between a welcome and the close of its socket
     this.welcomeLanguage = null; // the language of the socket that sent the last welcome
@@ -174,12 +291,17 @@ export class RoomsvcClient {
   async open(initial = false) {
     const token = typeof this.token === "function" ? await this.token() : this.token;
     return new Promise((resolve, reject) => {
-      const socket = new this.WebSocket(realtimeUrl(this.url, token, this.language));
+      const socket = new this.WebSocket(realtimeUrl(this.url, token, this.language, this.binary.receive));
       const language = this.language;
       this.socket = socket;
+      socket.binaryType = "arraybuffer";
       let welcomed = false;
       socket.onmessage = (event) => {
-        if (this.socket !== socket || typeof event.data !== "string") return;
+        if (this.socket !== socket) return;
+        if (typeof event.data !== "string") {
+          if (welcomed) this.onBinary(event.data);
+          return;
+        }
         let frame;
         try {
           frame = JSON.parse(event.data);
@@ -353,9 +475,38 @@ export class RoomsvcClient {
     }
   }
 
+  /** A binary frame: a message (held like its JSON twin while its room resumes), or a reply. */
+  onBinary(data) {
+    let frame;
+    try {
+      frame = decodeServerFrame(data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data : new Uint8Array(0));
+    } catch (err) {
+      this.emit("error", err);
+      return;
+    }
+    if (frame.type === "message") {
+      const { roomId, senderParticipantId, isReliable, seq, data: bytes } = frame;
+      const params = { roomId, senderParticipantId, isReliable, data: bytes };
+      if (seq) params.seq = seq;
+      this.onFrame({ method: "message", params });
+      return;
+    }
+    const call = this.pendingTags.get(frame.tag);
+    if (!call) return;
+    this.pendingTags.delete(frame.tag);
+    clearTimeout(call.timer);
+    if (frame.type === "sent") {
+      call.resolve({ tokenId: frame.tokenId });
+    } else {
+      const { code, message, data: errorData } = frame.error ?? {};
+      call.reject(new RoomsvcError(message ?? `${call.method} failed`, { rpcCode: code ?? null, data: errorData }));
+    }
+  }
+
   failPending(err) {
-    const calls = [...this.pending.values()];
+    const calls = [...this.pending.values(), ...this.pendingTags.values()];
     this.pending.clear();
+    this.pendingTags.clear();
     for (const call of calls) {
       clearTimeout(call.timer);
       call.reject(err);
@@ -582,7 +733,7 @@ export class RoomsvcClient {
     this.emit("message", {
       roomId: params.roomId,
       senderParticipantId: params.senderParticipantId,
-      data: base64ToBytes(params.messageData),
+      data: params.data ?? base64ToBytes(params.messageData), // binary frame, or JSON
       isReliable: Boolean(params.isReliable),
       seq: params.seq,
       via: "relay",
@@ -590,9 +741,34 @@ export class RoomsvcClient {
   }
 
   sendToRelay(roomId, bytes, reliable, recipients) {
+    if (this.binary.send) return this.sendFrame(roomId, bytes, reliable, recipients);
     const body = { messageData: bytesToBase64(bytes), reliable };
     if (recipients) body.recipientParticipantIds = recipients;
     return this.call("rooms.sendMessage", { roomId, body });
+  }
+
+  /** One binary SEND frame; resolves with {tokenId} from its SENT, rejects on REJECTED. */
+  sendFrame(roomId, bytes, reliable, recipients) {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== 1) {
+      return Promise.reject(clientError("disconnected", "not connected; the message was not sent (wait for \"reconnected\")"));
+    }
+    const tag = this.nextTag;
+    this.nextTag = tag >= 0xffffffff ? 1 : tag + 1; // u32, never 0 (0 asks for no reply)
+    let frame;
+    try {
+      frame = encodeSendFrame({ reliable, tag, roomId, recipients, payload: bytes });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingTags.delete(tag);
+        reject(clientError("timeout", `binary send: no reply within ${this.requestTimeoutMs} ms; it may or may not have been applied`));
+      }, this.requestTimeoutMs);
+      this.pendingTags.set(tag, { resolve, reject, timer, method: "rooms.sendMessage" });
+      socket.send(frame);
+    });
   }
 
   /**
@@ -732,7 +908,7 @@ class PeerLink {
   start() {
     const client = this.client;
     try {
-      this.pc = new client.RTCPeerConnection({ iceServers: client.iceServers });
+      this.pc = new client.RTCPeerConnection({ ...client.rtcConfiguration, iceServers: client.iceServers });
       this.channel = this.pc.createDataChannel("roomsvc", {
         negotiated: true, id: 0, ordered: false, maxRetransmits: 0,
       });

@@ -3,7 +3,7 @@
 is the command and says what a run does.
 
     stats.py       Failure and the counters every part adds to
-    client.py      one player's socket: JSON-RPC calls, pushes, waiting on a room's state
+    client.py      one player on roomsvc.client: calls, pushes, waiting on a room's state
     players.py     the pool of idle players: connect, hand out, take back, replace the dropped
     games.py       what each kind of game does, from create to leave
     run.py         a run: start players, schedule games for the duration, drain

@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None, description: str = "") -> int:
         base, secret = server.url, server.secret
         print(f"loadtest: server pid {server.pid} at {base} (logs in {server.dir})",
               file=sys.stderr)  # fmt: skip
-    ws_url = base.replace("http://", "ws://", 1) + "/games/v1/realtime"
-    run = Run(args, ws_url, secret)
+    run = Run(args, base, secret)  # roomsvc.client makes it ws://…/games/v1/realtime
     if server is not None:
         run.cpu_probe = server.cpu_seconds
     pushes: dict[str, float] = {}

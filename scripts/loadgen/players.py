@@ -13,12 +13,12 @@ import random
 import time
 import uuid
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from loadgen.client import Client
 from loadgen.stats import Failure, Stats
 from roomsvc.auth.tokens import SCOPE_GAMES, mint_token
+from roomsvc.client import Disconnected
 
 CLOSE_OVERLOADED = 1013
 
@@ -51,26 +51,27 @@ class Players:
         player = f"lt{self.tag}p{next(self.serial)}"
         token = mint_token(self.secret, player, self.args.app, scopes=(SCOPE_GAMES,),
                            name=f"Load {player[-6:]}", ttl_seconds=86_400)  # fmt: skip
+        client: Client | None = None
         try:
             async with asyncio.timeout(self.args.timeout):
                 while True:  # a socket refused as overloaded (1013) tries again a second later
                     began = time.perf_counter()
-                    ws = await connect(self.ws_url, compression=None, max_queue=None,
-                                       additional_headers={"Authorization": f"Bearer {token}"},
-                                       open_timeout=self.args.timeout)  # fmt: skip
-                    client = Client(ws, player, self.stats)
+                    client = Client(self.ws_url, token, player, self.stats, self.args.timeout)
                     try:
-                        await client.welcome
+                        await client.connect()
                         break
-                    except Failure:
-                        if client.close_code != CLOSE_OVERLOADED:
-                            raise
+                    except Disconnected as closed:
+                        if closed.code != CLOSE_OVERLOADED:
+                            raise Failure("socket closed", f"{player}: {closed}") from None
                     self.stats.shed["connect"] += 1
                     await asyncio.sleep(random.uniform(0.5, 1.0))
         except TimeoutError:
+            if client is not None:  # a socket opened but never welcomed: not left behind
+                await client.close()
             raise Failure("timeout", f"connect {player}") from None
         except (OSError, ConnectionClosed, InvalidHandshake) as exc:
             raise Failure("connect failed", f"{player}: {exc}") from None
+        assert client is not None
         self.stats.lat["connect"].append(time.perf_counter() - began)
         self.clients.append(client)
         return client
@@ -113,5 +114,5 @@ class Players:
         self.idle_changed.set()
 
     async def close_all(self) -> None:
-        await asyncio.gather(*(c.ws.close() for c in self.clients if not c.closed),
+        await asyncio.gather(*(c.close() for c in self.clients if not c.closed),
                              return_exceptions=True)  # fmt: skip

@@ -42,6 +42,16 @@ test("the smaller participant id offers, with the welcome's ICE servers", async 
   assert.equal(pc.closed, true);
 });
 
+test("rtcConfiguration adds to each pair's configuration; the ICE servers stay roomsvc's", async () => {
+  const { client, socket } = await meshClient({
+    rtcConfiguration: { iceTransportPolicy: "relay", iceServers: [{ urls: ["stun:ignored"] }] },
+  });
+  await socket.request("rooms.signal");
+  const [pc] = FakePeerConnection.all;
+  assert.deepEqual(pc.config, { iceTransportPolicy: "relay", iceServers: ICE });
+  client.close();
+});
+
 test("once the channel opens, unreliable messages go peer to peer both ways", async () => {
   const { client, socket } = await meshClient();
   const up = collect(client, "peerConnected");

@@ -19,9 +19,10 @@ export class FakeNetwork {
         network.wake();
       }
 
-      send(text) {
+      send(data) {
         if (this.readyState !== 1) throw new Error("send on a socket that is not open");
-        this.sent.push(JSON.parse(text));
+        // a text frame is JSON-RPC; a binary one is kept as {binary: bytes}
+        this.sent.push(typeof data === "string" ? JSON.parse(data) : { binary: Uint8Array.from(data) });
         for (const wake of this.sentWaiters.splice(0)) wake();
       }
 
@@ -40,6 +41,20 @@ export class FakeNetwork {
 
       push(method, params) {
         this.onmessage?.({ data: JSON.stringify({ jsonrpc: "2.0", method, params }) });
+      }
+
+      /** A binary frame from the server (delivered as an ArrayBuffer, binaryType "arraybuffer"). */
+      pushBinary(bytes) {
+        this.onmessage?.({ data: Uint8Array.from(bytes).buffer });
+      }
+
+      /** The next binary frame this socket sends (waits for it). */
+      async binaryFrame(from = 0) {
+        for (;;) {
+          const found = this.sent.slice(from).find((frame) => frame.binary);
+          if (found) return found.binary;
+          await new Promise((wake) => this.sentWaiters.push(wake));
+        }
       }
 
       reply(request, result) {
