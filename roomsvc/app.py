@@ -64,7 +64,7 @@ def _name_of(duty: Duty) -> str:
     return getattr(duty, "__qualname__", repr(duty))
 
 
-async def _supervise(duty: Duty, app: Starlette) -> None:
+async def supervise(duty: Duty, app: Starlette) -> None:
     name = _name_of(duty)
     while True:
         try:
@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.room_store = RoomStore(app.state.store, limits, settings.tombstone_seconds * 1000)
         app.state.rooms = RoomsService(app.state.room_store, limits)
         app.state.realtime = Hub(app.state, settings)
-        tasks = [asyncio.create_task(_supervise(duty, app), name=_name_of(duty)) for duty in duties]
+        tasks = [asyncio.create_task(supervise(duty, app), name=_name_of(duty)) for duty in duties]
         if settings.uses_dev_secret:
             log.warning(
                 "ROOMSVC_JWT_SECRET is unset: using the public dev secret; anyone can mint "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,8 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 
-from roomsvc.auth.tokens import SCOPE_GAMES, mint_token
+from roomsvc.auth.tokens import SCOPE_GAMES, Principal, mint_token
+from roomsvc.rooms import wire
+from roomsvc.rooms.rules import Limits
+from roomsvc.rooms.service import RoomsService
+from roomsvc.rooms.store import RoomStore
+from roomsvc.rooms.view import ViewContext
 from roomsvc.store.embedded import free_port, server_binary
 
 # Every duration in a test is a multiple of this unit, so a slow machine can scale them all
@@ -28,6 +35,7 @@ from roomsvc.store.embedded import free_port, server_binary
 UNIT = 0.1 * float(os.environ.get("ROOMSVC_TEST_TIME_SCALE", "1"))
 JWT_SECRET = "test-secret-" + "x" * 24
 ROOT = Path(__file__).resolve().parent.parent
+LOADTEST_SCRIPT = ROOT / "scripts" / "loadtest.py"
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 100 * UNIT,
@@ -250,3 +258,72 @@ def _served_discovery(base_url: str) -> str:
         response.raise_for_status()
         _DISCOVERY_CACHE[base_url] = response.text
     return _DISCOVERY_CACHE[base_url]
+
+
+def pid_of(room: dict[str, Any], player: str) -> str:
+    return next(
+        p["id"] for p in room["participants"] if p.get("player", {}).get("playerId") == player
+    )
+
+
+async def two_player_room(
+    rest: httpx.AsyncClient, server: ServerProcess, app: str, creator: str, other: str
+) -> dict:
+    reply = await rest.post(
+        f"{server.base_url}/games/v1/rooms/create",
+        json={"invitedPlayerIds": [other]},
+        headers=auth(creator, app),
+    )
+    assert reply.status_code == 200, reply.text
+    return await join_room(rest, server, app, other, reply.json()["roomId"])
+
+
+def leave_reasons(room: dict) -> dict[str, tuple[str, str | None]]:
+    return {
+        p["player"]["playerId"]: (p["status"], p.get("leaveReason"))
+        for p in room["participants"]
+        if "player" in p
+    }
+
+
+def stores(client: aioredis.Redis) -> tuple[RoomStore, RoomsService]:
+    limits = Limits()
+    room_store = RoomStore(client, limits, 3_600_000)
+    return room_store, RoomsService(room_store, limits)
+
+
+async def joined_room(service: RoomsService, app: str, creator: str, guest: str) -> str:
+    ctx = ViewContext()
+    room = await service.create(
+        Principal(creator, app, frozenset({SCOPE_GAMES})),
+        wire.RoomCreateRequest(invited_player_ids=[guest]),
+        ctx,
+    )
+    assert room.room_id is not None
+    await service.join(
+        Principal(guest, app, frozenset({SCOPE_GAMES})), room.room_id, wire.RoomJoinRequest(), ctx
+    )
+    return room.room_id
+
+
+def loadtest(*args: str, secret: str | None = None) -> tuple[int, dict[str, Any], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
+    env.pop("REDIS_URL", None)
+    if secret is not None:
+        env["ROOMSVC_JWT_SECRET"] = secret
+    done = subprocess.run(
+        [sys.executable, str(LOADTEST_SCRIPT), "--json", *args],
+        env=env, capture_output=True, text=True, timeout=250 * UNIT + 30, check=False,
+    )  # fmt: skip
+    report = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, report, done.stderr
+
+
+async def join_room(
+    rest: httpx.AsyncClient, server: ServerProcess, app: str, player: str, room_id: str
+) -> dict:
+    reply = await rest.post(
+        f"{server.base_url}/games/v1/rooms/{room_id}/join", json={}, headers=auth(player, app)
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()

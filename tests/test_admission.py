@@ -13,8 +13,8 @@ import signal
 import httpx
 from websockets.asyncio.client import connect
 
+from tests.raw_socket import Feed, open_feed, ws_url
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, new_app_id
-from tests.test_realtime_channel import Feed, open_feed, ws_url
 
 LIMIT = 2
 

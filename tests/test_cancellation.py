@@ -83,7 +83,7 @@ async def test_a_supervised_duty_that_loses_its_cancel_still_stops(
         else:
             await asyncio.sleep(30)  # a restarted duty
 
-    task = asyncio.create_task(app_module._supervise(duty, None))  # type: ignore[arg-type]
+    task = asyncio.create_task(app_module.supervise(duty, None))  # type: ignore[arg-type]
     await loser.started.wait()
     assert await stop(task)
     assert (runs, loser.lost) == (1, True)

@@ -7,33 +7,15 @@ never a timing.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.pool_burst import IN_FLIGHT, failures_past_the_pool
-from tests.support import JWT_SECRET, ROOT, UNIT, ServerProcess, ValkeyProcess
+from tests.support import JWT_SECRET, ROOT, UNIT, ServerProcess, ValkeyProcess, loadtest
 
 SCRIPT = ROOT / "scripts" / "loadtest.py"
 pytestmark = pytest.mark.timeout(300 * UNIT + 60)
-
-
-def loadtest(*args: str, secret: str | None = None) -> tuple[int, dict[str, Any], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
-    env.pop("REDIS_URL", None)
-    if secret is not None:
-        env["ROOMSVC_JWT_SECRET"] = secret
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--json", *args],
-        env=env, capture_output=True, text=True, timeout=250 * UNIT + 30, check=False,
-    )  # fmt: skip
-    report = json.loads(done.stdout) if done.stdout.strip() else {}
-    return done.returncode, report, done.stderr
 
 
 @pytest.fixture(scope="module")

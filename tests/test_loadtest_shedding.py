@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import UNIT
-from tests.test_loadtest import loadtest
+from tests.support import UNIT, loadtest
 
 pytestmark = pytest.mark.timeout(300 * UNIT + 60)
 

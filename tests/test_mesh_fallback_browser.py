@@ -24,7 +24,7 @@ import pytest
 
 from tests.dev_server import dev_server
 from tests.support import UNIT, ServerProcess, ValkeyProcess, new_app_id
-from tests.test_messages_rtc import TURN_SECRET, TurnServer
+from tests.turn import TURN_SECRET, TurnServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = int(300 * UNIT * 1000)

@@ -11,10 +11,8 @@ import hashlib
 import hmac
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +20,12 @@ from typing import Any
 
 import pytest
 
-from roomsvc.store.embedded import free_port
 from tests.messaging import players
 from tests.rtc_peers import connect_pair
-from tests.support import UNIT, ServerProcess, ValkeyProcess, wait_until
+from tests.support import ServerProcess, ValkeyProcess
+from tests.turn import TURN_SECRET, TurnServer
 
 ROOT = Path(__file__).resolve().parent.parent
-TURN_SECRET = "turn-test-secret"
 
 
 def _namespaces_work() -> bool:
@@ -65,43 +62,6 @@ def test_two_aiortc_peers_connect_over_host_candidates() -> None:
     # reportStatus diagnostics kept as metrics: both peers reported their setup and round trip
     assert "roomsvc_p2p_setup_milliseconds_count 2.0" in metrics
     assert "roomsvc_p2p_roundtrip_milliseconds_count 2.0" in metrics
-
-
-class TurnServer:
-    """coturn on loopback with the TURN REST API shared secret (`use-auth-secret`)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        low = 40000 + (self.port % 200) * 100
-        self.log = Path(tempfile.mkdtemp(prefix="roomsvc-turn-")) / "turn.log"
-        self.argv = [
-            "turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
-            f"--listening-port={self.port}", f"--min-port={low}", f"--max-port={low + 99}",
-            "--realm=roomsvc.test", "--use-auth-secret", f"--static-auth-secret={TURN_SECRET}",
-            "--fingerprint", "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls",
-            "--log-file=stdout", "--simple-log",
-        ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> TurnServer:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(self.argv, stdout=out, stderr=out)
-        wait_until(self._listening, timeout=100 * UNIT)  # TURN over TCP shares the port
-        return self
-
-    def _listening(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"turnserver exited:\n{self.log.read_text(errors='replace')}")
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,12 @@ from collections.abc import Awaitable
 import pytest
 import redis.asyncio as aioredis
 
-from roomsvc.auth.tokens import SCOPE_GAMES, Principal
 from roomsvc.common.clock import now_ms
 from roomsvc.realtime import presence as presence_module
 from roomsvc.realtime.heartbeat import FULL_EVERY
 from roomsvc.realtime.presence import BATCH, FULL_SWEEP_INTERVALS, LEASE_MS, Presence
-from roomsvc.rooms import wire
 from roomsvc.rooms.rules import Limits, PStatus
-from roomsvc.rooms.service import RoomsService
 from roomsvc.rooms.store import RoomStore
-from roomsvc.rooms.view import ViewContext
 from roomsvc.store import keys
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
@@ -35,27 +31,7 @@ from roomsvc.store.keys import (
     presence_shard,
     presence_shard_of,
 )
-from tests.support import ValkeyProcess, eventually, new_app_id
-
-
-def stores(client: aioredis.Redis) -> tuple[RoomStore, RoomsService]:
-    limits = Limits()
-    room_store = RoomStore(client, limits, 3_600_000)
-    return room_store, RoomsService(room_store, limits)
-
-
-async def joined_room(service: RoomsService, app: str, creator: str, guest: str) -> str:
-    ctx = ViewContext()
-    room = await service.create(
-        Principal(creator, app, frozenset({SCOPE_GAMES})),
-        wire.RoomCreateRequest(invited_player_ids=[guest]),
-        ctx,
-    )
-    assert room.room_id is not None
-    await service.join(
-        Principal(guest, app, frozenset({SCOPE_GAMES})), room.room_id, wire.RoomJoinRequest(), ctx
-    )
-    return room.room_id
+from tests.support import ValkeyProcess, eventually, joined_room, new_app_id, stores
 
 
 async def test_one_retire_keeps_the_deadline_of_a_reconnect(redis_client: aioredis.Redis) -> None:
@@ -328,7 +304,7 @@ async def test_a_player_gone_from_here_lapses_a_grace_after(redis_client: aiored
     before = now_ms()
     for player in ("ray", "zed", "nobody"):
         presence.gone(app, player)
-    presence._gone[(app, "old")] = before - 2 * int(presence.interval_s * 1000)  # late
+    presence.gone(app, "old", now=before - 2 * int(presence.interval_s * 1000))  # late
     await presence.forget(lambda a, p: p == "zed")  # zed came back here meanwhile
     after = now_ms()
     ray = await deadline_of(redis_client, app, "ray")

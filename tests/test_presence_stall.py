@@ -18,8 +18,7 @@ from roomsvc.realtime.presence import Presence
 from roomsvc.rooms.rules import PStatus
 from roomsvc.rooms.store import RoomStore
 from roomsvc.store.keys import presence_member, presence_shard_of
-from tests.support import new_app_id
-from tests.test_presence import joined_room, stores
+from tests.support import joined_room, new_app_id, stores
 
 Players = set[tuple[str, str]]
 

@@ -8,104 +8,21 @@ codes, handshakes) through raw `websockets` connections.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from roomsvc.client import RoomsvcClient
 from roomsvc.messages import frames
+from tests.raw_socket import Feed, open_feed, ws_url
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token
 
 ORIGIN = "https://game.example"
 RATE = 200
-
-
-def ws_url(server: ServerProcess, player: str, app: str, **query: str) -> str:
-    params = "&".join(f"{k}={v}" for k, v in {"access_token": token(player, app), **query}.items())
-    return f"{server.base_url.replace('http://', 'ws://')}/games/v1/realtime?{params}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Closed:
-    """How a socket ended: the close code the server sent (None: cut without one)."""
-
-    code: int | None
-
-
-class Feed:
-    """Every message a socket receives, parsed, kept in order, awaitable by predicate."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-        self.changed = asyncio.Event()
-        self.closed: Closed | None = None
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for raw in self.ws:
-                # a binary frame is in-room game traffic (docs/messages.md "Binary frames")
-                binary = isinstance(raw, bytes)
-                self.messages.append({"binary": frames.decode_server(raw)} if binary
-                                     else json.loads(raw))  # fmt: skip
-                self.changed.set()
-        except ConnectionClosed:
-            pass
-        rcvd = self.ws.protocol.close_rcvd
-        self.closed = Closed(rcvd.code if rcvd is not None else None)
-        self.changed.set()
-
-    async def until(
-        self, predicate: Callable[[dict[str, Any]], bool], within: float = 100 * UNIT
-    ) -> dict[str, Any]:
-        async with asyncio.timeout(within):
-            seen = 0
-            while True:
-                for message in self.messages[seen:]:
-                    if predicate(message):
-                        return message
-                seen = len(self.messages)
-                if self.closed is not None:
-                    raise AssertionError(f"socket closed first: {self.closed}")
-                self.changed.clear()
-                await self.changed.wait()
-
-    async def wait_closed(self, within: float = 100 * UNIT) -> Closed:
-        async with asyncio.timeout(within):
-            while self.closed is None:
-                self.changed.clear()
-                await self.changed.wait()
-        return self.closed
-
-    def statuses(self, room_id: str) -> list[dict[str, Any]]:
-        return [
-            m["params"]
-            for m in self.messages
-            if m.get("method") == "roomStatus" and m["params"]["roomId"] == room_id
-        ]
-
-    async def next_after(self, count: int) -> dict[str, Any]:
-        """The first message received after the first `count`."""
-        async with asyncio.timeout(100 * UNIT):
-            while len(self.messages) <= count:
-                if self.closed is not None:
-                    raise AssertionError(f"socket closed first: {self.closed}")
-                self.changed.clear()
-                await self.changed.wait()
-        return self.messages[count]
-
-    async def call(self, method: str, request_id: Any, **params: Any) -> dict[str, Any]:
-        frame = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-        await self.ws.send(json.dumps(frame))
-        return await self.until(lambda m: m.get("id") == request_id and "method" not in m)
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +41,6 @@ def rt_server(valkey: ValkeyProcess) -> Iterator[ServerProcess]:
 async def rest(rt_server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=rt_server.base_url, timeout=30) as client:
         yield client
-
-
-async def open_feed(server: ServerProcess, player: str, app: str, **query: str) -> Feed:
-    ws = await connect(ws_url(server, player, app, **query), compression=None)
-    feed = Feed(ws)
-    await feed.until(lambda m: m.get("method") == "welcome")
-    return feed
 
 
 async def create_room(rest: httpx.AsyncClient, app: str, creator: str, *invited: str) -> dict:

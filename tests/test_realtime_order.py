@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.raw_socket import Feed, open_feed
 from tests.support import ServerProcess, ValkeyProcess, auth
-from tests.test_realtime_channel import Feed, open_feed
 
 ESTABLISHED, FAILED = "CONNECTION_ESTABLISHED", "CONNECTION_FAILED"
 ROUNDS = 40  # calls per socket; many pushes and replies interleave on the observed socket

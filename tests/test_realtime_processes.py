@@ -12,9 +12,7 @@ import asyncio
 import itertools
 import json
 import signal
-import socket
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -23,8 +21,18 @@ from websockets.asyncio.client import connect
 
 from roomsvc.store import keys
 from tests.messaging import Player
-from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, raw_websocket, wait_until
-from tests.test_realtime_channel import Feed, open_feed, ws_url
+from tests.raw_socket import Feed, drained_until_cut, open_feed, stalled_socket, ws_url
+from tests.support import (
+    UNIT,
+    ServerProcess,
+    ValkeyProcess,
+    auth,
+    join_room,
+    leave_reasons,
+    pid_of,
+    two_player_room,
+    wait_until,
+)
 
 GRACE = {"ROOMSVC_PRESENCE_GRACE_SECONDS": "1", "ROOMSVC_WS_SEND_TIMEOUT_SECONDS": "1"}
 ESTABLISHED, FAILED = "CONNECTION_ESTABLISHED", "CONNECTION_FAILED"
@@ -44,22 +52,6 @@ def pair(valkey: ValkeyProcess) -> Iterator[tuple[ServerProcess, ServerProcess]]
 async def rest() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=30) as client:
         yield client
-
-
-def pid_of(room: dict[str, Any], player: str) -> str:
-    return next(
-        p["id"] for p in room["participants"] if p.get("player", {}).get("playerId") == player
-    )
-
-
-async def join(
-    rest: httpx.AsyncClient, server: ServerProcess, app: str, player: str, room_id: str
-) -> dict:
-    reply = await rest.post(
-        f"{server.base_url}/games/v1/rooms/{room_id}/join", json={}, headers=auth(player, app)
-    )
-    assert reply.status_code == 200, reply.text
-    return reply.json()
 
 
 async def report(
@@ -87,18 +79,6 @@ def strictly_increasing(values: list[int]) -> bool:
 
 async def reaches(player: Player, room_id: str, version: int) -> None:
     await player.pushed(lambda p: p["roomId"] == room_id and p["roomStatusVersion"] >= version)
-
-
-async def two_player_room(
-    rest: httpx.AsyncClient, server: ServerProcess, app: str, creator: str, other: str
-) -> dict:
-    reply = await rest.post(
-        f"{server.base_url}/games/v1/rooms/create",
-        json={"invitedPlayerIds": [other]},
-        headers=auth(creator, app),
-    )
-    assert reply.status_code == 200, reply.text
-    return await join(rest, server, app, other, reply.json()["roomId"])
 
 
 async def toggle(
@@ -151,14 +131,6 @@ async def rest_get_at(
     return reply.json()
 
 
-def leave_reasons(room: dict) -> dict[str, tuple[str, str | None]]:
-    return {
-        p["player"]["playerId"]: (p["status"], p.get("leaveReason"))
-        for p in room["participants"]
-        if "player" in p
-    }
-
-
 async def test_killed_process_players_leave_after_the_grace(
     pair: tuple[ServerProcess, ServerProcess], valkey: ValkeyProcess, rest: httpx.AsyncClient,
     app_id: str,
@@ -174,7 +146,7 @@ async def test_killed_process_players_leave_after_the_grace(
         )
         room_id = created.json()["roomId"]
         for player in ("vic1", "vic2"):
-            await join(rest, survivor, app_id, player, room_id)
+            await join_room(rest, survivor, app_id, player, room_id)
         sam = await connected(survivor, "sam", app_id)
         victims = [await connected(victim, p, app_id) for p in ("vic1", "vic2")]
         before = (await rest_get_at(rest, survivor, app_id, "sam", room_id))["roomStatusVersion"]
@@ -274,24 +246,6 @@ async def test_lost_pubsub_link_resyncs_every_client(
         server.stop()
 
 
-def stalled_socket(server: ServerProcess, player: str, app: str) -> socket.socket:
-    """A WebSocket that completes its handshake and then never reads again."""
-    return raw_websocket(server, player, app, receive_buffer=4096)
-
-
-def drained_until_cut(sock: socket.socket) -> bool:
-    """Read everything left; True once the server has closed or reset the connection."""
-    sock.settimeout(50 * UNIT)
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
-    return True
-
-
 async def test_stalled_reader_is_cut_while_others_still_receive(
     pair: tuple[ServerProcess, ServerProcess], rest: httpx.AsyncClient, app_id: str
 ) -> None:
@@ -303,7 +257,7 @@ async def test_stalled_reader_is_cut_while_others_still_receive(
         json={"invitedPlayerIds": invited},
         headers=auth("act", app_id),
     )
-    room = await join(rest, first, app_id, "stall", created.json()["roomId"])
+    room = await join_room(rest, first, app_id, "stall", created.json()["roomId"])
     act = await connected(first, "act", app_id)
     stalled = await asyncio.to_thread(stalled_socket, first, "stall", app_id)
     cut = False

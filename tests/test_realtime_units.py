@@ -23,7 +23,7 @@ from roomsvc.common.errors import NotFound
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import Connection, PeerTransport
-from roomsvc.realtime.endpoint import _strip_tokens, origin_allowed
+from roomsvc.realtime.endpoint import origin_allowed, strip_tokens
 from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.messaging import Messaging
 from roomsvc.realtime.methods import METHODS
@@ -146,7 +146,7 @@ def test_origin_rule(origin: str | None, allowed: tuple[str, ...], expected: boo
 def test_tokens_are_stripped_from_the_logged_query() -> None:
     """access_token and oauth_token leave the scope's query string; other parameters stay."""
     scope: dict[str, Any] = {"query_string": b"access_token=s3cret&language=es&oauth_token=x"}
-    _strip_tokens(scope)
+    strip_tokens(scope)
     assert scope["query_string"] == b"language=es"
 
 

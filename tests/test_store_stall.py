@@ -21,17 +21,19 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from roomsvc.store import keys
+from tests.raw_socket import Feed, open_feed, ws_url
 from tests.support import (
     UNIT,
     ServerProcess,
     ValkeyProcess,
     auth,
     eventually,
+    leave_reasons,
     new_app_id,
+    pid_of,
+    two_player_room,
     wait_until,
 )
-from tests.test_realtime_channel import Feed, open_feed, ws_url
-from tests.test_realtime_processes import leave_reasons, pid_of, two_player_room
 
 DEADLINE = {"ROOMSVC_STORE_DEADLINE_MS": "500"}
 ROOMS = "/games/v1/rooms"

@@ -69,7 +69,7 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     return origin.strip().rstrip("/").lower() in {a.lower() for a in allowed}
 
 
-def _strip_tokens(scope: Scope) -> None:
+def strip_tokens(scope: Scope) -> None:
     raw = scope.get("query_string", b"")
     if b"token" not in raw:
         return
@@ -117,7 +117,7 @@ class RealtimeEndpoint:
         app = scope["app"]
         settings = app.state.settings
         query = dict(websocket.query_params)
-        _strip_tokens(scope)
+        strip_tokens(scope)
         locale = i18n.negotiate(query.get("language"), websocket.headers.get("accept-language"))
         origin = websocket.headers.get("origin")
         allowed = settings.allowed_origins

@@ -135,12 +135,12 @@ class Presence:
         for write in writes:
             await write
 
-    def gone(self, app: str, player: str) -> None:
+    def gone(self, app: str, player: str, now: int | None = None) -> None:
         """The player's last connection here closed (for Hub.unregister; sync, no I/O): its
         deadline becomes `grace` after now (`forget`), so a dropped player is released a grace
         after the drop rather than up to an interval later. A process still holding it moves
         it forward again at its next beat, well within the grace."""
-        self._gone[(app, player)] = now_ms()
+        self._gone[(app, player)] = now_ms() if now is None else now
         self._gone_event.set()
 
     async def forget(self, is_local: Callable[[str, str], bool]) -> None:
