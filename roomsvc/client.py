@@ -26,6 +26,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import logging
 import random
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from roomsvc.messages import frames
+
+log = logging.getLogger("roomsvc.client")
 
 PATH = "/games/v1/realtime"
 # msgspec parses ~3x faster than the stdlib (docs/spec.md §11): a load generator's CPU competes
@@ -78,7 +81,7 @@ class Message:
 class RoomsvcClient:
     def __init__(self, url: str, token: str, *, binary: bool = False, reconnect: bool = True,
                  language: str | None = None, call_timeout: float = 30.0,
-                 compression: str | None = "deflate") -> None:  # fmt: skip
+                 compression: str | None = None) -> None:  # fmt: skip
         self.base = url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         self.token = token
         self.binary = binary
@@ -230,15 +233,22 @@ class RoomsvcClient:
 
     async def _message(self, message: Message) -> None:
         if message.seq:
-            self.last_seq[message.room_id] = max(self.last_seq.get(message.room_id, 0),
-                                                 message.seq)  # fmt: skip
+            last = self.last_seq.get(message.room_id, 0)
+            if message.seq <= last:
+                return  # a reliable message already delivered (exactly once, docs/messages.md)
+            self.last_seq[message.room_id] = message.seq
         await self._emit("message", message)
 
     async def _emit(self, event: str, value: Any) -> None:
+        """Call the listeners of `event`; one that raises is logged, and the socket is still
+        read (a game's bug in one handler must not leave the client deaf)."""
         for fn in self._listeners.get(event, ()):
-            result = fn(value)
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = fn(value)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("a %s listener raised", event)
 
     # ---- calls ---------------------------------------------------------------------------------
 

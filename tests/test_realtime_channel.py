@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from roomsvc.client import RoomsvcClient
 from roomsvc.messages import frames
 from tests.raw_socket import Feed, open_feed, ws_url
-from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token
+from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, eventually, token
 
 ORIGIN = "https://game.example"
 RATE = 200
@@ -340,3 +341,29 @@ async def test_socket_closes_with_1008_when_its_token_expires(
     assert closed.code == 1008
     rcvd = ws.protocol.close_rcvd
     assert rcvd is not None and "token expired" in rcvd.reason
+
+
+async def test_the_python_client_reads_on_after_a_listener_raises(
+    rest: httpx.AsyncClient, rt_server: ServerProcess, app_id: str
+) -> None:
+    """A game's listener that raises on one push does not leave the client deaf: the next
+    push still arrives (docs/clients.md "Python")."""
+    client = RoomsvcClient(rt_server.base_url, token("bo", app_id))
+    seen: list[str] = []
+
+    def listener(room: dict[str, Any]) -> None:
+        seen.append(room["roomId"])
+        if len(seen) == 1:
+            raise RuntimeError("a bug in the game's first handler")
+
+    client.on("invitation", listener)
+    await client.connect()
+    first = await create_room(rest, app_id, "ana", "bo")
+    second = await create_room(rest, app_id, "cy", "bo")
+    await eventually(lambda: _true(second["roomId"] in seen), "the second invitation heard")
+    assert seen[0] == first["roomId"]
+    await client.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
