@@ -25,7 +25,13 @@ from collections.abc import AsyncIterator
 
 from roomsvc.common.cancellation import raise_if_cancelled
 from roomsvc.common.errors import OutcomeUnknown, Overloaded, StoreUnavailable
-from roomsvc.common.metrics import CALLS_IN_FLIGHT, CALLS_SHED, LOOP_LAG, STORE_ERRORS
+from roomsvc.common.metrics import (
+    CALLS_IN_FLIGHT,
+    CALLS_SHED,
+    LOOP_LAG,
+    STORE_ERRORS,
+    record_gc_pauses,
+)
 from roomsvc.settings import Settings
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
@@ -52,7 +58,8 @@ class CallGuard:
         return self.in_flight >= self.limit
 
     async def watch_loop(self) -> None:
-        """Forever: how late a timer of this loop fires, for /metrics (api/health.py)."""
+        """Forever: how late a timer of this loop fires, and the collector's pauses since the
+        last tick, for /metrics (http/health.py)."""
         loop = asyncio.get_running_loop()
         while True:
             raise_if_cancelled()
@@ -60,6 +67,7 @@ class CallGuard:
             await asyncio.sleep(LAG_TICK_S)
             self.lag_s = max(loop.time() - due, self.lag_s / 2)
             LOOP_LAG.set(self.lag_s)
+            record_gc_pauses()
 
     def try_enter(self, transport: str) -> bool:
         """Take one unit of work (False, counted as shed, when the process is saturated);

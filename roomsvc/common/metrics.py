@@ -7,6 +7,7 @@ the figures are those of the whole service, not of whichever worker answered.
 
 from __future__ import annotations
 
+import collections
 import gc
 import os
 import time
@@ -103,26 +104,25 @@ GC_PAUSE = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 _gc_started: list[float] = []
-# Resolved once: `labels()` takes the metric's lock and allocates, and a collection can start
-# inside it; the callback below must never re-enter it (it raised there, in a busy process).
 _GC_PAUSES = {generation: GC_PAUSE.labels(str(generation)) for generation in (0, 1, 2)}
-
-
-_observing = [False]  # a collection that starts while a pause is being recorded is not timed
+# A collection can start inside any metric call, which holds prometheus-client's lock (one lock
+# for every value in multiprocess mode, and not reentrant): the callback only notes the pause,
+# and `record_gc_pauses` observes them from the event loop. Bounded, should nobody record them.
+_gc_pauses: collections.deque[tuple[int, float]] = collections.deque(maxlen=4096)
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
-    if _observing[0]:
-        return
     if phase == "start":
         _gc_started[:] = [time.perf_counter()]
     elif _gc_started:
-        child = _GC_PAUSES.get(info.get("generation", 2), _GC_PAUSES[2])
-        _observing[0] = True
-        try:
-            child.observe(time.perf_counter() - _gc_started.pop())
-        finally:
-            _observing[0] = False
+        _gc_pauses.append((info.get("generation", 2), time.perf_counter() - _gc_started.pop()))
+
+
+def record_gc_pauses() -> None:
+    """Observe the pauses noted since the last call (the loop watch calls it every tick)."""
+    while _gc_pauses:
+        generation, seconds = _gc_pauses.popleft()
+        _GC_PAUSES.get(generation, _GC_PAUSES[2]).observe(seconds)
 
 
 def watch_gc() -> None:
@@ -132,6 +132,7 @@ def watch_gc() -> None:
 
 
 def render() -> bytes:
+    record_gc_pauses()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
