@@ -34,6 +34,7 @@ DROP_UNRELIABLE_AT = 256
 MAX_WAITING = 2048  # reliable messages held per room behind a gap or a resume
 LATENCY_SAMPLE = 8
 _sampled = [0]
+_DROPPED_SLOW = MESSAGES_DROPPED.labels("slow-recipient")  # resolved once: a lock per labels()
 
 
 class Cursor:
@@ -91,7 +92,7 @@ class Inbox:
         if self.queue is None:
             self.queue = collections.deque()
         if not reliable and len(self.queue) >= DROP_UNRELIABLE_AT:
-            MESSAGES_DROPPED.labels("slow-recipient").inc()
+            _DROPPED_SLOW.inc()
             return
         if len(self.queue) >= MAX_QUEUED:
             conn.close_soon(CLOSE_OVERLOADED, "message queue overflow: the client is not reading")
