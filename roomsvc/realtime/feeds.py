@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import logging
 import time
 from typing import Any
@@ -277,10 +276,13 @@ class Feeds:
         url = self._url_of(node)
         link = self.links.get(url)
         if link is None:
-            link = Bridge(url, self.on_publication, self._no_resync, sharded=True,
-                          own=self._own_channel(node))  # fmt: skip
-            link.on_resync = functools.partial(self.resync, link)
-            self.links[url] = link
+
+            async def resync() -> None:  # after the link's (re)subscribe, for its rooms
+                await self.resync(new)
+
+            new = Bridge(url, self.on_publication, resync, sharded=True,
+                         own=self._own_channel(node))  # fmt: skip
+            link = self.links[url] = new
             self._link_tasks.append(asyncio.create_task(link.run(), name=f"message-link {url}"))
         return link
 
@@ -303,10 +305,6 @@ class Feeds:
             own = f"{keys.PREFIX}:{{own:{n}}}:ch".encode()
             if self.redis.get_node_from_key(own).name == node.name:
                 return own
-        return None
-
-    @staticmethod
-    async def _no_resync() -> None:
         return None
 
     def _spawn(self, coro: Any) -> None:
