@@ -1,6 +1,5 @@
 """Presence release time (docs/spec.md §6): a dropped socket -> the push showing its player LEFT,
-against
-the number of connected players.
+against the number of connected players.
 
     .venv/bin/python scripts/bench_presence.py [--players 100,1000] [--room-size 4] [--grace 1]
                                                [--spread 5] [--load 150]

@@ -1,6 +1,5 @@
 """Push latency: room change committed -> frame on every participant's socket (docs/spec.md §11
-target:
-p99 <= 10 ms at 1,000 pushes/s, with 1,000 connections).
+target: p99 <= 10 ms at 1,000 pushes/s, with 1,000 connections).
 
     .venv/bin/python scripts/bench_push.py [--connections 1000] [--room-size 4] [--rate 250]
                                             [--seconds 10]

@@ -1,6 +1,5 @@
 """A bug in a handler (docs/spec.md §3: 500 in Google's error shape) is answered once and logged
-once,
-with the request's id, and never leaks its detail to the caller."""
+once, with the request's id, and never leaks its detail to the caller."""
 
 from __future__ import annotations
 
