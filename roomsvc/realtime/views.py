@@ -60,9 +60,16 @@ class Views:
             self._rooms.popitem(last=False)
 
     def cached(self, app: str, room_id: str, version: int) -> RoomDoc | None:
-        """The room at `version` or newer if it is in memory, without waiting."""
+        """The room at `version` or newer if it is in memory, without waiting: here, or in the
+        room store's cache when this process made the change (no load task for it)."""
         entry = self._rooms.get((app, room_id))
-        return entry.doc if entry is not None and entry.doc.version >= version else None
+        if entry is not None and entry.doc.version >= version:
+            return entry.doc
+        doc = self.room_store.cached(app, room_id)
+        if doc is None or doc.version < version:
+            return None
+        self.put(doc)
+        return doc
 
     async def doc(self, app: str, room_id: str, version: int) -> RoomDoc | None:
         """The room at `version` or newer; None when it no longer exists."""
