@@ -47,6 +47,7 @@ from roomsvc.store.connection import UNAVAILABLE_ERRORS, connect
 
 log = logging.getLogger("roomsvc.app")
 Duty = Callable[[Starlette], Awaitable[None]]
+GC_YOUNG_THRESHOLD = 10_000
 DUTIES_STOP_S = 5.0  # how long shutdown waits for the cancelled background duties
 FEATURES: tuple[Any, ...] = (
     health,
@@ -107,6 +108,10 @@ def create_app(settings: Settings) -> Starlette:
         # Everything built so far (modules, catalogs, the discovery document) lives as long as
         # the process: moved out of the collector's sight, full collections stay short.
         gc.freeze()
+        # A handshake or a request allocates thousands of short-lived objects: at the default
+        # 700 allocations a young collection runs several times per join (docs/performance.md
+        # "Joins"). Cycles are rare here and wait a little longer.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         metrics.watch_gc()
         try:
             yield
