@@ -33,17 +33,23 @@ async def _dev_token(server: ServerProcess, **body: str) -> dict:
 
 
 def test_the_sdk_is_served_as_javascript_and_typescript(server: ServerProcess) -> None:
-    """/sdk/roomsvc.js and /sdk/roomsvc.d.ts are the files of clients/js, typed; others 404."""
-    js = httpx.get(f"{server.base_url}/sdk/roomsvc.js")
-    assert js.status_code == 200
-    assert js.headers["content-type"] == "text/javascript; charset=utf-8"
-    assert js.content == (ROOT / "clients" / "js" / "roomsvc.js").read_bytes()
+    """/sdk/roomsvc.js, every module it imports and /sdk/roomsvc.d.ts are the files of
+    clients/js, typed; any other name is a 404."""
+    modules = sorted(path.name for path in (ROOT / "clients" / "js").glob("*.js"))
+    assert {"roomsvc.js", "frames.js", "connection.js", "mesh.js"} <= set(modules)
+    for name in modules:
+        js = httpx.get(f"{server.base_url}/sdk/{name}")
+        assert js.status_code == 200, name
+        assert js.headers["content-type"] == "text/javascript; charset=utf-8", name
+        assert js.content == (ROOT / "clients" / "js" / name).read_bytes(), name
     dts = httpx.get(f"{server.base_url}/sdk/roomsvc.d.ts")
     assert dts.status_code == 200 and dts.headers["content-type"].startswith(
         "application/typescript"
     )
-    missing = httpx.get(f"{server.base_url}/sdk/package.json")
-    assert missing.status_code == 404 and missing.json()["error"]["status"] == "NOT_FOUND"
+    for name in ("package.json", "nothing.js", "helpers.js"):
+        missing = httpx.get(f"{server.base_url}/sdk/{name}")
+        assert missing.status_code == 404, name
+        assert missing.json()["error"]["status"] == "NOT_FOUND", name
 
 
 def test_the_demo_is_served_at_demo(server: ServerProcess) -> None:

@@ -26,8 +26,19 @@ CLIENTS_DIR = Path(__file__).resolve().parent.parent.parent / "clients"
 DEMO_APP_ID = "demo"
 DEMO_TOKEN_TTL_S = 12 * 3600
 _ID_RULE = "1 to 128 printable characters, no spaces, braces or colons"
+# roomsvc.js is the entry point; the others are the modules it imports relatively, so they
+# are served next to it (docs/clients.md, "JavaScript").
+_JS = "text/javascript; charset=utf-8"
 _SDK_FILES = {
-    "roomsvc.js": "text/javascript; charset=utf-8",
+    "roomsvc.js": _JS,
+    "base64.js": _JS,
+    "client.js": _JS,
+    "connection.js": _JS,
+    "errors.js": _JS,
+    "frames.js": _JS,
+    "mesh.js": _JS,
+    "peer_link.js": _JS,
+    "rooms.js": _JS,
     "roomsvc.d.ts": "application/typescript; charset=utf-8",
 }
 
