@@ -4,20 +4,19 @@ every player it holds a connection of, for a client cost that does not grow with
 The store keeps, per presence shard and per process, the set of members that process holds
 (`keys.presence_held`, in the shard's slot). A beat sends only what changed since the
 last one (players who connected or went away here: a set difference, done in C), and
-`presence_refresh.lua` moves the deadline of every member of the set. Before, every beat
-encoded every player (a ZADD member each): 7.3 ms of client CPU per beat of 1,000 players,
-about 3% of a core at a 1 s grace, and 20 times that per process at 19,500 sockets.
+`presence_refresh.lua` moves the deadline of every member of the set, so a beat's client CPU
+grows with the players who came and went, not with those held (docs/performance.md).
 
 The set is only a copy of what this process knows, and is rebuilt whole when it may differ: on
 the first beat, after a beat that failed (some of its changes may not have landed), when the
 script counts other than we do (the store lost the set: a restart, a failover, or its expiry
 after a stall), and every FULL_EVERY beats whatever happened. Between two full beats the set
 expires if nobody refreshes it, so a killed process leaves nothing behind for long; its
-players' deadlines simply stop moving, as before.
+players' deadlines simply stop moving.
 
 Every beat reaches every shard, also those where this process holds nobody: each call is also
 the shard's clock tick, by which the sweepers tell a stalled store from lapsed players
-(presence_claim.lua; docs/store.md "Presence through a stall").
+(claim.lua; docs/store.md "Presence through a stall").
 """
 
 from __future__ import annotations
