@@ -51,9 +51,9 @@ from roomsvc.rooms.rules import Criteria, Limits, RoomDoc  # noqa: E402
 from roomsvc.rooms.service import new_room_id  # noqa: E402
 from roomsvc.rooms.store import RoomStore  # noqa: E402
 from roomsvc.store import keys  # noqa: E402
+from roomsvc.store.batching import Batch  # noqa: E402
 from roomsvc.store.embedded import free_port, server_binary  # noqa: E402
-from roomsvc.store.pipelined import Batch  # noqa: E402
-from roomsvc.store.scripts import source  # noqa: E402
+from roomsvc.store.scripts import script, source  # noqa: E402
 
 TARGET_RATE, TARGET_P99_MS = 5000, 250.0
 LIMITS = Limits(automatch_timeout_ms=3_600_000)
@@ -144,7 +144,7 @@ async def bare_round_trips(url: str, n: int = 20_000) -> float:
 
 async def bare_room_writes(url: str, n: int = 10_240, batch: int = 512) -> float:
     """The limit a matching process cannot beat: rooms per second that one process reads and
-    compare-and-sets, `batch` at a time in one round trip each (store/pipelined.py, as the
+    compare-and-sets, `batch` at a time in one round trip each (store/batching.py, as the
     matcher sends them), with no matching at all (the same `room_cas.lua` call, document and
     publish as a match step). Every matched ticket needs at least this for its own room, so
     it is also a ceiling in tickets/s for one process."""
@@ -168,7 +168,10 @@ async def bare_room_writes(url: str, n: int = 10_240, batch: int = 512) -> float
         for raw in await reads.run():
             old = decode_room(raw)
             new = msgspec.structs.replace(old, version=old.version + 1, updated_ms=now_ms())
-            writes.script(cas, *room_store.cas_call(new, old.version, f"calib:{old.room_id}"))
+            writes.script(
+                script("room_cas"),
+                *room_store.cas_call(new, old.version, f"calib:{old.room_id}"),
+            )
         await writes.run()
     rate = n / (time.perf_counter() - started)
     await store.aclose()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import sys
@@ -49,7 +50,7 @@ from roomsvc.rooms import rules as rooms  # noqa: E402
 from roomsvc.rooms.store import LIVE_ROOM_TTL_MS  # noqa: E402
 from roomsvc.store import keys  # noqa: E402
 from roomsvc.store.batching import CommandBatcher  # noqa: E402
-from roomsvc.store.scripts import register, source  # noqa: E402
+from roomsvc.store.scripts import register, script  # noqa: E402
 
 INVITEES = 7
 TARGET_RATE, TARGET_P99_MS = 3000, 20.0
@@ -309,7 +310,7 @@ async def cas_phase(redis_url: str, duration: float, concurrency: int, *, batche
 
     client = aioredis.Redis.from_url(redis_url, max_connections=concurrency + 4)
     cas = (
-        CommandBatcher(client).script(source("room_cas"))
+        functools.partial(CommandBatcher(client).call, script("room_cas"))
         if batched
         else register(client, "room_cas")
     )

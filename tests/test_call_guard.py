@@ -15,7 +15,7 @@ import pytest
 from roomsvc.common.call_guard import CallGuard
 from roomsvc.common.errors import OutcomeUnknown, Overloaded, StoreUnavailable
 from roomsvc.settings import Settings
-from roomsvc.store import pipelined
+from roomsvc.store import batching
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, Store, connect
 from tests.support import ValkeyProcess, roomsvc_cli
 
@@ -116,10 +116,10 @@ async def test_a_stalled_store_ends_the_call_at_its_deadline(
 async def test_a_batch_gives_up_on_a_stalled_store(
     stalled: ValkeyProcess, client: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The room path's batches (store/pipelined.py) end against a stalled store, the wait for
+    """The room path's batches (store/batching.py) end against a stalled store, the wait for
     a new connection's handshake included, instead of waiting out redis-py's retries."""
-    monkeypatch.setattr(pipelined, "BATCH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(batching, "BATCH_TIMEOUT_S", 0.2)
     await client.connection_pool.disconnect()
     stop(stalled)
     with pytest.raises(UNAVAILABLE_ERRORS):
-        await pipelined.send_packed(client, [("PING",)])
+        await batching.send_packed(client, [("PING",)])

@@ -22,9 +22,9 @@ from redis.crc import key_slot
 from websockets.asyncio.client import connect
 
 from roomsvc.store import keys
+from roomsvc.store.batching import Batch
 from roomsvc.store.connection import connect as store_connect
-from roomsvc.store.connection import run_scripts
-from roomsvc.store.scripts import register
+from roomsvc.store.scripts import script
 from tests.cluster import ValkeyCluster
 from tests.messaging import Player, players, room_of
 from tests.pool_burst import failures_past_the_pool
@@ -185,20 +185,23 @@ def test_keys_spread_over_every_master(
     assert all(size > 0 for size in sizes), sizes
 
 
-async def test_run_scripts_batches_on_both_kinds_of_store(
+async def test_a_batch_of_script_calls_runs_on_both_kinds_of_store(
     cluster: ValkeyCluster, valkey: ValkeyProcess
 ) -> None:
-    """run_scripts: one pipeline on a plain server, routed concurrent calls on a cluster."""
+    """A batch of script calls over many slots (store/batching.py): one write on a plain
+    server, calls routed to their slots on a cluster, replies in order either way."""
     for url in (cluster.url, valkey.url):
         store = await store_connect(url)
         try:
-            script = register(store, "match_progress")
+            batch = Batch(store)
             calls = [
-                (script, [keys.pool_matches(f"a{n}:any"), keys.pool_match(f"a{n}:any", "m")],
-                 ["m", 1, 0])
+                batch.script(script("match_progress"),
+                             [keys.pool_matches(f"a{n}:any"), keys.pool_match(f"a{n}:any", "m")],
+                             ["m", 1, 0])
                 for n in range(100)
             ]  # fmt: skip
-            assert await run_scripts(store, calls) == [0] * 100  # no such records: no-ops
+            replies = await batch.run()
+            assert [replies[n] for n in calls] == [0] * 100  # no such records: no-ops
         finally:
             await store.aclose()
 

@@ -1,6 +1,7 @@
-"""Claim, apply, retire against a real store (docs/spec.md §5; roomsvc/matching/rounds.py): what a
-match does when a room changed between its claim and its steps, and that replaying a match changes
-nothing. A private valkey keeps every other process's matcher away from these pools."""
+"""Claim, apply, retire against a real store (docs/spec.md §5; roomsvc/matching/rounds.py,
+steps.py): what a match does when a room changed between its claim and its steps, and that
+replaying a match changes nothing. A private valkey keeps every other process's matcher away
+from these pools."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from roomsvc.common.clock import now_ms
-from roomsvc.matching import batch as match_batch
 from roomsvc.matching import policy as matching
-from roomsvc.matching import rounds as match_apply
+from roomsvc.matching import rounds, steps
 from roomsvc.matching.loop import run_forever
 from roomsvc.matching.pools import Claimed, PoolStore, Retirement
 from roomsvc.matching.rounds import Matcher
 from roomsvc.rooms import rules as rooms
+from roomsvc.rooms import store as room_store
 from roomsvc.rooms.rules import Criteria, Limits, PStatus, RoomDoc, RoomState
 from roomsvc.rooms.service import new_room_id
 from roomsvc.rooms.store import RoomStore
@@ -63,7 +64,9 @@ async def claim_all(pools: PoolStore, app: str) -> list[Claimed]:
     pool = keys.pool_id(app, None)
     tickets = await pools.window(pool)
     assert tickets is not None
-    return await pools.claim(pool, matching.run_once(tickets, now_ms()), now_ms())
+    batch = pools.batch()
+    claiming = pools.queue_claim(batch, pool, matching.run_once(tickets, now_ms()), now_ms())
+    return claiming.claimed(await batch.run())
 
 
 async def leave(rs: RoomStore, doc: RoomDoc, player: str) -> None:
@@ -87,8 +90,7 @@ async def test_a_host_gone_before_any_step_releases_the_seekers(
     assert claimed.group.target.room_id == host.room_id
     await leave(rs, host, "alice")
 
-    matcher = Matcher(rs, pools=pools)
-    retirement = await matcher.drive(claimed)
+    retirement = await steps.drive(rs, pools, claimed)
     assert [t.room_id for t in retirement.release] == [seeker.room_id]
     assert await pools.retire_many([retirement]) == [True]
 
@@ -124,7 +126,7 @@ async def test_a_mover_who_withdrew_after_the_target_step_leaves_the_target_room
     )
     await leave(rs, eve, "eve")  # before her room was merged
 
-    retirement = await Matcher(rs, pools=pools).drive(claimed)
+    retirement = await steps.drive(rs, pools, claimed)
     assert retirement.release == []
     await pools.retire_many([retirement])
     room = await rs.load(app, dan.room_id, fresh=True)
@@ -144,11 +146,10 @@ async def test_replaying_a_match_changes_nothing(parts: tuple[RoomStore, PoolSto
     second = await open_room(rs, pools, app, "gus", 1, 2)
     third = await open_room(rs, pools, app, "hal", 1, 2)
     (claimed,) = await claim_all(pools, app)
-    matcher = Matcher(rs, pools=pools)
-    await matcher.drive(claimed)
+    await steps.drive(rs, pools, claimed)
     ids = [first.room_id, second.room_id, third.room_id]
     before = [d.version if d else 0 for d in await rs.load_many(app, ids)]
-    again = await Matcher(rs, pools=pools).drive(claimed)
+    again = await steps.drive(rs, pools, claimed)
     after = [d.version if d else 0 for d in await rs.load_many(app, ids)]
     assert before == after and again.release == []
     target = await rs.load(app, first.room_id, fresh=True)
@@ -170,7 +171,7 @@ async def test_shutdown_hands_over_the_claims_in_flight(
     await open_room(rs, pools, app, "ida", 1, 1)
     await open_room(rs, pools, app, "jon", 1, 1)
     (claimed,) = await claim_all(pools, app)
-    matcher = Matcher(rs, pools=pools)
+    matcher = Matcher(rs, pools)
     matcher._driving[claimed.match_id] = claimed  # as if this process were applying it
     running = asyncio.create_task(run_forever(matcher))
     await asyncio.sleep(0.05)
@@ -207,7 +208,7 @@ async def test_a_matcher_that_loses_its_cancel_still_stops(
     swallowed inside a store call (docs/spec.md §12 item 11: the process must exit on SIGTERM)."""
     rs, _ = parts
     await open_room(rs, PoolStore(rs.store), new_app_id(), "una", 1, 1)  # one active pool
-    matcher = Matcher(rs, pools=LosesFirstCancel(rs.store, lease_ms=60_000))
+    matcher = Matcher(rs, LosesFirstCancel(rs.store, lease_ms=60_000))
     running = asyncio.create_task(run_forever(matcher))
     while not LosesFirstCancel.lost:
         running.cancel()  # until one lands inside the listing and is lost there
@@ -255,7 +256,7 @@ async def test_a_recovery_pass_in_flight_never_retakes_what_shutdown_handed_over
     await open_room(rs, pools, app, "wes", 1, 1)
     (claimed,) = await claim_all(pools, app)
     slow = SlowLapsedRead(rs.store, lease_ms=60_000)
-    matcher = Matcher(rs, pools=slow)
+    matcher = Matcher(rs, slow)
     matcher._driving[claimed.match_id] = claimed  # as if this process were applying it
     running = asyncio.create_task(run_forever(matcher))
     await slow.parked.wait()  # the recovery pass is reading lapsed records
@@ -302,16 +303,17 @@ async def test_overlapping_rounds_match_every_ticket_once(
     pool larger than one round is matched, each seeker exactly once."""
     rs, pools = parts
     app = new_app_id()
-    count = 2 * match_apply.ROUND_TICKETS + 2
+    count = 2 * rounds.ROUND_TICKETS + 2
     docs: list[RoomDoc] = []
     for start in range(0, count, 50):
         batch = range(start, min(count, start + 50))
         docs += await asyncio.gather(*(open_room(rs, pools, app, f"p{n}", 1, 1) for n in batch))
-    matcher = Matcher(rs, pools=pools)
+    matcher = Matcher(rs, pools)
     pool = keys.pool_id(app, None)
-    while await rs.store.zcard(keys.pool_tickets(pool)):
-        await matcher.run_once(overlap=True)
-    await matcher.settle()
+    async with asyncio.timeout(60):
+        while await rs.store.zcard(keys.pool_tickets(pool)) or matcher.in_flight:
+            await matcher.run_once()
+            await asyncio.sleep(0.001)
     final = await rs.load_many(app, [d.room_id for d in docs])
     targets = [d for d in final if d is not None and d.merged_into is None]
     tombs = [d for d in final if d is not None and d.merged_into is not None]
@@ -328,15 +330,15 @@ async def test_a_long_batch_lets_the_event_loop_run() -> None:
     turns: list[int] = []
 
     async def build() -> None:
-        for n in range(3 * match_batch.BREATHE_EVERY):
+        for n in range(3 * room_store.BREATHE_EVERY):
             turns.append(n)
-            await match_batch.breathe(n)
+            await room_store.breathe(n)
 
     async def other() -> None:
         turns.append(-1)
 
     await asyncio.gather(build(), other())  # build starts first
-    assert 0 < turns.index(-1) < 3 * match_batch.BREATHE_EVERY  # other ran in between
+    assert 0 < turns.index(-1) < 3 * room_store.BREATHE_EVERY  # other ran in between
 
 
 async def test_a_group_with_a_room_not_yet_written_goes_back_whole(
@@ -357,7 +359,7 @@ async def test_a_group_with_a_room_not_yet_written_goes_back_whole(
     await pools.enqueue(late)  # its room is not written yet
     claimed = await claim_all(pools, app)
     assert [len(c.group.members) for c in claimed] == [3]
-    await Matcher(rs, pools=pools)._drive_batch(claimed)
+    await Matcher(rs, pools).apply(claimed)
     pool = keys.pool_id(app, None)
     waiting = {m.decode() for m in await rs.store.zrange(keys.pool_tickets(pool), 0, -1)}
     assert waiting == {host.room_id, first.room_id, late.room_id}
@@ -373,7 +375,7 @@ async def test_recovery_outlives_a_store_outage() -> None:
 
     unreachable = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
     try:
-        matcher = Matcher(RoomStore(unreachable, Limits(), 60_000))
+        matcher = Matcher(RoomStore(unreachable, Limits(), 60_000), PoolStore(unreachable))
         recovering = asyncio.create_task(_recover_forever(matcher, 0.01))
         await asyncio.sleep(3 * UNIT)  # several passes, each failing to connect
         assert not recovering.done(), recovering.exception()

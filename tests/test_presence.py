@@ -44,16 +44,18 @@ async def test_one_retire_keeps_the_deadline_of_a_reconnect(redis_client: aiored
     await presence.touch([(app, "zed"), (app, "amy")], t0)
     now = presence.deadline(t0) + 1
     lease = now + LEASE_MS
-    claimed: list[bytes] = []
+    claimed: list[str] = []
     for shard in {presence_shard_of(presence_member(app, p)) for p in ("zed", "amy")}:
-        claimed += (await presence._claim(keys=[shard], args=[now, LEASE_MS, 10]))[1:]
-    assert sorted(claimed) == sorted(presence_member(app, p).encode() for p in ("amy", "zed"))
+        claim = await presence.claims.claim(shard, now, 10)
+        assert claim.lease_until == lease
+        claimed += claim.members
+    assert sorted(claimed) == sorted(presence_member(app, p) for p in ("amy", "zed"))
     await presence.touch([(app, "zed")], now + 1)  # zed reconnected meanwhile
-    by_shard: dict[str, list[str | int]] = {}
+    by_shard: dict[str, list[tuple[str, None]]] = {}
     for player in ("zed", "amy"):
         member = presence_member(app, player)
-        by_shard.setdefault(presence_shard_of(member), []).extend((member, lease))
-    removed = [await presence._retire(keys=[s], args=a) for s, a in by_shard.items()]
+        by_shard.setdefault(presence_shard_of(member), []).append((member, None))
+    removed = [await presence.claims.retire(s, lease, m) for s, m in by_shard.items()]
     assert sum(removed) == 1
     amy = presence_member(app, "amy")
     assert await redis_client.zscore(presence_shard_of(amy), amy) is None
@@ -114,8 +116,8 @@ async def test_a_sweep_claims_only_the_shards_due(redis_client: aioredis.Redis) 
     t0 = 40_000_000_000_000
     await presence.touch([(app, "early")], t0)
     await presence.touch([(app, "late")], t0 + 3000)
-    await presence._claim(keys=[presence_shard(0)], args=[0, LEASE_MS, 1])  # scripts loaded
-    await presence._retire(keys=[presence_shard(0)], args=["nobody", 0])
+    await presence.claims.claim(presence_shard(0), 0, 1)  # scripts loaded
+    await presence.claims.retire(presence_shard(0), 0, [("nobody", None)])
     before = await evalsha_calls(redis_client)
     await presence.sweep_once(t0 + 10, lambda a, p: False)  # the first sweep: every shard
     assert await evalsha_calls(redis_client) - before == PRESENCE_SHARDS

@@ -378,11 +378,10 @@ async def test_presence_claim_survives_a_reconnect(redis_client: aioredis.Redis)
     await presence.touch([(app, "zed")], t0)
     member = presence_member(app, "zed")
     shard = presence_shard_of(member)
-    claimed = await presence._claim(keys=[shard], args=[presence.deadline(t0) + 1, 10_000, 10])
-    assert member.encode() in claimed
+    claim = await presence.claims.claim(shard, presence.deadline(t0) + 1, 10)
+    assert member in claim.members
     await presence.touch([(app, "zed")], presence.deadline(t0) + 2)  # reconnected meanwhile
-    lease = presence.deadline(t0) + 1 + 10_000
-    assert await presence._retire(keys=[shard], args=[member, lease]) == 0
+    assert await presence.claims.retire(shard, claim.lease_until, [(member, None)]) == 0
     assert await redis_client.zscore(shard, member) is not None
 
 

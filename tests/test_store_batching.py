@@ -1,5 +1,7 @@
-"""The command batcher (store/batching.py): commands issued together share one round trip, and
-each caller still gets exactly its own reply or its own error."""
+"""store/batching.py: commands issued together share one round trip, each caller still gets
+exactly its own reply or its own error (`CommandBatcher`); a queued batch comes back in the order
+queued, a script whose cache was flushed runs exactly once, an error reply is raised (`Batch`);
+on a plain server and on a cluster (the one fallback)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from roomsvc.store.batching import CommandBatcher
+from roomsvc.store.batching import Batch, CommandBatcher
 from roomsvc.store.connection import connect
+from roomsvc.store.scripts import Script
+from tests.cluster import ValkeyCluster
 from tests.support import ValkeyProcess, free_port
+
+# A script that counts its runs, so a call sent twice would show.
+COUNT = Script.of("redis.call('INCR', KEYS[1]); return redis.call('GET', KEYS[1])")
 
 
 def _key(name: str) -> str:
@@ -28,7 +35,7 @@ async def _connections_received(store: Any) -> int:
 @pytest.fixture
 def plain(valkey: ValkeyProcess, request: pytest.FixtureRequest) -> ValkeyProcess:
     if request.config.getoption("--cluster"):
-        pytest.skip("a cluster client sends each command on its own (store/batching.py)")
+        pytest.skip("one connection per batch is the plain server's path (store/batching.py)")
     return valkey
 
 
@@ -69,13 +76,15 @@ async def test_one_failing_command_fails_only_its_caller(store: Any) -> None:
 
 async def test_scripts_survive_a_flushed_script_cache(store: Any) -> None:
     batcher = CommandBatcher(store)
-    script = batcher.script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    script = Script.of("return redis.call('INCRBY', KEYS[1], ARGV[1])")
     counter = _key("counter")
-    assert await script(keys=[counter], args=[2]) == 2
+    assert await batcher.call(script, keys=[counter], args=[2]) == 2
     await store.script_flush()
     # The store forgot the script: the calls answered NOSCRIPT did not run, so they are
     # loaded and sent again, each applied exactly once.
-    replies = await asyncio.gather(*(script(keys=[counter], args=[1]) for _ in range(5)))
+    replies = await asyncio.gather(
+        *(batcher.call(script, keys=[counter], args=[1]) for _ in range(5))
+    )
     assert sorted(replies) == [3, 4, 5, 6, 7]
     assert int(await store.get(counter)) == 7
 
@@ -123,3 +132,104 @@ async def test_a_connection_the_store_dropped_is_replaced(plain: ValkeyProcess) 
     finally:
         await observer.aclose()
         await client.aclose()
+
+
+@pytest.fixture(params=["plain", "cluster"])
+def url(request: pytest.FixtureRequest, valkey: ValkeyProcess) -> str:
+    if request.param == "cluster":
+        nodes: ValkeyCluster = request.getfixturevalue("cluster")
+        return nodes.url
+    return valkey.url
+
+
+async def test_a_batch_comes_back_in_the_order_queued(url: str) -> None:
+    """Commands and script calls interleaved: each reply at its own index, in order."""
+    store = await connect(url)
+    try:
+        tag = uuid.uuid4().hex
+        batch = Batch(store)
+        first = batch.command("INCR", f"{{a{tag}}}:x")
+        counted = [batch.script(COUNT, [f"{{b{tag}:{n}}}:n"], []) for n in range(20)]
+        read = batch.command("GET", f"{{a{tag}}}:x")
+        replies = await batch.run()
+        assert replies[first] == 1
+        assert [replies[n] for n in counted] == [b"1"] * 20
+        assert replies[read] == b"1"
+    finally:
+        await store.aclose()
+
+
+async def test_a_flushed_script_is_loaded_and_runs_once(url: str) -> None:
+    """After SCRIPT FLUSH every call answers NOSCRIPT (not run); each is sent again once."""
+    store = await connect(url)
+    try:
+        tag = uuid.uuid4().hex
+        warm = Batch(store)
+        warm.script(COUNT, [f"{{{tag}}}:warm"], [])
+        await warm.run()
+        await store.script_flush()
+        batch = Batch(store)
+        calls = [batch.script(COUNT, [f"{{{tag}}}:n"], []) for _ in range(5)]
+        replies = await batch.run()
+        # (in order on a plain server; a cluster sends script calls concurrently)
+        assert sorted(replies[n] for n in calls) == [b"1", b"2", b"3", b"4", b"5"]
+        assert await store.get(f"{{{tag}}}:n") == b"5"
+    finally:
+        await store.aclose()
+
+
+async def test_an_error_reply_is_raised(url: str) -> None:
+    """A command the server refuses raises, as a plain call would."""
+    store = await connect(url)
+    try:
+        key = f"{{{uuid.uuid4().hex}}}:s"
+        await store.set(key, "text")
+        batch = Batch(store)
+        batch.command("ZADD", key, 1, "m")  # wrong type
+        with pytest.raises(ResponseError):
+            await batch.run()
+    finally:
+        await store.aclose()
+
+
+async def test_a_batch_outlives_a_dropped_connection(plain: ValkeyProcess) -> None:
+    """The server closes the batch's pooled connection: the batch is sent again on a new one."""
+    store = await connect(plain.url)
+    try:
+        key = f"{{{uuid.uuid4().hex}}}:n"
+        first = Batch(store)
+        first.command("INCR", key)
+        first.command("CLIENT", "ID")
+        count, client_id = await first.run()
+        assert count == 1
+        # Only the batch's own connection: the session store serves other tests' servers too.
+        async with aioredis.Redis.from_url(plain.url) as other:
+            assert await other.execute_command("CLIENT", "KILL", "ID", client_id)
+        second = Batch(store)
+        second.command("INCR", key)
+        assert await second.run() == [2]
+    finally:
+        await store.aclose()
+
+
+async def test_a_command_batched_on_a_cluster_keeps_its_order(cluster: ValkeyCluster) -> None:
+    """On a cluster the batcher sends a turn's commands together too: two commands one caller
+    issues back to back on one slot run in that order (messages/store.py `backlog` relies on
+    it), and each caller gets its own reply."""
+    store = await connect(cluster.url)
+    try:
+        batcher = CommandBatcher(store)
+        tag = uuid.uuid4().hex
+        replies = await asyncio.gather(
+            *(
+                call
+                for n in range(50)
+                for call in (
+                    batcher.execute("INCR", f"{{{tag}:{n}}}:n"),
+                    batcher.execute("GET", f"{{{tag}:{n}}}:n"),
+                )
+            )
+        )
+        assert replies == [1, b"1"] * 50
+    finally:
+        await store.aclose()

@@ -18,8 +18,8 @@ async def matcher_duty(app: Any) -> None:
     settings = app.state.settings
     matcher = Matcher(
         app.state.room_store,
+        app.state.rooms.pool,
         fill_window_ms=settings.fill_window_seconds * 1000,
-        pools=app.state.rooms.pool,
     )
     app.state.wait_estimate = matcher.wait_estimate
     await run_forever(matcher)

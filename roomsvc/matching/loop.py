@@ -1,6 +1,6 @@
 """The matcher duty's loop (docs/spec.md §5, §12 #3, #11): rounds back to back while there is work,
 lapsed records of other processes recovered beside them, claims handed over on shutdown.
-One round itself (claim, apply, retire) is match_apply.py."""
+One round itself (claim, apply, retire) is rounds.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
     IDLE_FIRST_S to `idle_s` (the matcher duty): a group that forms just after a busy spell is
     claimed within milliseconds (docs/spec.md §11 time to match), an idle process polls rarely.
 
-    Each round's apply overlaps the next round (`run_once(overlap=True)`). Lapsed records are
+    Each round's apply overlaps the next round (`Matcher.run_once`). Lapsed records are
     looked for in a loop of their own, so a long round never delays the recovery of a dead
     process's claims. On cancellation (shutdown, SIGTERM) the rounds being applied stop and
     the records this process was applying are handed over at once rather than after their
@@ -29,7 +29,7 @@ async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
     try:
         while True:
             raise_if_cancelled()
-            work = await matcher.run_once(overlap=True)
+            work = await matcher.run_once()
             if work:
                 pause = IDLE_FIRST_S
                 # A small round is followed by a short pause rather than at once: a few more
@@ -41,7 +41,7 @@ async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, idle_s)
     finally:
-        stopping = [recovering, *matcher._applies]
+        stopping = [recovering, *matcher.in_flight]
         for task in stopping:
             task.cancel()
         await asyncio.shield(_hand_over(matcher, stopping))

@@ -1,17 +1,16 @@
 """Auto-match pools and match records in Redis (docs/spec.md §5; docs/design.md "claim, apply
-idempotently,
-retire"). Every key of one pool shares the `{mp:<app>:<variant>}` tag (store/keys.py), so each
-step below is one script in one slot:
+idempotently, retire"). Every key of one pool shares the `{mp:<app>:<variant>}` tag
+(store/keys.py), so each step below is one script in one slot:
 
 - enqueue: a room with criteria adds its ticket *before* its room is written (docs/design.md: add
-to an
-  index before, verify on read), so a crash in between leaves at worst a ticket whose room never
-  appeared, which the matcher drops once it has been queued for `CREATE_GRACE_MS`;
+  to an index before, verify on read), so a crash in between leaves at worst a ticket whose room
+  never appeared, which the matcher drops once it has been queued for `CREATE_GRACE_MS`;
 - window (`match_window.lua`): under a short per-pool lock, read the oldest tickets for the
   pure policy (roomsvc/matching/policy.py); tickets past their own deadline (fixed in the room when
   the ticket opened, so every process agrees whatever its settings) are dropped instead;
 - claim (`match_claim.lua`): move each group's tickets out of the pool into a match record with
-  a lease, only if all of them are still there; a ticket is thus in at most one record, ever;
+  a lease, only if all of them are still there; a ticket is thus in at most one record, ever
+  (queued on the round's batch, which also reads the rooms, store/batching.py);
 - the apply steps run against the rooms (roomsvc/matching/rounds.py); `progress` notes a slow one
   and renews the lease;
 - retire (`match_retire.lua`): delete the record, putting back the tickets it releases, once
@@ -37,14 +36,21 @@ from roomsvc.matching.policy import Group, Ticket
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import PStatus, RoomDoc
 from roomsvc.store import keys
+from roomsvc.store.batching import Batch
 from roomsvc.store.connection import is_cluster
-from roomsvc.store.pipelined import Batch
-from roomsvc.store.scripts import register
+from roomsvc.store.scripts import Script, script
 
 LEASE_MS = 5_000  # a match record is finished by another process this long after a crash
 LOCK_MS = 2_000  # the per-pool read-and-claim lock (released by the claim)
 WINDOW = 2_000  # tickets the policy sees per pool per round, oldest first
 CREATE_GRACE_MS = 10_000  # a ticket whose room is missing for longer was never created
+POOLS_REFRESH_MS = 20  # `active` reads the pool list again at most this often
+
+_WINDOW = script("match_window")
+_CLAIM = script("match_claim")
+_TAKEOVER = script("match_takeover")
+_PROGRESS = script("match_progress")
+_RETIRE = script("match_retire")
 
 _ticket_encode = msgspec.msgpack.Encoder().encode
 _ticket_decode = msgspec.msgpack.Decoder(Ticket).decode
@@ -112,11 +118,16 @@ class PoolStore:
         self.store = store
         self.owner = owner or uuid.uuid4().hex
         self.lease_ms = lease_ms
-        self._window = register(store, "match_window")
-        self._claim = register(store, "match_claim")
-        self._takeover = register(store, "match_takeover")
-        self._progress = register(store, "match_progress")
-        self._retire = register(store, "match_retire")
+        self._active: tuple[int, list[str]] = (0, [])  # (read at, the pools then)
+
+    def batch(self) -> Batch:
+        """A batch on this store's connection, for a round to queue its steps on."""
+        return Batch(self.store)
+
+    async def _call(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
+        batch = Batch(self.store)
+        at = batch.script(script, keys, args)
+        return (await batch.run())[at]
 
     # ---- tickets --------------------------------------------------------------------------
 
@@ -152,11 +163,21 @@ class PoolStore:
     async def pools(self) -> list[str]:
         return sorted(m.decode() for m in await self.store.smembers(keys.POOLS))
 
+    async def active(self, now: int) -> list[str]:
+        """`pools`, read again at most every POOLS_REFRESH_MS: rounds come every few
+        milliseconds under load, and a new pool may wait that long for its first round."""
+        read_at, pools = self._active
+        if now - read_at >= POOLS_REFRESH_MS:
+            pools = await self.pools()
+            self._active = (now, pools)
+        return pools
+
     async def window(self, pool: str) -> list[Ticket] | None:
         """The oldest tickets of the pool, or None while another process is claiming from it."""
-        raw = await self._window(
-            keys=[keys.pool_tickets(pool), keys.pool_ticket_data(pool), keys.pool_lock(pool)],
-            args=[self.owner, LOCK_MS, WINDOW],
+        raw = await self._call(
+            _WINDOW,
+            [keys.pool_tickets(pool), keys.pool_ticket_data(pool), keys.pool_lock(pool)],
+            [self.owner, LOCK_MS, WINDOW],
         )
         if raw is None:
             return None
@@ -172,14 +193,9 @@ class PoolStore:
             pipe.hdel(keys.pool_ticket_data(pool), *ids)
             await pipe.execute()
 
-    async def claim(self, pool: str, groups: Sequence[Group], now: int) -> list[Claimed]:
-        """Claim each group whose tickets are all still in the pool; releases the pool lock."""
-        batch = Batch(self.store)
-        claiming = self.queue_claim(batch, pool, groups, now)
-        return claiming.claimed(await batch.run())
-
     def queue_claim(self, batch: Batch, pool: str, groups: Sequence[Group], now: int) -> _Claiming:
-        """Queue the claim of `groups` on `batch` (the caller may add reads after it)."""
+        """Queue the claim of each group whose tickets are all still in the pool on `batch`
+        (the caller may add reads after it); the claim releases the pool lock."""
         record_keys: list[str] = []
         args: list[Any] = [self.owner, now + self.lease_ms, now]
         candidates: list[Claimed] = []
@@ -197,7 +213,7 @@ class PoolStore:
             keys.pool_lock(pool),
             *record_keys,
         ]
-        return _Claiming(candidates, batch.script(self._claim, claim_keys, args))
+        return _Claiming(candidates, batch.script(_CLAIM, claim_keys, args))
 
     # ---- match records ----------------------------------------------------------------------
 
@@ -209,9 +225,10 @@ class PoolStore:
         return [m.decode() for m in ids]
 
     async def takeover(self, pool: str, match_id: str, now: int) -> Claimed | None:
-        reply = await self._takeover(
-            keys=[keys.pool_matches(pool), keys.pool_match(pool, match_id)],
-            args=[match_id, now, now + self.lease_ms, self.owner],
+        reply = await self._call(
+            _TAKEOVER,
+            [keys.pool_matches(pool), keys.pool_match(pool, match_id)],
+            [match_id, now, now + self.lease_ms, self.owner],
         )
         if not reply or reply[0] is None:
             return None
@@ -224,23 +241,18 @@ class PoolStore:
 
     async def progress(self, claimed: Claimed, step: int, now: int) -> None:
         pool = claimed.pool
-        await self._progress(
-            keys=[keys.pool_matches(pool), keys.pool_match(pool, claimed.match_id)],
-            args=[claimed.match_id, step, now + self.lease_ms],
+        await self._call(
+            _PROGRESS,
+            [keys.pool_matches(pool), keys.pool_match(pool, claimed.match_id)],
+            [claimed.match_id, step, now + self.lease_ms],
         )
-
-    async def retire(
-        self, claimed: Claimed, release: Sequence[Ticket], waits_ms: Sequence[int]
-    ) -> bool:
-        """Delete the record, putting `release` back in the pool; False if already retired."""
-        done = await self.retire_many([Retirement(claimed, list(release), list(waits_ms))])
-        return done == [True]
 
     async def retire_many(
         self, retirements: Sequence[Retirement], batch: Batch | None = None
     ) -> list[bool]:
-        """`retire` for many records: one script call per pool, one round trip in all (with
-        whatever `batch` already holds, sent before the retires)."""
+        """Delete each record, putting back the tickets it releases, unless it was retired
+        already (False): one script call per pool, one round trip in all (with whatever
+        `batch` already holds, sent before the retires)."""
         batch = batch if batch is not None else Batch(self.store)
         by_pool: dict[str, list[int]] = {}
         for n, r in enumerate(retirements):
@@ -262,7 +274,7 @@ class PoolStore:
                     args += [t.room_id, t.since_ms, _ticket_encode(t)]
                 args.append(len(r.waits_ms))
                 args += [max(0, int(w)) for w in r.waits_ms]
-            calls.append((members, batch.script(self._retire, record_keys, args)))
+            calls.append((members, batch.script(_RETIRE, record_keys, args)))
         replies = await batch.run()
         done = [False] * len(retirements)
         for members, at in calls:

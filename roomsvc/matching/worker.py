@@ -28,8 +28,8 @@ async def serve(settings: Settings, lease_ms: int, owner: str | None) -> None:
     room_store = RoomStore(store, limits, settings.tombstone_seconds * 1000)
     matcher = Matcher(
         room_store,
+        PoolStore(store, owner=owner, lease_ms=lease_ms),
         fill_window_ms=settings.fill_window_seconds * 1000,
-        pools=PoolStore(store, owner=owner, lease_ms=lease_ms),
     )
     print("matcher ready", flush=True)
     try:

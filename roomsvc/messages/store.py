@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 from roomsvc.store import keys
 from roomsvc.store.batching import CommandBatcher
-from roomsvc.store.scripts import source
+from roomsvc.store.scripts import script
 
 SENT, ALREADY_SENT, ROOM_CHANGED = 1, 2, 0
+_SEND = script("message_send")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,11 +39,11 @@ class MessageStore:
     def __init__(self, commands: CommandBatcher, backlog: int) -> None:
         self.commands = commands
         self.cap = backlog
-        self._send = commands.script(source("message_send"))
 
     async def publish(self, app: str, room_id: str, *, version: int, reliable: bool,
                       envelope: bytes, conn_id: str, token: int) -> Published:  # fmt: skip
-        reply = await self._send(
+        reply = await self.commands.call(
+            _SEND,
             keys=[keys.room(app, room_id), keys.room_messages(app, room_id)],
             args=[version, "1" if reliable else "0", self.cap,
                   keys.room_message_channel(app, room_id), envelope, conn_id, token],
@@ -64,8 +65,6 @@ class MessageStore:
         The newest number is read before the range (in that order, in one pipeline), so a
         message sent in between shows in the range and never makes it look incomplete."""
         last_f = self.commands.execute("HGET", keys.room(app, room_id), "m")
-        if self.commands.direct:  # a cluster sends each command on its own: keep the order
-            await last_f
         stream = keys.room_messages(app, room_id)
         entries_f = self.commands.execute("XRANGE", stream, f"0-{after_seq + 1}", "+")
         last, raw_entries = int(await last_f or 0), await entries_f

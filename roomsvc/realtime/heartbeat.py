@@ -16,7 +16,7 @@ players' deadlines simply stop moving and lapse.
 
 Every beat reaches every shard, also those where this process holds nobody: each call is also
 the shard's clock tick, by which the sweepers tell a stalled store from lapsed players
-(presence_claim.lua; docs/store.md "Presence through a stall").
+(claim.lua; docs/store.md "Presence through a stall").
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ earlier. When a player's last connection to a live process closes, `gone` sets i
 to `grace` after the close (a process that still holds it moves it again within an interval,
 well inside the grace), so the common drop is released a grace after it.
 
-Every process sweeps every shard with the claim/lease pattern of docs/design.md: claim due members
-(their score moves one lease ahead, `presence_claim.lua`), apply `rooms.presence_failure` to
-each JOINED room with compare-and-set, then retire the members unless a reconnect refreshed
-them meanwhile (`presence_retire.lua`). The transition only applies to a JOINED participant,
+Every process sweeps every shard with the claim/lease pattern of docs/design.md (store/claims.py):
+claim due members (their score moves one lease ahead), apply `rooms.presence_failure` to each
+JOINED room with compare-and-set, then retire the members unless a reconnect refreshed them
+meanwhile. The transition only applies to a JOINED participant,
 so a claim replayed after a crash, or taken by two processes, releases nothing twice.
 
 What keeps the release time independent of the number of players (a busy event loop makes
@@ -58,6 +58,7 @@ from roomsvc.realtime.heartbeat import Heartbeat
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import RoomDoc
 from roomsvc.rooms.store import RoomStore
+from roomsvc.store.claims import Claims, Hold
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
@@ -66,7 +67,6 @@ from roomsvc.store.keys import (
     presence_shard,
     presence_shard_of,
 )
-from roomsvc.store.scripts import register
 
 log = logging.getLogger("roomsvc.presence")
 LEASE_MS = 10_000
@@ -99,8 +99,7 @@ class Presence:
         self.silence_ms = self.grace_ms - 2 * interval_ms
         self.hold_ms = self.grace_ms + interval_ms
         self.heartbeat = Heartbeat(self.store, interval_ms, self.silence_ms)
-        self._claim = register(self.store, "presence_claim")
-        self._retire = register(self.store, "presence_retire")
+        self.claims = Claims(room_store.commands, LEASE_MS)
         # Per shard, the time (ms) before which nothing in it can lapse, learnt by claiming it;
         # and when every shard is claimed again whatever it said.
         self._due: dict[str, int] = {}
@@ -172,25 +171,24 @@ class Presence:
     async def sweep_once(self, now: int, is_local: Callable[[str, str], bool]) -> int:
         """Claim every lapsed deadline and release its seats; returns the seats released."""
         shards = self._shards_to_claim(now)
-        args = [now, LEASE_MS, BATCH, self.silence_ms, self.hold_ms]
         # Bounded: against a stalled store the sweep ends and is tried again an interval later
         # rather than waiting out redis-py's retries (a claim that timed out may still run
         # when the store wakes; its members' lease lapses and they are claimed again).
         async with asyncio.timeout(CLAIM_DEADLINE_S):
-            replies = await asyncio.gather(
-                *(self._claim(keys=[shard, presence_clock(shard)], args=args) for shard in shards)
+            claims = await asyncio.gather(
+                *(self.claims.claim(shard, now, BATCH, self._hold(shard)) for shard in shards)
             )
         # Scores only ever move later (a refresh, a lease) and a new member's deadline is at
         # least `deadline(now)`: until a shard's earliest score, nothing in it can lapse.
-        for shard, reply in zip(shards, replies, strict=True):
-            earliest = int(reply[0])
-            self._due[shard] = now if len(reply) > BATCH else (
+        for shard, claim in zip(shards, claims, strict=True):
+            earliest = claim.earliest
+            self._due[shard] = now if len(claim.members) >= BATCH else (
                 earliest if earliest >= 0 else self.deadline(now))  # fmt: skip
         local: list[tuple[str, str]] = []
         lapsed: list[tuple[str, str, str]] = []  # (shard, app, player)
-        for shard, reply in zip(shards, replies, strict=True):
-            for raw in reply[1:]:
-                app, _, player = raw.decode().partition(":")
+        for shard, claim in zip(shards, claims, strict=True):
+            for member in claim.members:
+                app, _, player = member.partition(":")
                 if is_local(app, player):
                     local.append((app, player))
                 else:
@@ -207,8 +205,7 @@ class Presence:
             return_exceptions=True,
         )  # fmt: skip
         released = 0
-        retire: dict[str, list[str | int]] = {}
-        lease_until = now + LEASE_MS
+        retire: dict[str, list[tuple[str, None]]] = {}
         for (shard, app, player), outcome in zip(lapsed, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 raise_if_cancelled()
@@ -216,9 +213,13 @@ class Presence:
                           exc_info=outcome, extra={"player_id": player})  # fmt: skip
                 continue
             released += outcome
-            retire.setdefault(shard, []).extend((presence_member(app, player), lease_until))
-        await asyncio.gather(*(self._retire(keys=[s], args=a) for s, a in retire.items()))
+            retire.setdefault(shard, []).append((presence_member(app, player), None))
+        lease_until = now + LEASE_MS
+        await asyncio.gather(*(self.claims.retire(s, lease_until, m) for s, m in retire.items()))
         return released
+
+    def _hold(self, shard: str) -> Hold:
+        return Hold(presence_clock(shard), self.silence_ms, self.hold_ms)
 
     def _shards_to_claim(self, now: int) -> list[str]:
         """The shards where something may have lapsed by `now`, and every shard now and then:

@@ -4,7 +4,8 @@ A `RoomDoc` is the canonical, receiver-independent record of a room; the store k
 encoded under the room's hash tag and compares `version` (the wire `roomStatusVersion`).
 Every command takes the current document and returns the next one with `version + 1`, or
 raises a domain error that says what was expected. The room's *status* is never stored: it is
-derived from the participants and the auto-match ticket by `room_status`.
+derived from the participants and the auto-match ticket by `room_status` (status.py, with the
+rest of what is derived from a document).
 
 Timeouts are transitions too (`expire`): an unanswered invitation older than the invite timeout
 counts as declined; an auto-match ticket older than the auto-match timeout ends the room for its
@@ -30,101 +31,16 @@ from roomsvc.rooms.doc import (  # the vocabulary, also read as `rooms.X` by the
     Via,
 )
 from roomsvc.rooms.leave_reasons import PRESENCE_FAILURE, TIMEOUT, map_leave_reason
-
-# ---- derived state ---------------------------------------------------------------------------
-
-
-def _established_both_ways(p: Participant, q: Participant) -> bool:
-    return q.id in p.established and p.id in q.established
-
-
-def is_connected(room: RoomDoc, p: Participant) -> bool:
-    """Established both ways with every other JOINED participant (docs/spec.md §4)."""
-    if p.status is not PStatus.JOINED:
-        return False
-    return all(
-        _established_both_ways(p, q)
-        for q in room.participants
-        if q.status is PStatus.JOINED and q is not p
-    )
-
-
-def connected_ids(room: RoomDoc) -> set[str]:
-    """The ids of every connected participant (`is_connected`), in one pass over the pairs."""
-    joined = room.joined()
-    return {p.id for p in joined if all(_established_both_ways(p, q) for q in joined if q is not p)}
-
-
-def room_status(room: RoomDoc) -> RoomState:
-    """INVITING > AUTO_MATCHING > CONNECTING > ACTIVE, or DELETED (docs/spec.md §4).
-
-    One pass over the participants: this runs several times per request (rules, index
-    hints, TTLs, rendering), so it is kept cheap rather than cached on a mutable document.
-    """
-    if room.merged_into:
-        return RoomState.DELETED
-    joined: list[Participant] = []
-    invited = others = False  # anyone pending; anyone but the creator joined or left
-    for p in room.participants:
-        status = p.status
-        if status is PStatus.JOINED:
-            joined.append(p)
-            others = others or p.id != room.creator
-        elif status is PStatus.INVITED:
-            invited = True
-        elif status is PStatus.LEFT:
-            others = others or p.id != room.creator
-    # Nobody left to play with: no one else joined or left, no invitation, no ticket.
-    if not joined or not (others or invited or room.ticket_open):
-        return RoomState.DELETED
-    if invited:
-        return RoomState.INVITING
-    if room.ticket_open:
-        return RoomState.AUTO_MATCHING
-    for p in joined:
-        for q in joined:
-            if q is not p and not _established_both_ways(p, q):
-                return RoomState.CONNECTING
-    return RoomState.ACTIVE
-
-
-def is_live(doc: RoomDoc | None, player_id: str) -> bool:
-    """The one "live participant" rule: the player is JOINED in a room that is not DELETED. It
-    decides who receives in-room messages, whose presence is watched and who holds a feed."""
-    if doc is None:
-        return False
-    p = doc.of_player(player_id)
-    return (
-        p is not None and p.status is PStatus.JOINED and room_status(doc) is not RoomState.DELETED
-    )
-
-
-def is_seeker(room: RoomDoc) -> bool:
-    """Only its creator and nobody invited: moved into a host when matched (docs/spec.md §5)."""
-    return room.criteria is not None and len(room.participants) == 1
-
-
-# Deadlines are fixed in the document when an invitation or ticket starts, so every process
-# that later sweeps the room agrees on them, whatever its own settings (docs/spec.md §4 timeouts).
-def _invite_deadline(p: Participant, limits: Limits) -> int:
-    return p.expires_ms or p.since_ms + limits.invite_timeout_ms
-
-
-def _ticket_deadline(room: RoomDoc, limits: Limits) -> int:
-    return room.ticket_deadline_ms or room.ticket_since_ms + limits.automatch_timeout_ms
-
-
-def next_deadline(room: RoomDoc, limits: Limits) -> int | None:
-    """When `expire` will next change this room, or None."""
-    if room_status(room) is RoomState.DELETED:
-        return None
-    deadlines = [
-        _invite_deadline(p, limits) for p in room.participants if p.status is PStatus.INVITED
-    ]
-    if room.ticket_open:
-        deadlines.append(_ticket_deadline(room, limits))
-    return min(deadlines) if deadlines else None
-
+from roomsvc.rooms.status import (  # noqa: F401 (derived state, also read as `rooms.X`)
+    connected_ids,
+    invite_deadline,
+    is_connected,
+    is_live,
+    is_seeker,
+    next_deadline,
+    room_status,
+    ticket_deadline,
+)
 
 # ---- commands --------------------------------------------------------------------------------
 
@@ -273,9 +189,9 @@ def expire(room: RoomDoc, now_ms: int, limits: Limits) -> RoomDoc | None:
 
 def _apply_timeouts(room: RoomDoc, now_ms: int, limits: Limits) -> None:
     for p in room.participants:
-        if p.status is PStatus.INVITED and _invite_deadline(p, limits) <= now_ms:
+        if p.status is PStatus.INVITED and invite_deadline(p, limits) <= now_ms:
             p.status = PStatus.DECLINED  # unanswered counts as declined (docs/spec.md §4)
-    if room.ticket_open and _ticket_deadline(room, limits) <= now_ms:
+    if room.ticket_open and ticket_deadline(room, limits) <= now_ms:
         room.ticket_open = False
         others = [p for p in room.joined() if p.id != room.creator]
         owner = room.participant(room.creator)

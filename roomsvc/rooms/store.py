@@ -6,6 +6,11 @@ records the request id and publishes, all at once. On a version conflict it reco
 the document the script returned (no extra read), a bounded number of times. Within one process
 a per-room lock serializes callers, so conflicts only arise between processes.
 
+`write_many` is the same compare-and-set for many rooms at once, for the matcher's rounds
+(docs/spec.md §5, §11): every write queued on one batch (store/batching.py), the per-player index
+additions before the writes in the same round trip and the removals after them. Both go through
+`cas_call` and `_outcome`: one place decides TTLs and who is told, one decodes the reply.
+
 Request ids make every write idempotent: redis-py's retry of a script whose reply was lost
 finds its id in the applied set and reports "already applied" (docs/design.md "Retries never
 double-apply"). Per-player indexes follow docs/design.md: add before the write, remove after.
@@ -28,8 +33,8 @@ from roomsvc.common.metrics import ROOM_TRANSITIONS
 from roomsvc.rooms.indexes import PlayerIndexes
 from roomsvc.rooms.rules import Limits, PStatus, RoomDoc, RoomState, next_deadline, room_status
 from roomsvc.store import keys
-from roomsvc.store.batching import CommandBatcher
-from roomsvc.store.scripts import source
+from roomsvc.store.batching import Batch, CommandBatcher
+from roomsvc.store.scripts import script
 
 log = logging.getLogger("roomsvc.rooms")
 _encode = msgspec.msgpack.Encoder().encode
@@ -38,6 +43,18 @@ _MAX_ATTEMPTS = 64
 _CACHE_SIZE = 4096
 LIVE_ROOM_TTL_MS = 7 * 86_400_000  # a room idle this long expires (README: rooms)
 CREATE_REQUEST_TTL_S = 86_400  # a create's requestId names the same room for 24 h
+_CAS = script("room_cas")
+# What room_cas.lua answers: the write applied; the room had another version (the current
+# document comes back); this request id was applied already (the room as it is comes back).
+CONFLICT, APPLIED, REPLAYED = 0, 1, 2
+BREATHE_EVERY = 64  # writes of a batch prepared between two turns of the event loop
+
+
+async def breathe(n: int) -> None:
+    """Let the event loop run once every BREATHE_EVERY items: the matcher shares its loop with
+    a web process's requests, which must not wait out a whole round's CPU (docs/spec.md §11)."""
+    if n % BREATHE_EVERY == BREATHE_EVERY - 1:
+        await asyncio.sleep(0)
 
 
 class Applied(msgspec.Struct):
@@ -45,6 +62,14 @@ class Applied(msgspec.Struct):
 
     room: RoomDoc
     changed: bool
+
+
+class Write(msgspec.Struct):
+    """One write of `write_many`: `new` over `old` (whose version it expects)."""
+
+    old: RoomDoc
+    new: RoomDoc
+    request_id: str
 
 
 class RoomStore:
@@ -55,7 +80,6 @@ class RoomStore:
         # Every command of the mutation path shares round trips with its neighbours'
         # (store/batching.py): the process, not the store, is the ceiling (docs/spec.md §11).
         self.commands = CommandBatcher(store)
-        self._cas = self.commands.script(source("room_cas"))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
         self.indexes = PlayerIndexes(store, self.commands)  # read by the services; written here
@@ -95,14 +119,16 @@ class RoomStore:
         return await self.load_each([(app, room_id) for room_id in room_ids])
 
     async def load_each(self, rooms: Sequence[tuple[str, str]]) -> list[RoomDoc | None]:
-        """(app, roomId) pairs -> their current documents, in one pipeline."""
+        """(app, roomId) pairs -> their current documents, in one round trip."""
         if not rooms:
             return []
-        async with self.store.pipeline(transaction=False) as pipe:
-            for app, room_id in rooms:
-                pipe.hget(keys.room(app, room_id), "d")
-            raws = await pipe.execute()
-        return [None if raw is None else _decode(raw) for raw in raws]
+        raws = [self.commands.execute("HGET", keys.room(app, r), "d") for app, r in rooms]
+        return decoded(await asyncio.gather(*raws))
+
+    @staticmethod
+    def queue_loads(batch: Batch, rooms: Sequence[tuple[str, str]]) -> list[int]:
+        """Queue the reads of these rooms on `batch`; `decoded` turns the replies into docs."""
+        return [batch.command("HGET", keys.room(app, room_id), "d") for app, room_id in rooms]
 
     def adopt(self, raw: bytes) -> RoomDoc:
         """A document another script returned (a refused check): decoded and cached, so the
@@ -139,7 +165,7 @@ class RoomStore:
         )
         await asyncio.gather(self._index_add(doc, self.index_changes(None, doc)[0]), timer)
         outcome, current = await self._write(doc, expected=0, request_id=request_id)
-        if outcome == 1:
+        if outcome == APPLIED:
             ROOM_TRANSITIONS.labels(room_status(doc).value).inc()
             return Applied(doc, True)
         if current is None:
@@ -189,7 +215,7 @@ class RoomStore:
                 outcome, current = await self._write(
                     new, expected=doc.version, request_id=request_id, status=new_status
                 )
-                if outcome == 1:
+                if outcome == APPLIED:
                     if removes:
                         # Index removals are hints verified on read (docs/design.md "Rooms"): a
                         # failed one is logged, never reported. Awaited all the same, so no store
@@ -198,7 +224,7 @@ class RoomStore:
                     if new_status is not old_status:
                         ROOM_TRANSITIONS.labels(new_status.value).inc()
                     return Applied(new, True)
-                if outcome == 2 and current is not None:
+                if outcome == REPLAYED and current is not None:
                     return Applied(current, False)
                 doc, confirmed = current, True
                 if attempt > 2:
@@ -209,10 +235,9 @@ class RoomStore:
         """The room as it is now if `request_id` was already applied to it, else None."""
         if not request_id:
             return None
-        async with self.store.pipeline(transaction=False) as pipe:
-            pipe.zscore(keys.room_applied(app, room_id), request_id)
-            pipe.hget(keys.room(app, room_id), "d")
-            score, raw = await pipe.execute()
+        score_f = self.commands.execute("ZSCORE", keys.room_applied(app, room_id), request_id)
+        raw_f = self.commands.execute("HGET", keys.room(app, room_id), "d")
+        score, raw = await score_f, await raw_f
         if score is None or raw is None:
             return None
         doc = _decode(raw)
@@ -224,7 +249,7 @@ class RoomStore:
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of `room_cas.lua` writing `doc` (whose status is `status`, computed
         here if not given) over version `expected`: the one place that decides TTLs and who
-        is told (also used by the matcher's batches)."""
+        is told."""
         deleted = (status or room_status(doc)) is RoomState.DELETED
         ttl = self.tombstone_ms if deleted else LIVE_ROOM_TTL_MS
         channels = [keys.player_channel(doc.app_id, p.player_id) for p in doc.participants]
@@ -234,22 +259,67 @@ class RoomStore:
              f"{doc.room_id} {doc.version}", *channels],
         )  # fmt: skip
 
-    async def _write(
-        self, doc: RoomDoc, *, expected: int, request_id: str, status: RoomState | None = None
-    ) -> tuple[int, RoomDoc | None]:
+    def _outcome(self, doc: RoomDoc, reply: Any) -> tuple[int, RoomDoc | None]:
+        """A `room_cas.lua` reply writing `doc`: (APPLIED, doc) | (REPLAYED | CONFLICT, the
+        room as it is, None if it does not exist); the cache learns the room as it is."""
         key = keys.room(doc.app_id, doc.room_id)
-        cas_keys, cas_args = self.cas_call(doc, expected, request_id, status)
-        reply = await self._cas(keys=cas_keys, args=cas_args)
         outcome = int(reply[0])
-        if outcome == 1:
+        if outcome == APPLIED:
             self._remember(key, doc)
-            return 1, doc
+            return APPLIED, doc
         current = _decode(reply[2]) if len(reply) > 2 and reply[2] is not None else None
         if current is not None:
             self._remember(key, current)
         else:
             self._cache.pop(key, None)
         return outcome, current
+
+    async def _write(
+        self, doc: RoomDoc, *, expected: int, request_id: str, status: RoomState | None = None
+    ) -> tuple[int, RoomDoc | None]:
+        cas_keys, cas_args = self.cas_call(doc, expected, request_id, status)
+        return self._outcome(doc, await self.commands.call(_CAS, keys=cas_keys, args=cas_args))
+
+    async def write_many(
+        self, writes: Sequence[Write], after: Batch | None = None
+    ) -> list[tuple[int, RoomDoc | None]]:
+        """Each write's outcome, as `_outcome` says, in one round trip with the index additions
+        (before the writes); the removals after the writes, in `after` when given (sent with
+        the caller's next batch). A CONFLICT is the caller's to settle (`mutate` does that)."""
+        if not writes:
+            return []
+        batch = Batch(self.store)
+        plans = []
+        for n, w in enumerate(writes):
+            await breathe(n)
+            statuses = room_status(w.old), room_status(w.new)
+            adds, removes = self.index_changes(w.old, w.new, statuses)
+            for key in adds:
+                batch.command("ZADD", key, w.new.updated_ms, w.new.room_id)
+            plans.append((statuses, removes))
+        calls = []
+        for n, (w, (statuses, _)) in enumerate(zip(writes, plans, strict=True)):
+            await breathe(n)
+            calls.append(
+                batch.script(_CAS, *self.cas_call(w.new, w.old.version, w.request_id, statuses[1]))
+            )
+        replies = await batch.run()
+        outcomes: list[tuple[int, RoomDoc | None]] = []
+        removals = after if after is not None else Batch(self.store)
+        for n, (w, ((old_status, new_status), removes), at) in enumerate(
+            zip(writes, plans, calls, strict=True)
+        ):
+            await breathe(n)
+            outcome = self._outcome(w.new, replies[at])
+            outcomes.append(outcome)
+            if outcome[0] == APPLIED:
+                for key in removes:
+                    removals.command("ZREM", key, w.new.room_id)
+                if new_status is not old_status:
+                    ROOM_TRANSITIONS.labels(new_status.value).inc()
+        if after is None:
+            await removals.run()
+        return outcomes
 
     # ---- per-player indexes (hints: add before, remove after, verify on read) ----------------
 
@@ -289,3 +359,8 @@ class RoomStore:
         for outcome in await asyncio.gather(*removed, return_exceptions=True):
             if isinstance(outcome, Exception):
                 log.warning("index update failed; repaired on read", exc_info=outcome)
+
+
+def decoded(raws: Sequence[bytes | None]) -> list[RoomDoc | None]:
+    """Room documents as read (`HGET <room> d`): None where the room does not exist."""
+    return [None if raw is None else _decode(raw) for raw in raws]

@@ -1,10 +1,10 @@
 """The timeout wheel (docs/spec.md §4 timeouts): claim due rooms, apply `rooms.expire`, retire.
 
 Deadlines live in TIMER_SHARDS sorted sets (`{timers:n}`), member `<app>/<roomId>`, score =
-the room's next deadline. A process claims due members by pushing their score one lease ahead
-(`timers_claim.lua`), applies the pure `expire` with compare-and-set (idempotent: expiring an
-already-expired room changes nothing), then re-scores the member at the room's next deadline
-or removes it. A process killed mid-way leaves members whose lease lapses; another claims them.
+the room's next deadline. A process claims due members for a lease (store/claims.py), applies
+the pure `expire` with compare-and-set (idempotent: expiring an already-expired room changes
+nothing), then retires each member: scored at the room's next deadline, or removed. A process
+killed mid-way leaves members whose lease lapses; another claims them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from roomsvc.common.errors import NotFound
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
-from roomsvc.store.scripts import register
+from roomsvc.store.claims import Claims
 
 log = logging.getLogger("roomsvc.timers")
 LEASE_MS = 10_000
@@ -30,7 +30,7 @@ BATCH = 200
 class RoomTimers:
     def __init__(self, room_store: RoomStore) -> None:
         self.rooms = room_store
-        self._claim = register(room_store.store, "timers_claim")
+        self.claims = Claims(room_store.commands, LEASE_MS)
 
     async def run_once(self, now: int | None = None) -> int:
         """One pass over every shard; returns how many rooms changed."""
@@ -40,20 +40,24 @@ class RoomTimers:
         return changed
 
     async def _run_shard(self, shard_key: str, now: int | None) -> int:
-        at = now if now is not None else now_ms()
-        due: list[Any] = await self._claim(keys=[shard_key], args=[at, LEASE_MS, BATCH])
+        claim = await self.claims.claim(shard_key, now if now is not None else now_ms(), BATCH)
         changed = 0
-        for member in due:
-            app, _, room_id = member.decode().partition("/")
+        retire: list[tuple[str, int | None]] = []
+        for member in claim.members:
+            app, _, room_id = member.partition("/")
             try:
-                changed += await self._expire(shard_key, app, room_id, now)
+                room_changed, deadline = await self._expire(app, room_id, now)
             except Exception:
                 log.exception("timer failed; retried after the lease", extra={"room_id": room_id})
+                continue
+            changed += room_changed
+            retire.append((member, deadline))
+        await self.claims.retire(shard_key, claim.lease_until, retire)
         return changed
 
-    async def _expire(self, shard_key: str, app: str, room_id: str, now: int | None) -> int:
+    async def _expire(self, app: str, room_id: str, now: int | None) -> tuple[int, int | None]:
+        """Whether expiring the room changed it, and its next deadline (None: none)."""
         limits = self.rooms.limits
-        member = f"{app}/{room_id}"
         try:
             applied = await self.rooms.mutate(
                 app,
@@ -62,14 +66,8 @@ class RoomTimers:
                 request_id=f"timer:{uuid.uuid4().hex}",
             )
         except NotFound:
-            await self.rooms.store.zrem(shard_key, member)
-            return 0
-        deadline = rooms.next_deadline(applied.room, limits)
-        if deadline is None:
-            await self.rooms.store.zrem(shard_key, member)
-        else:
-            await self.rooms.store.zadd(shard_key, {member: deadline})
-        return int(applied.changed)
+            return 0, None
+        return int(applied.changed), rooms.next_deadline(applied.room, limits)
 
 
 async def timers_duty(app: Any) -> None:

@@ -1,3 +1,4 @@
-"""Storage: every key format (keys.py), connections (connection.py), the embedded server
-(embedded.py), Lua scripts (lua/*.lua, loaded once by scripts.py), and one module per feature
-that turns the pure core's transitions into atomic Redis operations."""
+"""Storage shared by the features: every key format (keys.py), connections (connection.py), the
+embedded server (embedded.py), the one batcher (batching.py), the one claim/lease/retire module
+(claims.py) and the Lua scripts (lua/*.lua, read once by scripts.py). Each feature's store module
+(rooms/store.py, matching/pools.py, ...) turns its pure transitions into atomic scripts."""

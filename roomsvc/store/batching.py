@@ -1,69 +1,76 @@
-"""Commands issued in the same turn of the event loop share one round trip (docs/spec.md §11).
+"""Commands sent together share one round trip (docs/spec.md §11; docs/store.md "Round trips").
 
 A Python process, not the store, is the first ceiling: one command sent on its own costs the
 client ~170 us of CPU (pool checkout, timeouts, one write and one read per command), while the
-same command sent in a pipeline with its neighbours costs ~35 us (measured by
-`scripts/bench_rooms.py`, which prints both). Concurrent requests each issue their own commands,
-so `CommandBatcher` collects every command issued before the loop next polls for I/O and sends
-them as one pipeline (not a transaction: each command keeps its own atomicity, and a script
-stays one atomic step). Nobody waits for a batch to fill: a lone command is sent on the very
-next loop iteration, so latency does not grow on an idle server.
+same command sent in a pipeline with its neighbours costs ~35 us (`scripts/bench_rooms.py`
+prints both). Two ways in, one way out:
 
-Scripts go out as EVALSHA; a store that lost its script cache (restart, SCRIPT FLUSH) answers
-NOSCRIPT for exactly those commands, which did not run, so they are loaded and sent again.
+- `CommandBatcher`, for the request path: every command issued before the event loop next polls
+  for I/O (by any number of concurrent requests) goes out as one batch, each caller awaiting its
+  own reply or its own error. Nobody waits for a batch to fill: a lone command is sent on the
+  very next loop iteration, so latency does not grow on an idle server.
+- `Batch`, for the matcher's rounds: the caller queues commands and script calls and `run`s
+  them, replies in the order queued.
 
-A cluster client cannot pipeline commands of different slots in one round trip, so there every
-command is sent on its own, as before (README "Performance").
+Both end in `send`. On a plain server a batch is packed by hiredis (in C), written at once on
+one pooled connection, and its replies are read raw (bytes, int, list or None: no redis-py
+response callbacks) under one deadline for the whole batch; the server runs a connection's
+commands in order, so "add an index entry before the room write" (docs/design.md "Rooms") holds
+within a batch. A lost connection is retried once on a new one, as redis-py's own retry would:
+everything batched is idempotent (reads, ZADD/ZREM of a member, scripts keyed by a match or
+request id; docs/design.md "Retries never double-apply"). Scripts go out as plain EVALSHA, and
+only a call the server answers NOSCRIPT (its script cache was flushed, or it restarted: the call
+did not run) is sent again once its script is loaded, so nothing runs twice.
+
+On a cluster a batch spans slots, and redis-py refuses EVALSHA in a cluster pipeline: there
+`_on_cluster` is the one fallback. Each run of consecutive plain commands is one cluster
+pipeline, each run of script calls goes out concurrently (each routed to its slot), one run
+after the other, so the order between runs still holds. redis-py's response callbacks apply
+there: callers batch only commands whose replies are the same either way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
+import math
+from collections.abc import Sequence
 from typing import Any
 
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from roomsvc.store.connection import Store, is_cluster
-from roomsvc.store.pipelined import send_scripted
+from roomsvc.store.scripts import Script
 
-MAX_BATCH = 512  # commands per pipeline; more wait for the next one (bounded write size)
+MAX_BATCH = 512  # commands per batch of the CommandBatcher; more wait for the next one
+BATCH_TIMEOUT_S = 5.0  # no reply at all for this long: the connection is given up
+PER_COMMAND_S = 0.001  # plus this much per command of the batch
+CLUSTER_SCRIPTS_AT_ONCE = 64  # script calls in flight at once on a cluster: below a node's pool
 
-_Pending = list[tuple[tuple[Any, ...], "asyncio.Future[Any]"]]
+_Command = tuple[Any, ...]
+_Pending = list[tuple[_Command, "asyncio.Future[Any]"]]
 
 
-class BatchedScript:
-    """A Lua script called through a batcher: `await script(keys=[...], args=[...])`."""
-
-    def __init__(self, batcher: CommandBatcher, source: str) -> None:
-        self.batcher = batcher
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self._registered = batcher.store.register_script(source)  # the unbatched path
-
-    def __call__(self, *, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
-        if self.batcher.direct:
-            return asyncio.ensure_future(self._registered(keys=keys, args=args))
-        return self.batcher.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+def _evalsha(script: Script, keys: Sequence[Any], args: Sequence[Any]) -> _Command:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 class CommandBatcher:
+    """Commands issued in the same turn of the event loop, sent as one batch."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.direct = is_cluster(store)
         self._pending: _Pending = []
         self._sources: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def script(self, source: str) -> BatchedScript:
-        script = BatchedScript(self, source)
-        self._sources[script.sha] = source
-        return script
-
     def execute(self, *args: Any) -> asyncio.Future[Any]:
-        """The raw reply of one idempotent command (bytes, int, list or None: no redis-py
-        response callbacks), or its error; a future to await."""
+        """The reply of one idempotent command (raw on a plain server: bytes, int, list or
+        None), or its error; a future to await."""
         loop = asyncio.get_running_loop()
-        if self.direct:
-            return asyncio.ensure_future(self.store.execute_command(*args))
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
@@ -71,6 +78,11 @@ class CommandBatcher:
         if len(self._pending) >= MAX_BATCH:
             self._flush()
         return future
+
+    def call(self, script: Script, *, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+        """The reply of one call of `script`; a future to await."""
+        self._sources[script.sha] = script.source
+        return self.execute(*_evalsha(script, keys, args))
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -82,7 +94,7 @@ class CommandBatcher:
 
     async def _send(self, batch: _Pending) -> None:
         try:
-            replies = await send_scripted(self.store, [args for args, _ in batch], self._sources)
+            replies = await send(self.store, [args for args, _ in batch], self._sources)
         except BaseException as exc:  # the whole round trip failed: every caller learns why
             for _, future in batch:
                 if not future.done():
@@ -93,7 +105,129 @@ class CommandBatcher:
         for (_, future), reply in zip(batch, replies, strict=True):
             if future.done():  # the caller was cancelled; the command still ran
                 continue
-            if isinstance(reply, Exception):
+            if isinstance(reply, BaseException):
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+
+class Batch:
+    """Queue with `command` and `script`; `run` returns every reply in the order queued, and
+    raises the first error reply."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._commands: list[_Command] = []
+        self._sources: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def command(self, *args: Any) -> int:
+        """Queue one command (`"ZADD", key, score, member`); returns the index of its reply."""
+        self._commands.append(args)
+        return len(self._commands) - 1
+
+    def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> int:
+        """Queue a call of `script`; returns the index of its reply."""
+        self._sources[script.sha] = script.source
+        return self.command(*_evalsha(script, keys, args))
+
+    async def run(self) -> list[Any]:
+        if not self._commands:
+            return []
+        replies = await send(self.store, self._commands, self._sources)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
+
+async def send(store: Store, commands: Sequence[_Command], sources: dict[str, str]) -> list[Any]:
+    """The replies of `commands`, in order, error replies in place as exceptions; raises only
+    when the batch as a whole failed. Every EVALSHA the store answered NOSCRIPT is sent once
+    more after its script (`sources`: sha -> Lua source) is loaded."""
+    replies = await _send_once(store, commands)
+    missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        for sha in {str(commands[n][1]) for n in missing}:
+            await store.script_load(sources[sha])  # the same sha: it is the source's SHA-1
+        again = await _send_once(store, [commands[n] for n in missing])
+        for n, reply in zip(missing, again, strict=True):
+            replies[n] = reply
+    return replies
+
+
+async def _send_once(store: Store, commands: Sequence[_Command]) -> list[Any]:
+    if is_cluster(store):
+        return await _on_cluster(store, commands)
+    return await send_packed(store, commands)
+
+
+async def send_packed(store: Any, commands: Sequence[_Command]) -> list[Any]:
+    """Raw replies of `commands` (error replies as ResponseError values, in place), sent to a
+    plain server in one write on one pooled connection and read under one deadline. After a
+    lost connection the batch is sent once more, on a new connection (the idle ones are dropped
+    first: a lost connection usually means the store restarted or dropped its clients, and
+    they are as dead)."""
+    packed = b"".join(map(hiredis.pack_command, commands))
+    pool = store.connection_pool
+    deadline_s = BATCH_TIMEOUT_S + PER_COMMAND_S * len(commands)
+    for attempt in (1, 2):
+        conn = None
+        try:
+            # One deadline for the attempt, the wait for a connection included: against a
+            # stalled server a new connection is accepted by the kernel and then waits on its
+            # handshake under redis-py's own retries (15-45 s; docs/store.md "Deadlines").
+            # Cancelled there, the pool takes the connection back.
+            async with asyncio.timeout(deadline_s):
+                conn = await pool.get_connection()
+                await conn.send_packed_command(packed)
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        # (math.inf: no timer per reply; the batch has one deadline)
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # read on: the next reply follows it
+                        replies.append(exc)
+            return replies
+        except (RedisConnectionError, RedisTimeoutError, TimeoutError):
+            if conn is not None:
+                await conn.disconnect()
+            if attempt == 2:
+                raise
+            with contextlib.suppress(Exception):
+                await pool.disconnect(inuse_connections=False)
+        except BaseException:
+            if conn is not None:
+                await conn.disconnect()  # a half-read connection must not be reused
+            raise
+        finally:
+            if conn is not None:
+                await pool.release(conn)
+    raise AssertionError("unreachable")
+
+
+async def _on_cluster(store: Any, commands: Sequence[_Command]) -> list[Any]:
+    """The cluster fallback (module doc): runs of plain commands as cluster pipelines, runs of
+    script calls concurrently, one run after the other."""
+    replies: list[Any] = []
+    start = 0
+    while start < len(commands):
+        scripted = commands[start][0] == "EVALSHA"
+        end = start
+        while end < len(commands) and (commands[end][0] == "EVALSHA") == scripted:
+            end += 1
+        if scripted:
+            for at in range(start, end, CLUSTER_SCRIPTS_AT_ONCE):
+                chunk = commands[at : min(end, at + CLUSTER_SCRIPTS_AT_ONCE)]
+                replies += await asyncio.gather(
+                    *(store.execute_command(*args) for args in chunk), return_exceptions=True
+                )
+        else:
+            async with store.pipeline() as pipe:
+                for args in commands[start:end]:
+                    pipe.execute_command(*args)
+                replies += await pipe.execute(raise_on_error=False)
+        start = end
+    return replies

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
@@ -104,25 +103,3 @@ async def _cluster(url: str, max_connections: int) -> RedisCluster:
 
 def is_cluster(store: Store) -> bool:
     return isinstance(store, RedisCluster)
-
-
-# Script calls in flight at once per batch on a cluster: below the per-node pool size.
-_CLUSTER_BATCH = 64
-
-
-async def run_scripts(store: Store, calls: Sequence[tuple[Any, list[Any], list[Any]]]) -> list[Any]:
-    """Replies of many `(script, keys, args)` calls, in order, in as few round trips as the
-    store allows: one pipeline on a plain server; on a cluster, where redis-py refuses EVALSHA
-    in a pipeline (and a batch spans slots anyway), concurrent calls each routed to its slot."""
-    if not calls:
-        return []
-    if is_cluster(store):
-        replies: list[Any] = []
-        for start in range(0, len(calls), _CLUSTER_BATCH):
-            batch = calls[start : start + _CLUSTER_BATCH]
-            replies += await asyncio.gather(*(script(keys=k, args=a) for script, k, a in batch))
-        return replies
-    async with store.pipeline(transaction=False) as pipe:
-        for script, script_keys, args in calls:
-            await script(keys=script_keys, args=args, client=pipe)  # queued, sent by execute
-        return list(await pipe.execute())

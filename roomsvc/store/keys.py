@@ -81,7 +81,7 @@ def timer_shard(n: int) -> str:
 #                          leases, its claim lock and its recent waits. Claiming tickets into a
 #                          match record and retiring it are then each one script in one slot.
 #   rs:pools               every pool that may hold work (a hint: dropped when found empty and
-#                          re-added on enqueue; see store/matcher_store.py).
+#                          re-added on enqueue; see matching/pools.py).
 
 POOLS = f"{PREFIX}:pools"
 
@@ -134,7 +134,7 @@ def pool_waits(pool: str) -> str:
 #   {presence:<n>}:clock
 #                    hash: `beat`, the last time (ms) any process's heartbeat reached the shard,
 #                    and `resumed`, when a silence of every heartbeat was last noticed
-#                    (presence_claim.lua; docs/store.md "Presence through a stall")
+#                    (claim.lua; docs/store.md "Presence through a stall")
 #
 # Ids never contain `:` (auth.py), so a member splits back into (app, player) unambiguously.
 

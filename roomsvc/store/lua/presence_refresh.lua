@@ -1,7 +1,7 @@
 -- A process's presence heartbeat on one shard (docs/spec.md §6 presence; realtime/heartbeat.py).
 -- KEYS[1] a presence shard zset   KEYS[2] the set of its members this process holds
 -- KEYS[3] the shard's clock (hash: `beat`, `resumed`, by the store's own clock, TIME;
---         presence_claim.lua says what for)
+--         claim.lua says what for)
 -- ARGV[1] silence (ms): no beat for longer is a stall, not a lapse
 -- ARGV[2] deadline (ms)   ARGV[3] the set's ttl (ms), set when it is replaced or added to
 -- ARGV[4] '1' = replace the set (ARGV then holds every member held)

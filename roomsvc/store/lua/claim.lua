@@ -1,11 +1,12 @@
--- Claim lapsed presence deadlines (docs/design.md "claim, apply idempotently, retire"; docs/spec.md §6).
--- KEYS[1] a presence shard zset   KEYS[2] the shard's clock (hash; optional, see below)
+-- Claim due members of a sharded sorted set (docs/design.md "claim, apply idempotently, retire";
+-- store/claims.py): the timers' deadlines, the presence deadlines (docs/spec.md §4, §6).
+-- KEYS[1] a shard zset   KEYS[2] the shard's clock (hash; optional, see below)
 -- ARGV[1] now (ms)   ARGV[2] lease (ms)   ARGV[3] max items
 -- ARGV[4] silence (ms)   ARGV[5] hold (ms)   (with KEYS[2])
 -- Due members get score now + lease, so no other process takes them while this one works;
 -- if this process dies, the lease lapses and any process claims them again.
--- Returns {the earliest score left in the shard or -1, claimed member...}: the sweeper sleeps
--- until that deadline instead of polling, so a lapsed seat is released when it lapses.
+-- Returns {the earliest score left in the shard or -1, claimed member...}: a sweeper may sleep
+-- until that deadline instead of polling, so a lapsed member is claimed when it lapses.
 --
 -- The clock (docs/store.md "Presence through a stall"): every process's heartbeat records in
 -- `beat` when it last reached this shard (presence_refresh.lua), by the store's own clock. No
