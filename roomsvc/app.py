@@ -36,6 +36,7 @@ from roomsvc.http import clients, discovery, health
 from roomsvc.http.middleware import RequestContextMiddleware
 from roomsvc.http.plumbing import handle_error, handle_http_exception
 from roomsvc.matching import duty as matching
+from roomsvc.matching.pools import PoolStore
 from roomsvc.realtime import routes as realtime
 from roomsvc.realtime.hub import Hub
 from roomsvc.rooms import routes as rooms
@@ -97,7 +98,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.store = await connect(settings.redis_url or "")
         app.state.room_store = RoomStore(app.state.store, limits, settings.tombstone_seconds * 1000)
-        app.state.rooms = RoomsService(app.state.room_store, limits)
+        app.state.rooms = RoomsService(app.state.room_store, limits, PoolStore(app.state.store))
         app.state.realtime = Hub(app.state, settings)
         tasks = [asyncio.create_task(supervise(duty, app), name=_name_of(duty)) for duty in duties]
         if settings.uses_dev_secret:

@@ -194,5 +194,3 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ROOMSVC_STORE_DEADLINE_MS": ("store_deadline_ms", _int_in(50, 60_000)),
     "ROOMSVC_MAX_CALLS_IN_FLIGHT": ("max_calls_in_flight", _int_in(1, 1_000_000)),
 }
-
-KNOWN_VARIABLES = tuple(_VARIABLES)

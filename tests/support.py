@@ -23,6 +23,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from roomsvc.auth.tokens import SCOPE_GAMES, Principal, mint_token
+from roomsvc.matching.pools import PoolStore
 from roomsvc.rooms import wire
 from roomsvc.rooms.rules import Limits
 from roomsvc.rooms.service import RoomsService
@@ -289,7 +290,7 @@ def leave_reasons(room: dict) -> dict[str, tuple[str, str | None]]:
 def stores(client: aioredis.Redis) -> tuple[RoomStore, RoomsService]:
     limits = Limits()
     room_store = RoomStore(client, limits, 3_600_000)
-    return room_store, RoomsService(room_store, limits)
+    return room_store, RoomsService(room_store, limits, PoolStore(client))
 
 
 async def joined_room(service: RoomsService, app: str, creator: str, guest: str) -> str:

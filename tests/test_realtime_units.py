@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from roomsvc.auth.tokens import SCOPE_GAMES, Principal
 from roomsvc.common.call_guard import CallGuard
 from roomsvc.common.errors import NotFound
+from roomsvc.matching.pools import PoolStore
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import Connection, PeerTransport
@@ -347,7 +348,7 @@ async def test_presence_releases_a_lapsed_seat_once(redis_client: aioredis.Redis
     """Before the deadline nothing happens; after it the seat is released once and retired."""
     limits = Limits()
     room_store = RoomStore(redis_client, limits, 3_600_000)
-    service = RoomsService(room_store, limits)
+    service = RoomsService(room_store, limits, PoolStore(redis_client))
     app = new_app_id()
     room_id = await _joined_room(service, app)
     presence = Presence(room_store, grace_seconds=20)

@@ -79,10 +79,10 @@ def observe_diagnostics(updates: list[wire.RoomP2PStatusIn]) -> None:
 
 
 class RoomsService:
-    def __init__(self, store: RoomStore, limits: Limits, pool: PoolStore | None = None) -> None:
+    def __init__(self, store: RoomStore, limits: Limits, pool: PoolStore) -> None:
         self.store = store
         self.limits = limits
-        self.pool = pool or PoolStore(store.store)  # auto-match tickets (docs/spec.md §5)
+        self.pool = pool  # auto-match tickets (docs/spec.md §5)
 
     async def _visible(self, principal: Principal, room_id: str) -> RoomDoc:
         doc = await self.store.load(principal.app_id, room_id, fresh=True)
@@ -123,7 +123,7 @@ class RoomsService:
             now_ms=now,
             limits=self.limits,
         )
-        await self.pool.enqueue(doc)  # before the room write (store/matcher_store.py)
+        await self.pool.enqueue(doc)  # before the room write (matching/pools.py; docs/design.md "add before the write")
         applied = await self.store.create(doc, request_id)
         return render_room(applied.room, principal.player_id, ctx)
 
