@@ -123,7 +123,9 @@ class RoomsService:
             now_ms=now,
             limits=self.limits,
         )
-        await self.pool.enqueue(doc)  # before the room write (matching/pools.py; docs/design.md "add before the write")
+        # The ticket before the room: a matcher that finds no room yet waits for it
+        # (matching/pools.py; docs/design.md "Rooms: one slot each, indexes as hints").
+        await self.pool.enqueue(doc)
         applied = await self.store.create(doc, request_id)
         return render_room(applied.room, principal.player_id, ctx)
 
