@@ -16,11 +16,11 @@ a step replayed by a retry or by a process that took the record over is a no-op:
 3. the record is retired, with the waits of the matched tickets (waitEstimateSeconds;
    `finished`), or with its tickets put back (`released`).
 
-A group with a room that is missing goes back whole (nothing was applied yet): the room may
-still be being written (its ticket enters the pool first, docs/design.md "add before the
-write"), and once every room is there the group forms again, the largest it can
-(docs/spec.md §5); a ticket whose room is still missing after `CREATE_GRACE_MS` is dropped, and a
-ticket whose room is closed is dropped.
+A group with a room that is missing goes back whole (nothing was applied yet): the room may still be
+being written (its ticket enters the pool first, docs/design.md "Rooms: one slot each, indexes as
+hints"), and once every room is there the group forms again, the largest it can (docs/spec.md §5); a
+ticket whose room is still missing after `CREATE_GRACE_MS` is dropped, and a ticket whose room is
+closed is dropped.
 
 The decisions are pure functions of the rooms as read, used both by a round's writes
 (rounds.py, many matches in one round trip) and by `drive`, which applies one match from
