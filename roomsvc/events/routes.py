@@ -8,15 +8,16 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
+from roomsvc.auth.tokens import SCOPE_GAMES, SCOPE_GAMES_LITE
 from roomsvc.events import service, wire
 from roomsvc.events.rules import MAX_PAGE_SIZE
-from roomsvc.http.api_spec import LANGUAGE, Method, max_results, page_token
+from roomsvc.http.api_spec import LANGUAGE, Method, Param, max_results, page_token
 from roomsvc.http.routing import rest_routes
 
-SCOPES = service.SCOPES
+SCOPES = (SCOPE_GAMES, SCOPE_GAMES_LITE)  # docs/spec.md §2: events accept games or games_lite
 
 
-def _paged(list_name: str) -> tuple[Any, ...]:
+def _paged(list_name: str) -> tuple[Param, ...]:
     return (LANGUAGE, max_results(1, MAX_PAGE_SIZE), page_token(list_name))
 
 
