@@ -99,5 +99,42 @@ def test_openapi_describes_the_same_api(server: ServerProcess) -> None:
     operations = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
     assert set(EXPECTED) <= operations
     create = spec["paths"]["/games/v1/rooms/create"]["post"]
-    ref = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    assert ref.rsplit("/", 1)[1] in spec["components"]["schemas"]
+    ref, _ = create["requestBody"]["content"]["application/json"]["schema"]["allOf"]
+    assert ref["$ref"].rsplit("/", 1)[1] in spec["components"]["schemas"]
+
+
+def test_both_documents_state_what_the_server_enforces(
+    document: dict,  # type: ignore[type-arg]
+    server: ServerProcess,
+) -> None:
+    """Required fields, ranges and opaque page tokens are in the documents, not only in the
+    server: a client generated from them sends what the server accepts."""
+    schemas = document["schemas"]
+    assert schemas["RoomP2PStatus"]["properties"]["participantId"]["required"] is True
+    assert schemas["EventPeriodRange"]["properties"]["periodStartMillis"]["required"] is True
+    assert schemas["RoomCreateRequest"]["properties"]["variant"]["format"] == "int32"
+    spec = httpx.get(f"{server.base_url}/openapi.json").json()
+    paths, parts = spec["paths"], spec["components"]["schemas"]
+    assert {"participantId", "status"} <= set(parts["RoomP2PStatusIn"]["required"])
+    assert set(parts["EventPeriodRangeIn"]["required"]) == {"periodStartMillis", "periodEndMillis"}
+    assert parts["EventPeriodUpdate"]["required"] == ["timePeriod"]
+    variant = parts["RoomCreateRequest"]["properties"]["variant"]["anyOf"][0]
+    assert (variant["minimum"], variant["maximum"]) == (-(2**31), 2**31 - 1)
+    request_id = parts["RoomCreateRequest"]["properties"]["requestId"]["anyOf"][0]
+    assert (request_id["minimum"], request_id["maximum"]) == (-(2**63), 2**63 - 1)
+    create = paths["/games/v1/rooms/create"]["post"]["requestBody"]
+    rules = create["content"]["application/json"]["schema"]["allOf"][1]["anyOf"]
+    assert rules[0]["required"] == ["invitedPlayerIds"]  # an invitee, or auto-matching criteria
+    assert all(rule["required"] == ["autoMatchingCriteria"] for rule in rules[1:])
+    assert create["required"] is True
+    tokens = {
+        path: {p["name"]: p["schema"] for p in op["parameters"]}["pageToken"]["format"]
+        for path, ops in paths.items()
+        for op in ops.values()
+        if any(p["name"] == "pageToken" for p in op["parameters"])
+    }
+    assert tokens == {
+        "/games/v1/rooms": "rooms-page-token",
+        "/games/v1/events": "playerEvents-page-token",
+        "/games/v1/eventDefinitions": "eventDefinitions-page-token",
+    }

@@ -15,7 +15,7 @@ name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -25,14 +25,19 @@ from roomsvc.events.rules import BatchFailure, Period, PeriodUpdates, Update, Up
 # int64 fields: numbers or numeric strings in, JSON strings out (`format: int64` in discovery).
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1, extra={"format": "int64"})]
 Int64Str = Annotated[str, msgspec.Meta(extra={"format": "int64"})]
+NOT_NULL = msgspec.Meta(extra_json_schema={"type": "integer"})  # for the API documents only
 
 # -- requests ---------------------------------------------------------------------------------
 
 
+# What periods_of checks, stated for the API documents (docs/api.md): both bounds of every
+# period are required; the message naming the missing one stays in periods_of.
 class EventPeriodRangeIn(msgspec.Struct, rename="camel"):
+    schema_rules: ClassVar[dict[str, Any]] = {"required": ["periodStartMillis", "periodEndMillis"]}
+
     kind: str = "games#eventPeriodRange"
-    period_start_millis: Int64 | None = None
-    period_end_millis: Int64 | None = None
+    period_start_millis: Annotated[Int64 | None, NOT_NULL] = None
+    period_end_millis: Annotated[Int64 | None, NOT_NULL] = None
 
 
 class EventUpdateRequest(msgspec.Struct, rename="camel"):
@@ -42,8 +47,12 @@ class EventUpdateRequest(msgspec.Struct, rename="camel"):
 
 
 class EventPeriodUpdate(msgspec.Struct, rename="camel"):
+    schema_rules: ClassVar[dict[str, Any]] = {"required": ["timePeriod"]}
+
     kind: str = "games#eventPeriodUpdate"
-    time_period: EventPeriodRangeIn | None = None
+    time_period: Annotated[
+        EventPeriodRangeIn | None, msgspec.Meta(extra_json_schema={"type": "object"})
+    ] = None
     updates: list[EventUpdateRequest] = []
 
 

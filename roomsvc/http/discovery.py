@@ -1,23 +1,30 @@
-"""The discovery document and the OpenAPI 3.1 description, generated from the app's routes
-(`@api_method`) and the msgspec wire types (docs/spec.md §3).
+"""The discovery document and the OpenAPI 3.1 description, generated from the method tables
+(docs/api.md) and the msgspec wire types (docs/spec.md §3).
 
 `GET /discovery/v1/apis/games/v1/rest` serves a Google discovery document (`rootUrl` = the
 server's own URL) so `googleapiclient.discovery.build("games", "v1", discoveryServiceUrl=...)`
-works against roomsvc; `GET /openapi.json` serves the same API as OpenAPI 3.1.
+works against roomsvc; `GET /openapi.json` serves the same API as OpenAPI 3.1. Both state what
+the server enforces: a field's constraints come from its wire type (`msgspec.Meta`), an object's
+required fields from the Struct's `schema_rules`, a method's own rules from its table row. Each
+document is built once per app, with a placeholder where the server's own URL goes: a request
+only puts in the URL it reached the server by.
 """
 
 from __future__ import annotations
 
-import re
+import weakref
 from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from roomsvc.http.api_spec import ApiMethod, Param, method_of
+from roomsvc.http.api_spec import Method, Param, rules_of
+from roomsvc.http.openapi import openapi_document
+from roomsvc.http.routing import ApiRoute
 
 API_PREFIX = "/games/v1/"
 GLOBAL_PARAMS: dict[str, dict[str, Any]] = {
@@ -47,6 +54,8 @@ _SCHEMA_NAMES = {
     "RoomP2PStatusIn": "RoomP2PStatus",
     "EventPeriodRangeIn": "EventPeriodRange",
 }
+# JSON Schema keywords a discovery schema carries too (its numbers are strings).
+_DISCOVERY_KEYWORDS = ("enum", "pattern", "minimum", "maximum")
 
 
 def schema_name(cls: type) -> str:
@@ -77,18 +86,28 @@ class _Schemas:
                 "default": info.tag,
                 "description": f"Value is always the fixed string {info.tag}.",
             }
+        required = set(rules_of(cls).get("required", ()))
         for field in info.fields:
             if field.encode_name == "kind" and "kind" in properties:
                 continue
-            properties[field.encode_name] = self._type(field.type)
+            prop = self._type(field.type)
+            if field.encode_name in required:
+                prop["required"] = True
+            properties[field.encode_name] = {**properties.get(field.encode_name, {}), **prop}
 
     def _type(self, t: mi.Type) -> dict[str, Any]:
         extra: dict[str, Any] = {}
+        stated: dict[str, Any] = {}
+        if isinstance(t, mi.Metadata):
+            extra = dict(t.extra or {})
+            stated = dict(t.extra_json_schema or {})
+            t = t.type
         if isinstance(t, mi.UnionType):
             non_null = [x for x in t.types if not isinstance(x, mi.NoneType)]
             t = non_null[0] if len(non_null) == 1 else mi.AnyType()
         if isinstance(t, mi.Metadata):
-            extra = dict(t.extra or {})
+            extra = {**dict(t.extra or {}), **extra}
+            stated = {**dict(t.extra_json_schema or {}), **stated}
             t = t.type
         if isinstance(t, mi.StructType):
             return self.ref(t.cls)
@@ -97,32 +116,35 @@ class _Schemas:
         if isinstance(t, mi.DictType):
             return {"type": "object", "additionalProperties": self._type(t.value_type)}
         if extra.get("format") == "int64":
-            return {"type": "string", "format": "int64"}
+            return {"type": "string", "format": "int64"}  # its range is the format's
+        out: dict[str, Any]
         if isinstance(t, mi.IntType):
-            return {"type": "integer", "format": "int32"}
-        if isinstance(t, mi.FloatType):
-            return {"type": "number", "format": "double"}
-        if isinstance(t, mi.BoolType):
-            return {"type": "boolean"}
-        if isinstance(t, mi.StrType | mi.LiteralType | mi.EnumType):
-            return {"type": "string"}
-        return {"type": "any"}
+            out = {"type": "integer", "format": "int32"}
+        elif isinstance(t, mi.FloatType):
+            out = {"type": "number", "format": "double"}
+        elif isinstance(t, mi.BoolType):
+            out = {"type": "boolean"}
+        elif isinstance(t, mi.StrType | mi.LiteralType | mi.EnumType):
+            out = {"type": "string"}
+        else:
+            return {"type": "any"}
+        for keyword in _DISCOVERY_KEYWORDS:
+            if keyword in stated:
+                value = stated[keyword]
+                out[keyword] = value if keyword in ("enum", "pattern") else str(value)
+        return out
 
 
-def api_routes(routes: list[BaseRoute]) -> list[tuple[Route, ApiMethod]]:
-    found = []
-    for route in routes:
-        spec = method_of(getattr(route, "endpoint", None))
-        if isinstance(route, Route) and spec is not None:
-            found.append((route, spec))
-    return found
+def table_of(routes: list[BaseRoute]) -> list[Method]:
+    """Every method of the app's tables, in route order."""
+    return [m for route in routes if isinstance(route, ApiRoute) for m in route.api_methods]
 
 
 def _param(p: Param, location: str, required: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"type": p.type, "location": location}
     if p.description:
         out["description"] = p.description
-    if p.format:
+    if p.format and p.type == "integer":  # a page token's format is for OpenAPI (docs/api.md)
         out["format"] = p.format
     if p.minimum is not None:
         out["minimum"] = str(p.minimum)
@@ -133,17 +155,13 @@ def _param(p: Param, location: str, required: bool = False) -> dict[str, Any]:
     return out
 
 
-def _path_params(path: str) -> list[str]:
-    return re.findall(r"{([A-Za-z]+)(?::[a-z]+)?}", path)
-
-
-def discovery_document(routes: list[BaseRoute], root_url: str) -> dict[str, Any]:
+def discovery_document(table: list[Method], root_url: str) -> dict[str, Any]:
     schemas = _Schemas()
     resources: dict[str, dict[str, Any]] = {}
     scopes: set[str] = set()
-    for route, spec in api_routes(routes):
-        relative = route.path.removeprefix(API_PREFIX)
-        path_names = _path_params(relative)
+    for spec in table:
+        relative = spec.path.removeprefix(API_PREFIX)
+        path_names = spec.path_params
         parameters = {
             n: _param(Param(n, description=f"The {n}."), "path", True) for n in path_names
         }
@@ -152,7 +170,7 @@ def discovery_document(routes: list[BaseRoute], root_url: str) -> dict[str, Any]
             "id": spec.id,
             "path": relative,
             "flatPath": relative,
-            "httpMethod": sorted(route.methods or {"GET"} - {"HEAD"})[0],
+            "httpMethod": spec.verb,
             "description": spec.description,
             "parameters": parameters,
             "parameterOrder": path_names,
@@ -187,84 +205,35 @@ def discovery_document(routes: list[BaseRoute], root_url: str) -> dict[str, Any]
     }
 
 
-def openapi_document(routes: list[BaseRoute], root_url: str) -> dict[str, Any]:
-    """OpenAPI 3.1 of the same methods; component schemas come from msgspec."""
-    pairs = api_routes(routes)
-    types = sorted(
-        {t for _, s in pairs for t in (s.request, s.response) if t is not None},
-        key=lambda t: t.__name__,
-    )
-    _, components = msgspec.json.schema_components(
-        types, ref_template="#/components/schemas/{name}"
-    )
-    paths: dict[str, dict[str, Any]] = {}
-    for route, spec in pairs:
-        params = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-            for n in _path_params(route.path)
-        ]
-        for p in spec.query:
-            schema: dict[str, Any] = {"type": p.type}
-            if p.minimum is not None:
-                schema["minimum"] = p.minimum
-            if p.maximum is not None:
-                schema["maximum"] = p.maximum
-            params.append({"name": p.name, "in": "query", "schema": schema})
-        operation: dict[str, Any] = {
-            "operationId": spec.id,
-            "summary": spec.description,
-            "parameters": params,
-            "security": [{"bearer": list(spec.scopes)}],
-            "responses": {"default": {"description": "Google JSON error"}},
-        }
-        if spec.request is not None:
-            operation["requestBody"] = {
-                "required": False,
-                "content": {"application/json": {"schema": _ref(spec.request)}},
-            }
-        if spec.response is not None:
-            operation["responses"]["200"] = {
-                "description": "OK",
-                "content": {"application/json": {"schema": _ref(spec.response)}},
-            }
-        else:
-            operation["responses"][str(spec.empty_status or 204)] = {"description": "No content"}
-        http = sorted(route.methods or {"GET"} - {"HEAD"})[0].lower()
-        openapi_path = re.sub(r"{([A-Za-z]+):[a-z]+}", r"{\1}", route.path)
-        paths.setdefault(openapi_path, {})[http] = operation
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "roomsvc", "version": "v1"},
-        "servers": [{"url": root_url.rstrip("/")}],
-        "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            },
-        },
-    }
+_ROOT = "https://root.roomsvc.invalid"  # where the server's own URL goes (no trailing slash)
+_built: weakref.WeakKeyDictionary[Starlette, tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
+_encode = msgspec.json.Encoder().encode
 
 
-def _ref(t: type) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{t.__name__}"}
+def _documents(app: Starlette) -> tuple[bytes, bytes]:
+    """(discovery, OpenAPI) of this app, encoded, with `_ROOT` for the server's URL."""
+    documents = _built.get(app)
+    if documents is None:
+        table = table_of(app.routes)
+        documents = (
+            _encode(discovery_document(table, _ROOT)),
+            _encode(openapi_document(table, app.state.settings, _ROOT)),
+        )
+        _built[app] = documents
+    return documents
 
 
-_encoder = msgspec.json.Encoder()
-
-
-def _root_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def _with_root(document: bytes, request: Request) -> Response:
+    root = _encode(str(request.base_url).rstrip("/"))[1:-1]  # JSON-escaped, unquoted
+    return Response(document.replace(_ROOT.encode(), root), media_type="application/json")
 
 
 async def discovery_endpoint(request: Request) -> Response:
-    doc = discovery_document(request.app.routes, _root_url(request))
-    return Response(_encoder.encode(doc), media_type="application/json")
+    return _with_root(_documents(request.app)[0], request)
 
 
 async def openapi_endpoint(request: Request) -> Response:
-    doc = openapi_document(request.app.routes, _root_url(request))
-    return Response(_encoder.encode(doc), media_type="application/json")
+    return _with_root(_documents(request.app)[1], request)
 
 
 routes = [

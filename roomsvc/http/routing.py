@@ -1,81 +1,92 @@
-"""One declaration per REST method (docs/spec.md §3; docs/style.md "Transport is thin").
-`api_route` turns a
-handler that calls one service function into a Starlette route whose endpoint authenticates,
-decodes the body, calls the handler and encodes its result, and carries the `@api_method`
-metadata the discovery document and the OpenAPI description are generated from.
+"""REST routes built from the method tables (docs/api.md; docs/style.md "Transport is thin").
 
-Order of checks, as on every method: the token and its scopes (401/403), then the body
-(413/415/400), then the service. A POST without a request type still reads its body as `NoBody`
-(Google's client sends none or `{}`, docs/spec.md §3); a GET reads none.
+Each `Method` becomes an endpoint that authenticates, decodes the body, makes the method's one
+service call and encodes its result. Order of checks, as on every method: the token and its
+scopes (401/403), then the body (413/415/400), then the service.
+
+Methods that share a path (`GET` and `POST /games/v1/events`) share one `ApiRoute`, so a verb
+the path does not serve is a 405 whose `Allow` lists every verb it does (RFC 9110 §15.5.6).
+Everything here runs once, at start-up; a request costs the endpoint's own work only.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from roomsvc.auth.tokens import Principal
-from roomsvc.http.api_spec import ApiMethod, api_method
-from roomsvc.http.plumbing import authenticate, locale_of, read_body, respond
-from roomsvc.rooms.wire import NoBody
+from roomsvc.http.api_spec import Args, Method
+from roomsvc.http.plumbing import authenticate, base_url_of, locale_of, read_body, respond
+from roomsvc.rooms.view import ViewContext
 
-B = TypeVar("B")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Call(Generic[B]):
-    """One authenticated request with its decoded body (None on a GET)."""
-
-    request: Request
-    principal: Principal
-    body: B
-
-    @property
-    def state(self) -> Any:
-        return self.request.app.state
-
-    @property
-    def locale(self) -> str:
-        return locale_of(self.request)
-
-    def path(self, name: str) -> str:
-        return str(self.request.path_params[name])
-
-    def query(self, name: str) -> str | None:
-        return self.request.query_params.get(name)
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-Handler = Callable[[Call[Any]], Awaitable[Any]]
+class ApiRoute(Route):
+    """A route of one path carrying the table rows it serves (read by discovery.py)."""
+
+    def __init__(self, path: str, methods: tuple[Method, ...]) -> None:
+        endpoints = {m.verb: rest_endpoint(m) for m in methods}
+        if len(endpoints) == 1:
+            (endpoint,) = endpoints.values()
+        else:
+            endpoint = _by_verb(endpoints)
+        super().__init__(path, endpoint, methods=list(endpoints), name=methods[0].rpc_name)
+        self.api_methods = methods
 
 
-def api_route(
-    verb: str, path: str, method_id: str, description: str, **fields: Any
-) -> Callable[[Handler], Route]:
-    """Declare a REST method: `fields` are the other `ApiMethod` fields (scopes, request,
-    response, query, empty_status). The route is named after the method id without "games."."""
-    spec = ApiMethod(method_id, description, **fields)
-    body_type: type[Any] | None = spec.request or (NoBody if verb == "POST" else None)
-    mutation = verb != "GET"
+def _by_verb(endpoints: dict[str, Endpoint]) -> Endpoint:
+    by_verb = {**endpoints, "HEAD": endpoints.get("GET")}
 
-    def build(handler: Handler) -> Route:
-        @api_method(id=method_id, description=description, **fields)
-        async def endpoint(request: Request) -> Response:
-            principal = authenticate(request, *spec.scopes)
-            body = await read_body(request, body_type) if body_type is not None else None
-            # Admitted and held to the store deadline (call_guard.py; docs/spec.md §12 items 16-17).
-            async with request.app.state.guard.call("rest", mutation=mutation):
-                result = await handler(Call(request, principal, body))
-            if spec.empty_status is not None:
-                return Response(status_code=spec.empty_status)
-            return respond(request, result)
+    async def endpoint(request: Request) -> Response:
+        chosen = by_verb[request.method]  # the route admits only these verbs
+        assert chosen is not None
+        return await chosen(request)
 
-        endpoint.__name__ = endpoint.__qualname__ = handler.__name__
-        name = method_id.removeprefix("games.")
-        return Route(path, endpoint, methods=[verb], name=name)
+    return endpoint
 
-    return build
+
+def view_context(request: Request) -> ViewContext:
+    """How rooms are rendered for this caller: language, links, the pool's wait estimate."""
+    return ViewContext(
+        locale=locale_of(request),
+        base_url=base_url_of(request),
+        wait_estimate=getattr(request.app.state, "wait_estimate", None),
+    )
+
+
+def rest_endpoint(method: Method) -> Endpoint:
+    scopes, body_type, call = method.scopes, method.body_type, method.call
+    room_param = "roomId" if "roomId" in method.path_params else None
+    paged, empty_status = method.paged, method.empty_status
+    mutation = method.verb != "GET"
+
+    async def endpoint(request: Request) -> Response:
+        principal = authenticate(request, *scopes)
+        body = await read_body(request, body_type) if body_type is not None else None
+        room_id = request.path_params[room_param] if room_param is not None else ""
+        size = token = None
+        if paged:
+            query = request.query_params
+            size, token = query.get("maxResults"), query.get("pageToken")
+        args = Args(principal, view_context(request), body, room_id, size, token)
+        state = request.app.state
+        # Admitted and held to the store deadline (call_guard.py; docs/spec.md §12 items 16-17).
+        async with state.guard.call("rest", mutation=mutation):
+            result = await call(state, args)
+        if empty_status is not None:
+            return Response(status_code=empty_status)
+        return respond(request, result)
+
+    endpoint.__name__ = endpoint.__qualname__ = method.rpc_name.replace(".", "_")
+    return endpoint
+
+
+def rest_routes(table: Iterable[Method]) -> list[Route]:
+    """One `ApiRoute` per path of a feature's table, in the table's order."""
+    by_path: dict[str, list[Method]] = {}
+    for method in table:
+        by_path.setdefault(method.path, []).append(method)
+    return [ApiRoute(path, tuple(methods)) for path, methods in by_path.items()]

@@ -1,5 +1,6 @@
-"""REST routes of the rooms resource (docs/spec.md §3): each method declared once with `api_route`,
-its handler one call of the rooms service."""
+"""The rooms methods (docs/spec.md §3, §4): one table (docs/api.md), each row one call of the
+rooms service, from which the REST routes, the JSON-RPC dispatch and the API documents are built;
+and the anonymous avatars' route."""
 
 from __future__ import annotations
 
@@ -7,84 +8,49 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from roomsvc.auth.tokens import SCOPE_GAMES
-from roomsvc.http.api_spec import LANGUAGE, PAGE_TOKEN, max_results
-from roomsvc.http.plumbing import base_url_of
-from roomsvc.http.routing import Call, api_route
+from roomsvc.http.api_spec import LANGUAGE, Method, max_results, page_token
+from roomsvc.http.routing import rest_routes
 from roomsvc.rooms import wire
-from roomsvc.rooms.service import LIST_MAX_RESULTS, RoomsService
+from roomsvc.rooms.service import LIST_MAX_RESULTS
 from roomsvc.rooms.timers import timers_duty
-from roomsvc.rooms.view import ANON_AVATARS, ViewContext
+from roomsvc.rooms.view import ANON_AVATARS
 
 SCOPES = (SCOPE_GAMES,)
+ROOM = "/games/v1/rooms/{roomId}"
 
-
-def _rooms(call: Call[Any]) -> RoomsService:
-    return call.state.rooms
-
-
-def _ctx(call: Call[Any]) -> ViewContext:
-    """How rooms are rendered for this caller: language, links, the pool's wait estimate."""
-    return ViewContext(
-        locale=call.locale,
-        base_url=base_url_of(call.request),
-        wait_estimate=getattr(call.state, "wait_estimate", None),
-    )
-
-
-@api_route("POST", "/games/v1/rooms/create", "games.rooms.create", "Create a room.",
-           scopes=SCOPES, request=wire.RoomCreateRequest, response=wire.Room)  # fmt: skip
-async def create(call: Call[wire.RoomCreateRequest]) -> wire.Room:
-    return await _rooms(call).create(call.principal, call.body, _ctx(call))
-
-
-@api_route("GET", "/games/v1/rooms", "games.rooms.list", "Returns invitations to join rooms.",
-           scopes=SCOPES, response=wire.RoomList,
-           query=(LANGUAGE, max_results(1, LIST_MAX_RESULTS), PAGE_TOKEN))  # fmt: skip
-async def list_rooms(call: Call[None]) -> wire.RoomList:
-    page = call.query("maxResults"), call.query("pageToken")
-    return await _rooms(call).list_invitations(call.principal, *page, _ctx(call))
-
-
-@api_route("GET", "/games/v1/rooms/{roomId}", "games.rooms.get", "Get the data for a room.",
-           scopes=SCOPES, response=wire.Room)  # fmt: skip
-async def get(call: Call[None]) -> wire.Room:
-    return await _rooms(call).get(call.principal, call.path("roomId"), _ctx(call))
-
-
-@api_route("POST", "/games/v1/rooms/{roomId}/join", "games.rooms.join", "Join a room.",
-           scopes=SCOPES, request=wire.RoomJoinRequest, response=wire.Room)  # fmt: skip
-async def join(call: Call[wire.RoomJoinRequest]) -> wire.Room:
-    return await _rooms(call).join(call.principal, call.path("roomId"), call.body, _ctx(call))
-
-
-@api_route("POST", "/games/v1/rooms/{roomId}/leave", "games.rooms.leave", "Leave a room.",
-           scopes=SCOPES, request=wire.RoomLeaveRequest, response=wire.Room)  # fmt: skip
-async def leave(call: Call[wire.RoomLeaveRequest]) -> wire.Room:
-    return await _rooms(call).leave(call.principal, call.path("roomId"), call.body, _ctx(call))
-
-
-@api_route("POST", "/games/v1/rooms/{roomId}/decline", "games.rooms.decline",
-           "Decline an invitation to join a room.", scopes=SCOPES, response=wire.Room)  # fmt: skip
-async def decline(call: Call[wire.NoBody]) -> wire.Room:
-    return await _rooms(call).decline(call.principal, call.path("roomId"), _ctx(call))
-
-
-@api_route("POST", "/games/v1/rooms/{roomId}/dismiss", "games.rooms.dismiss",
-           "Dismiss an invitation to join a room.", scopes=SCOPES, query=(),
-           empty_status=204)  # fmt: skip
-async def dismiss(call: Call[wire.NoBody]) -> None:
-    await _rooms(call).dismiss(call.principal, call.path("roomId"))
-
-
-@api_route("POST", "/games/v1/rooms/{roomId}/reportstatus", "games.rooms.reportStatus",
-           "Report the status of peers in a room.", scopes=SCOPES,
-           request=wire.RoomP2PStatuses, response=wire.RoomStatus)  # fmt: skip
-async def report_status(call: Call[wire.RoomP2PStatuses]) -> wire.RoomStatus:
-    room_id = call.path("roomId")
-    return await _rooms(call).report_status(call.principal, room_id, call.body, _ctx(call))
+methods = (
+    Method("games.rooms.create", "POST", "/games/v1/rooms/create", "Create a room.", SCOPES,
+           lambda s, a: s.rooms.create(a.principal, a.body, a.ctx),
+           request=wire.RoomCreateRequest, response=wire.Room,
+           rules=lambda settings: wire.create_rules(settings.max_players)),
+    Method("games.rooms.list", "GET", "/games/v1/rooms", "Returns invitations to join rooms.",
+           SCOPES,
+           lambda s, a: s.rooms.list_invitations(a.principal, a.max_results, a.page_token, a.ctx),
+           response=wire.RoomList,
+           query=(LANGUAGE, max_results(1, LIST_MAX_RESULTS), page_token("rooms"))),
+    Method("games.rooms.get", "GET", ROOM, "Get the data for a room.", SCOPES,
+           lambda s, a: s.rooms.get(a.principal, a.room_id, a.ctx), response=wire.Room),
+    Method("games.rooms.join", "POST", ROOM + "/join", "Join a room.", SCOPES,
+           lambda s, a: s.rooms.join(a.principal, a.room_id, a.body, a.ctx),
+           request=wire.RoomJoinRequest, response=wire.Room),
+    Method("games.rooms.leave", "POST", ROOM + "/leave", "Leave a room.", SCOPES,
+           lambda s, a: s.rooms.leave(a.principal, a.room_id, a.body, a.ctx),
+           request=wire.RoomLeaveRequest, response=wire.Room),
+    Method("games.rooms.decline", "POST", ROOM + "/decline",
+           "Decline an invitation to join a room.", SCOPES,
+           lambda s, a: s.rooms.decline(a.principal, a.room_id, a.ctx), response=wire.Room),
+    # REST answers 204 with no body; JSON-RPC the call's result, null.
+    Method("games.rooms.dismiss", "POST", ROOM + "/dismiss",
+           "Dismiss an invitation to join a room.", SCOPES,
+           lambda s, a: s.rooms.dismiss(a.principal, a.room_id), query=(), empty_status=204),
+    Method("games.rooms.reportStatus", "POST", ROOM + "/reportstatus",
+           "Report the status of peers in a room.", SCOPES,
+           lambda s, a: s.rooms.report_status(a.principal, a.room_id, a.body, a.ctx),
+           request=wire.RoomP2PStatuses, response=wire.RoomStatus),
+)  # fmt: skip
 
 
 async def anonymous_avatar(request: Request) -> Response:
@@ -100,15 +66,8 @@ async def anonymous_avatar(request: Request) -> Response:
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
-routes = [
-    create,
-    list_rooms,
-    get,
-    join,
-    leave,
-    decline,
-    dismiss,
-    report_status,
+routes: list[BaseRoute] = [
+    *rest_routes(methods),
     Route("/games/v1/avatars/anonymous/{n:int}.svg", anonymous_avatar, methods=["GET"]),
 ]
-duties = [timers_duty]
+duties: list[Any] = [timers_duty]

@@ -62,7 +62,7 @@ def _xmpp(address: wire.ClientAddressIn | None) -> str | None:
     return address.xmpp_address if address is not None else None
 
 
-P2P_ERRORS = frozenset({"P2P_FAILED", "PRESENCE_FAILED", "RELAY_SERVER_FAILED"})
+P2P_ERRORS = frozenset(wire.P2P_ERRORS)
 
 
 def observe_diagnostics(updates: list[wire.RoomP2PStatusIn]) -> None:

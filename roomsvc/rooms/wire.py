@@ -12,9 +12,11 @@ Rules every Struct here follows:
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import msgspec
+
+from roomsvc.rooms.doc import P2P
 
 # int64 fields: numbers (or numeric strings) in, JSON strings out; the discovery document
 # generator reads the format from this metadata.
@@ -23,6 +25,18 @@ import msgspec
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1, extra={"format": "int64"})]
 Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1, extra={"format": "int32"})]
 Int64Str = Annotated[str, msgspec.Meta(extra={"format": "int64"})]
+# What the server checks beyond a field's type, stated for the API documents (docs/api.md):
+# `extra_json_schema` on a field, `schema_rules` on a Struct; discovery.py and openapi.py read
+# both. The checks themselves stay where their messages are (rules.py, service.py).
+PlayerId = Annotated[
+    str, msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": 128, "pattern": "^[^{}: ]*$"})
+]  # rules.validate_create
+# A non-negative int64; service._criteria says so when it is negative.
+Bitmask = Annotated[
+    int, msgspec.Meta(le=2**63 - 1, extra={"format": "int64"}, extra_json_schema={"minimum": 0})
+]
+P2P_STATUSES = tuple(p.value for p in P2P)  # rules.report_status
+P2P_ERRORS = ("P2P_FAILED", "PRESENCE_FAILED", "RELAY_SERVER_FAILED")  # service.report_status
 
 
 def _camel(name: str) -> str:
@@ -48,18 +62,19 @@ class ClientAddressIn(_In):
 
 
 class NetworkDiagnosticsIn(_In):
-    android_network_subtype: int | None = None
-    android_network_type: int | None = None
-    ios_network_type: int | None = None
+    android_network_subtype: Int32 | None = None
+    android_network_type: Int32 | None = None
+    ios_network_type: Int32 | None = None
     network_operator_code: str | None = None
     network_operator_name: str | None = None
-    registration_latency_millis: int | None = None
+    registration_latency_millis: Int32 | None = None
 
 
 class AutoMatchingCriteriaIn(_In):
-    min_auto_matching_players: int | None = None
-    max_auto_matching_players: int | None = None
-    exclusive_bitmask: Int64 | None = None
+    # 1 <= min <= max, and the room's size: create_rules below.
+    min_auto_matching_players: Int32 | None = None
+    max_auto_matching_players: Int32 | None = None
+    exclusive_bitmask: Bitmask | None = None
 
 
 # ---- requests ------------------------------------------------------------------------------
@@ -69,7 +84,9 @@ class RoomCreateRequest(_In):
     auto_matching_criteria: AutoMatchingCriteriaIn | None = None
     capabilities: list[str] = []
     client_address: ClientAddressIn | None = None
-    invited_player_ids: list[str] = []
+    invited_player_ids: Annotated[
+        list[PlayerId], msgspec.Meta(extra_json_schema={"uniqueItems": True})
+    ] = []
     network_diagnostics: NetworkDiagnosticsIn | None = None
     request_id: Int64 | None = None
     variant: Int32 | None = None
@@ -91,10 +108,10 @@ class AggregateStatsIn(_In):
 class PeerChannelDiagnosticsIn(_In):
     bytes_received: AggregateStatsIn | None = None
     bytes_sent: AggregateStatsIn | None = None
-    num_messages_lost: int | None = None
-    num_messages_received: int | None = None
-    num_messages_sent: int | None = None
-    num_send_failures: int | None = None
+    num_messages_lost: Int32 | None = None
+    num_messages_received: Int32 | None = None
+    num_messages_sent: Int32 | None = None
+    num_send_failures: Int32 | None = None
     roundtrip_latency_millis: AggregateStatsIn | None = None
 
 
@@ -106,9 +123,9 @@ class PeerSessionDiagnosticsIn(_In):
 
 
 class RoomLeaveDiagnosticsIn(_In):
-    android_network_subtype: int | None = None
-    android_network_type: int | None = None
-    ios_network_type: int | None = None
+    android_network_subtype: Int32 | None = None
+    android_network_type: Int32 | None = None
+    ios_network_type: Int32 | None = None
     network_operator_code: str | None = None
     network_operator_name: str | None = None
     peer_session: list[PeerSessionDiagnosticsIn] = []
@@ -121,16 +138,55 @@ class RoomLeaveRequest(_In):
 
 
 class RoomP2PStatusIn(_In):
-    connection_setup_latency_millis: int | None = None
-    error: str | None = None
+    schema_rules: ClassVar[dict[str, Any]] = {"required": ["participantId", "status"]}
+
+    connection_setup_latency_millis: Int32 | None = None
+    error: Annotated[str, msgspec.Meta(extra_json_schema={"enum": P2P_ERRORS})] | None = None
     error_reason: str | None = None
-    participant_id: str | None = None
-    status: str | None = None
-    unreliable_roundtrip_latency_millis: int | None = None
+    participant_id: Annotated[
+        str | None, msgspec.Meta(extra_json_schema={"type": "string", "minLength": 1})
+    ] = None
+    status: Annotated[
+        str | None, msgspec.Meta(extra_json_schema={"type": "string", "enum": P2P_STATUSES})
+    ] = None
+    unreliable_roundtrip_latency_millis: Int32 | None = None
 
 
 class RoomP2PStatuses(_In):
     updates: list[RoomP2PStatusIn] = []
+
+
+def create_rules(max_players: int) -> dict[str, Any]:
+    """rooms.create's rules across fields (docs/spec.md §4, rules.validate_create) as JSON Schema:
+    at least one invitee or an autoMatchingCriteria; 1 <= min <= max (a missing one is the
+    other); you + invitees + max <= `max_players`. One branch per number of auto-match slots."""
+    seats = max_players - 1
+    criteria: list[dict[str, Any]] = []
+    for slots in range(1, seats + 1):
+        at_most = {"type": ["integer", "null"], "minimum": 1, "maximum": slots}
+        for given, other, rule in (
+            ("maxAutoMatchingPlayers", "minAutoMatchingPlayers", at_most),
+            ("minAutoMatchingPlayers", "maxAutoMatchingPlayers", {"type": "null"}),
+        ):
+            criteria.append({
+                "required": ["autoMatchingCriteria"],
+                "properties": {
+                    "autoMatchingCriteria": {
+                        "type": "object",
+                        "required": [given],
+                        "properties": {given: {"const": slots}, other: rule},
+                    },
+                    "invitedPlayerIds": {"maxItems": seats - slots},
+                },
+            })  # fmt: skip
+    invitees_only = {
+        "required": ["invitedPlayerIds"],
+        "properties": {
+            "invitedPlayerIds": {"minItems": 1, "maxItems": seats},
+            "autoMatchingCriteria": {"type": "null"},
+        },
+    }
+    return {"anyOf": [invitees_only, *criteria]}
 
 
 class NoBody(_In):
