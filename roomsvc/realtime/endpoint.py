@@ -49,7 +49,7 @@ from roomsvc.realtime.connection import (
 )
 from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.inbox import Inbox
-from roomsvc.realtime.methods import METHODS, Caller
+from roomsvc.realtime.methods import ANY_ROOM, METHODS, READS, Caller
 from roomsvc.rooms import wire
 from roomsvc.rooms.rules import RoomState
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
@@ -262,10 +262,6 @@ def _finished(conn: Connection, task: asyncio.Task[None]) -> None:
     conn.slots.release()
 
 
-# Calls that change nothing: a store failure in one is a plain 503, never "outcome unknown".
-READS = frozenset({"rooms.get", "rooms.list", "events.listByPlayer", "events.listDefinitions"})
-# Rooms calls whose rooms are known only from the result: they hold back every room's pushes.
-_ANY_ROOM = frozenset({"rooms.create", "rooms.list"})
 # A successful reply to these shows the player out of the room (docs/spec.md §6: pushes then stop).
 _LEAVING = frozenset({"rooms.leave", "rooms.decline"})
 
@@ -293,7 +289,7 @@ async def _serve(hub: Hub, conn: Connection, call: protocol.Call) -> None:
         await _answer(hub, conn, call)
         return
     # docs/spec.md §6: replies and pushes show a room's versions in order (shown.py).
-    hold = None if call.method in _ANY_ROOM else call.params.room_id
+    hold = None if call.method in ANY_ROOM else call.params.room_id
     async with hub.pushes.holding(conn, hold):
         await _answer(hub, conn, call)
 

@@ -66,6 +66,10 @@ def _adapter(row: TableRow) -> Method:
     return method
 
 
-METHODS: dict[str, Method] = {
-    row.rpc_name: _adapter(row) for table in (rooms.methods, events.methods) for row in table
-}
+_ROWS = (*rooms.methods, *events.methods)
+METHODS: dict[str, Method] = {row.rpc_name: _adapter(row) for row in _ROWS}
+# Calls that change nothing: a store failure in one is a plain 503, never "outcome unknown".
+READS = frozenset(row.rpc_name for row in _ROWS if row.verb == "GET")
+# Rooms calls that name no room: their rooms are known only from the result, so they hold back
+# every room's pushes until the reply is out (docs/realtime.md "Order on one socket").
+ANY_ROOM = frozenset(row.rpc_name for row in rooms.methods if "roomId" not in row.path_params)
