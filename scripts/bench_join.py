@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -61,9 +60,15 @@ import msgspec
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-from wsbench_support import cpu_seconds, start_server, start_valkey, stop, ws_url
-
-from roomsvc.store.embedded import free_port
+from wsbench_support import (
+    colyseus_dir,
+    cpu_seconds,
+    start_colyseus,
+    start_server,
+    start_valkey,
+    stop,
+    ws_url,
+)
 
 GROUP = 4
 VARIANT = 7
@@ -350,40 +355,16 @@ def describe(r: Result) -> None:
 # ---- Colyseus, the peer (docs/spec.md §11) ---------------------------------------------------
 
 
-def colyseus_dir(directory: Path) -> Path:
-    """A directory where the peer's server and load generator run: DIR itself once `npm ci`
-    was run there, else a cached copy of its package files, installed from its lock."""
-    if (directory / "node_modules").is_dir():
-        return directory
-    lock = (directory / "package-lock.json").read_bytes()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    work = cache / "roomsvc-bench" / f"colyseus-{hashlib.sha256(lock).hexdigest()[:12]}"
-    if not (work / "node_modules").is_dir():
-        work.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json", "server.mjs", "load.mjs"):
-            shutil.copyfile(directory / name, work / name)
-        quiet = ["--no-audit", "--no-fund", "--loglevel=error"]
-        if subprocess.run(["npm", "ci", *quiet], cwd=work, check=False).returncode != 0:
-            subprocess.run(["npm", "install", *quiet], cwd=work, check=True)
-    return work
-
-
 def colyseus_join(directory: Path, players: int, in_flight: int, redis: bool) -> dict[str, Any]:
     """Its join phase (join-only.sh's `phase`, with our N and in-flight): a fresh server
     (and valkey), `node load.mjs join`, one JSON line back."""
     workdir = tempfile.mkdtemp(prefix="bench-join-colyseus-")
     valkey, url = start_valkey(workdir) if redis else (None, "")
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "REDIS_URL": url.removesuffix("/0"),
-           "BACKLOG": "4096", "DEADLINE_S": "300"}  # fmt: skip
-    server = subprocess.Popen(["node", "server.mjs"], cwd=directory, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    server, env = start_colyseus(directory, url.removesuffix("/0"), DEADLINE_S="300")
     try:
-        assert server.stdout is not None
-        while b"READY" not in server.stdout.readline():
-            if server.poll() is not None:
-                return {"error": "colyseus server did not start"}
-        env.update(SERVER_PID=str(server.pid), LABEL="redis-join" if redis else "join")
+        if server is None:
+            return {"error": "colyseus server did not start"}
+        env.update(LABEL="redis-join" if redis else "join")
         if valkey is not None:
             env["VALKEY_PID"] = str(valkey.pid)
         run = subprocess.run(["node", "load.mjs", "join", "--n", str(players), "--conc",

@@ -34,9 +34,11 @@ from typing import Any
 
 from wsbench_support import (
     SECRET,
+    colyseus_dir,
     cpu_seconds,
     measure_bare_fanout,
     start_bare_fanout,
+    start_colyseus,
     start_server,
     start_valkey,
     stop,
@@ -162,29 +164,19 @@ async def paced(rooms: list[Room], size: int, rate: float, seconds: float,
 
 def colyseus(directory: Path, rooms: int) -> dict[str, Any] | None:
     """Colyseus 0.18's broadcast phase, the peer's own script, on this machine now."""
-    if not (directory / "node_modules").is_dir():
-        print(f"colyseus: run `npm ci` in {directory} first; skipped")
+    directory = colyseus_dir(directory)
+    server, env = start_colyseus(directory)
+    if server is None:
         return None
-    from roomsvc.store.embedded import free_port
-
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "REDIS_URL": "", "BACKLOG": "4096"}
-    server = subprocess.Popen(["node", "server.mjs"], cwd=directory, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        assert server.stdout is not None
-        while b"READY" not in server.stdout.readline():
-            if server.poll() is not None:
-                return None
         run = subprocess.run(["node", "load.mjs", "fanout", "--variant", "bcast", "--rooms",
                               str(rooms), "--changes", "2000", "--think", "50"], cwd=directory,
-                             env={**env, "SERVER_PID": str(server.pid)}, capture_output=True,
-                             text=True, timeout=300, check=False)  # fmt: skip
+                             env=env, capture_output=True, text=True, timeout=300,
+                             check=False)  # fmt: skip
         lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
         return json.loads(lines[-1]) if lines else None
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop([(server, 10)], "colyseus")
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -6,51 +6,18 @@ import { randomUUID } from "node:crypto";
 import { test } from "node:test";
 
 import { RoomsvcClient, RoomsvcError } from "../roomsvc.js";
+import { BASE, WITHIN_MS, devToken, next, skip, until } from "../testkit/live.js";
 
-const BASE = process.env.ROOMSVC_TEST_URL;
-const skip = !BASE ? "ROOMSVC_TEST_URL is not set (tests/test_js_client.py sets it)" : false;
 const APP = `js-${randomUUID().slice(0, 8)}`;
-const WITHIN_MS = 20000 * Number(process.env.ROOMSVC_TEST_TIME_SCALE ?? 1);
 
-async function devToken(playerId) {
-  const reply = await fetch(`${BASE}/demo/token`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ playerId, name: playerId, applicationId: APP }),
-  });
-  assert.equal(reply.status, 200, await reply.clone().text());
-  return (await reply.json()).token;
+function token(playerId) {
+  return devToken(APP, playerId);
 }
 
 async function player(playerId, options = {}) {
-  const client = new RoomsvcClient({ url: BASE, token: () => devToken(playerId), reconnect: { baseMs: 50, maxMs: 200 }, ...options });
+  const client = new RoomsvcClient({ url: BASE, token: () => token(playerId), reconnect: { baseMs: 50, maxMs: 200 }, ...options });
   await client.connect();
   return client;
-}
-
-/** Resolves with the first `event` payload that satisfies `predicate`. */
-function next(client, event, predicate = () => true) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} within ${WITHIN_MS} ms`)), WITHIN_MS);
-    const off = client.on(event, (payload) => {
-      if (!predicate(payload)) return;
-      clearTimeout(timer);
-      off();
-      resolve(payload);
-    });
-  });
-}
-
-function until(predicate) {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + WITHIN_MS;
-    const check = () => {
-      if (predicate()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`not within ${WITHIN_MS} ms: ${predicate}`));
-      else setTimeout(check, 10);
-    };
-    check();
-  });
 }
 
 const active = (roomId) => (room) => room.roomId === roomId && room.status === "ROOM_ACTIVE";

@@ -7,11 +7,9 @@ import { randomUUID } from "node:crypto";
 import { test } from "node:test";
 
 import { RoomsvcClient, RoomsvcError } from "../roomsvc.js";
+import { BASE, WITHIN_MS, devToken, next, skip, until } from "../testkit/live.js";
 
-const BASE = process.env.ROOMSVC_TEST_URL;
-const skip = !BASE ? "ROOMSVC_TEST_URL is not set (tests/test_js_client.py sets it)" : false;
 const APP = `jsbin-${randomUUID().slice(0, 8)}`;
-const WITHIN_MS = 20000 * Number(process.env.ROOMSVC_TEST_TIME_SCALE ?? 1);
 
 /** A WebSocket that logs each frame's kind: "text", or "binary:<type byte>", sent and received. */
 function recordingWebSocket(log) {
@@ -32,49 +30,19 @@ function kind(data) {
   return typeof data === "string" ? "text" : `binary:${new Uint8Array(data.buffer ?? data, data.byteOffset ?? 0)[0]}`;
 }
 
-async function devToken(playerId) {
-  const reply = await fetch(`${BASE}/demo/token`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ playerId, name: playerId, applicationId: APP }),
-  });
-  assert.equal(reply.status, 200);
-  return (await reply.json()).token;
+function token(playerId) {
+  return devToken(APP, playerId);
 }
 
 async function player(t, playerId, binary) {
   const log = { sent: [], received: [] };
   const client = new RoomsvcClient({
-    url: BASE, token: () => devToken(playerId), binary, WebSocket: recordingWebSocket(log),
+    url: BASE, token: () => token(playerId), binary, WebSocket: recordingWebSocket(log),
     reconnect: { baseMs: 50, maxMs: 200 },
   });
   t.after(() => client.close()); // also when an assertion failed: node exits
   await client.connect();
   return { client, log };
-}
-
-function next(client, event, predicate = () => true) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} within ${WITHIN_MS} ms`)), WITHIN_MS);
-    const off = client.on(event, (payload) => {
-      if (!predicate(payload)) return;
-      clearTimeout(timer);
-      off();
-      resolve(payload);
-    });
-  });
-}
-
-function until(predicate) {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + WITHIN_MS;
-    const check = () => {
-      if (predicate()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`not within ${WITHIN_MS} ms: ${predicate}`));
-      else setTimeout(check, 10);
-    };
-    check();
-  });
 }
 
 async function activeRoom(host, guest, guestName) {
