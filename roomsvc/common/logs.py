@@ -106,10 +106,6 @@ def configure(level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
 
 
-def monotonic_ms() -> float:
-    return time.perf_counter() * 1000.0
-
-
 class Repeats:
     """At most one record per `interval_s` for a warning that repeats while a condition lasts
     (the store unreachable: every background loop retries about once a second, and an outage
