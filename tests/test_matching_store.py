@@ -221,7 +221,7 @@ async def test_a_matcher_that_loses_its_cancel_still_stops(
     await asyncio.gather(running, return_exceptions=True)
     assert running in done
     await asyncio.sleep(0.05)
-    assert not [t for t in asyncio.all_tasks() if "_recover_forever" in repr(t.get_coro())]
+    assert not [t for t in asyncio.all_tasks() if "recover_forever" in repr(t.get_coro())]
 
 
 class SlowLapsedRead(PoolStore):
@@ -370,13 +370,13 @@ async def test_a_group_with_a_room_not_yet_written_goes_back_whole(
 async def test_recovery_outlives_a_store_outage() -> None:
     """The loop that recovers other processes' lapsed claims keeps going through store errors
     (docs/spec.md §12 #3): nothing else would pick those claims up."""
-    from roomsvc.matching.loop import _recover_forever
+    from roomsvc.matching.loop import recover_forever
     from roomsvc.store.embedded import free_port
 
     unreachable = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
     try:
         matcher = Matcher(RoomStore(unreachable, Limits(), 60_000), PoolStore(unreachable))
-        recovering = asyncio.create_task(_recover_forever(matcher, 0.01))
+        recovering = asyncio.create_task(recover_forever(matcher, 0.01))
         await asyncio.sleep(3 * UNIT)  # several passes, each failing to connect
         assert not recovering.done(), recovering.exception()
         recovering.cancel()

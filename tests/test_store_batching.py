@@ -120,7 +120,7 @@ async def test_a_connection_the_store_dropped_is_replaced(plain: ValkeyProcess) 
         # Two pooled connections (two batches in flight at once), both then killed by the
         # store, as a restart would: the resend must not draw the other dead one.
         first = batcher.execute("CLIENT", "ID")
-        batcher._flush()  # sent now; `second` goes in a batch of its own, on a second connection
+        batcher.flush()  # sent now; `second` goes in a batch of its own, on a second connection
         second = batcher.execute("CLIENT", "ID")
         ids = {await first, await second}
         assert len(ids) == 2

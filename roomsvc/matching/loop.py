@@ -24,7 +24,7 @@ async def run_forever(matcher: Matcher, idle_s: float = 0.05) -> None:
     the records this process was applying are handed over at once rather than after their
     lease (docs/spec.md §12 #11).
     """
-    recovering = asyncio.create_task(_recover_forever(matcher, idle_s * 2))
+    recovering = asyncio.create_task(recover_forever(matcher, idle_s * 2))
     pause = IDLE_FIRST_S
     try:
         while True:
@@ -54,7 +54,7 @@ async def _hand_over(matcher: Matcher, stopping: list[asyncio.Task[Any]]) -> Non
     await matcher.release_claims()
 
 
-async def _recover_forever(matcher: Matcher, every_s: float) -> None:
+async def recover_forever(matcher: Matcher, every_s: float) -> None:
     """Drive other processes' lapsed records forward, for as long as the matcher runs: a
     failed pass (the store unreachable a moment, a bug) is logged and the next one follows,
     since nothing else would recover orphaned claims (docs/spec.md §12 #3)."""

@@ -73,10 +73,10 @@ class CommandBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._flush)
+            loop.call_soon(self.flush)
         self._pending.append((args, future))
         if len(self._pending) >= MAX_BATCH:
-            self._flush()
+            self.flush()
         return future
 
     def call(self, script: Script, *, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
@@ -84,7 +84,7 @@ class CommandBatcher:
         self._sources[script.sha] = script.source
         return self.execute(*_evalsha(script, keys, args))
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         batch, self._pending = self._pending, []
         if not batch:
             return
