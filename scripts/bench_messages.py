@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from colyseus_peer import colyseus_dir, start_colyseus
 from wsbench_support import (
     SECRET,
-    colyseus_dir,
     cpu_seconds,
     measure_bare_fanout,
+    percentile,
     start_bare_fanout,
-    start_colyseus,
     start_server,
     start_valkey,
     stop,
@@ -48,11 +48,6 @@ from roomsvc.auth.tokens import mint_token
 from roomsvc.client import Message, RoomsvcClient
 
 _STAMP = struct.Struct(">dI")  # sent at (perf_counter), message number
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 class Room:

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import redis
 import redis.asyncio as aioredis
-from wsbench_support import SECRET, retrying_post, wait_for
+from wsbench_support import SECRET, cpu_seconds, percentile, retrying_post, wait_for
 
 from roomsvc.auth.tokens import mint_token
 from roomsvc.client import RoomsvcClient
@@ -49,18 +49,6 @@ from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Limits
 from roomsvc.rooms.store import RoomStore
 from roomsvc.store.embedded import free_port, server_binary
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def command_calls(port: int) -> dict[str, int]:

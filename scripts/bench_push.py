@@ -39,6 +39,7 @@ from wsbench_support import (
     cpu_seconds,
     cpu_split,
     measure_bare_fanout,
+    percentile,
     retrying_post,
     start_bare_fanout,
     start_server,
@@ -55,11 +56,6 @@ from roomsvc.rooms.store import RoomStore
 
 _encode = msgspec.json.Encoder().encode
 BARE_ROUNDS = 50
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def server_histogram(metrics: str) -> str:

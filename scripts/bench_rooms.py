@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rawhttp import Http  # noqa: E402
+from wsbench_support import percentile  # noqa: E402
 
 from roomsvc.auth.tokens import SCOPE_GAMES, mint_token  # noqa: E402
 from roomsvc.rooms import rules as rooms  # noqa: E402
@@ -77,13 +78,6 @@ class Tally:
             return
         self.latencies.append((done - began) * 1000)
         self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class RestPlayers:

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -107,6 +104,12 @@ def stop(processes: list[tuple[subprocess.Popen[Any], float]], name: str) -> Non
             print(f"{name}: pid {process.pid} ignored SIGTERM for {grace:g}s; killed")
             process.kill()
             process.wait()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank); nan for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -241,41 +244,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-# ---- the Colyseus peer (docs/performance.md: measured beside us, same machine, same run) -----
-
-
-def colyseus_dir(directory: Path) -> Path:
-    """A directory where the peer's server and load generator run: DIR itself once `npm ci`
-    was run there, else a cached copy of its package files, installed from its lock."""
-    if (directory / "node_modules").is_dir():
-        return directory
-    lock = (directory / "package-lock.json").read_bytes()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    work = cache / "roomsvc-bench" / f"colyseus-{hashlib.sha256(lock).hexdigest()[:12]}"
-    if not (work / "node_modules").is_dir():
-        work.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json", "server.mjs", "load.mjs"):
-            shutil.copyfile(directory / name, work / name)
-        quiet = ["--no-audit", "--no-fund", "--loglevel=error"]
-        if subprocess.run(["npm", "ci", *quiet], cwd=work, check=False).returncode != 0:
-            subprocess.run(["npm", "install", *quiet], cwd=work, check=True)
-    return work
-
-
-def start_colyseus(
-    directory: Path, redis_url: str = "", **extra: str
-) -> tuple[subprocess.Popen[bytes] | None, dict[str, str]]:
-    """The peer's own `server.mjs` on a free port, once it prints READY; with the environment
-    its `load.mjs` needs (PORT, SERVER_PID). (None, env) when it did not start."""
-    env = {**os.environ, "PORT": str(free_port()), "REDIS_URL": redis_url, "BACKLOG": "4096",
-           **extra}  # fmt: skip
-    server = subprocess.Popen(["node", "server.mjs"], cwd=directory, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    assert server.stdout is not None
-    while b"READY" not in server.stdout.readline():
-        if server.poll() is not None:
-            return None, env
-    env["SERVER_PID"] = str(server.pid)
-    return server, env

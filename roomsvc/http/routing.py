@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from roomsvc.common.errors import MethodNotAllowed
 from roomsvc.http.api_spec import Args, Method
 from roomsvc.http.plumbing import authenticate, base_url_of, locale_of, read_body, respond
 from roomsvc.rooms.view import ViewContext
@@ -41,8 +42,9 @@ def _by_verb(endpoints: dict[str, Endpoint]) -> Endpoint:
     by_verb = {**endpoints, "HEAD": endpoints.get("GET")}
 
     async def endpoint(request: Request) -> Response:
-        chosen = by_verb[request.method]  # the route admits only these verbs
-        assert chosen is not None
+        chosen = by_verb.get(request.method)  # the route admits only these verbs and HEAD
+        if chosen is None:  # HEAD on a path without GET
+            raise MethodNotAllowed()
         return await chosen(request)
 
     return endpoint
