@@ -6,7 +6,6 @@ read, never a wrong answer."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from roomsvc.store import keys
 from roomsvc.store.batching import CommandBatcher
@@ -19,46 +18,51 @@ def _ids(reply: list[bytes]) -> list[str]:
 
 
 class PlayerIndexes:
-    def __init__(self, store: Any, commands: CommandBatcher) -> None:
-        self._store = store
+    """Every read goes through the command batcher (store/batching.py): it shares a round trip
+    with whatever else the process sends in the same loop turn."""
+
+    def __init__(self, commands: CommandBatcher) -> None:
         self._commands = commands
 
     async def at_connect(self, app: str, player: str) -> tuple[list[str], bool]:
         """The rooms the player is in, and whether it has any invitation: what a welcome needs
-        first, as two commands that share a round trip with whatever else is being sent (a
-        player with neither costs nothing more, docs/performance.md "Joins")."""
+        first (a player with neither costs nothing more, docs/performance.md "Joins")."""
         rooms = self._commands.execute("ZRANGE", keys.player_rooms(app, player), 0, -1)
         invited = self._commands.execute("ZCARD", keys.player_invitations(app, player))
         return _ids(await rooms), bool(await invited)
 
     async def rooms_of(self, players: Sequence[Player]) -> list[list[str]]:
-        """The rooms each player is in, in one round trip."""
-        async with self._store.pipeline(transaction=False) as pipe:
-            for app, player in players:
-                pipe.zrange(keys.player_rooms(app, player), 0, -1)
-            replies = await pipe.execute()
-        return [_ids(reply) for reply in replies]
+        """The rooms each player is in."""
+        replies = [self._commands.execute("ZRANGE", keys.player_rooms(app, player), 0, -1)
+                   for app, player in players]  # fmt: skip
+        return [_ids(await reply) for reply in replies]
 
     async def rooms_and_invitations(self, players: Sequence[Player]) -> list[set[str]]:
         """Each player's rooms and invitations together (what a resync re-reads)."""
-        async with self._store.pipeline(transaction=False) as pipe:
-            for app, player in players:
-                pipe.zrange(keys.player_rooms(app, player), 0, -1)
-                pipe.zrange(keys.player_invitations(app, player), 0, -1)
-            replies = await pipe.execute()
-        return [set(_ids(replies[2 * n]) + _ids(replies[2 * n + 1])) for n in range(len(players))]
+        replies = [
+            (self._commands.execute("ZRANGE", keys.player_rooms(app, player), 0, -1),
+             self._commands.execute("ZRANGE", keys.player_invitations(app, player), 0, -1))
+            for app, player in players
+        ]  # fmt: skip
+        return [set(_ids(await rooms) + _ids(await invited)) for rooms, invited in replies]
 
     async def invitations_from(
         self, app: str, player: str, low: int | str, count: int
     ) -> list[tuple[str, int]]:
         """Up to `count` invitations (roomId, invited at ms) from score `low` on, oldest first."""
-        batch = await self._store.zrange(
-            keys.player_invitations(app, player), low, "+inf",
-            byscore=True, offset=0, num=count, withscores=True,
+        flat = await self._commands.execute(
+            "ZRANGE", keys.player_invitations(app, player), low, "+inf",
+            "BYSCORE", "LIMIT", 0, count, "WITHSCORES",
         )  # fmt: skip
-        return [(member.decode(), int(score)) for member, score in batch]
+        # Raw on a plain server (member, score, ...); pairs through a cluster's callbacks.
+        pairs = (
+            flat
+            if flat and isinstance(flat[0], list | tuple)
+            else zip(flat[::2], flat[1::2], strict=True)
+        )
+        return [(member.decode(), int(float(score))) for member, score in pairs]
 
     async def drop_invitations(self, app: str, player: str, room_ids: Sequence[str]) -> None:
         """Hide invitations from the player's list (dismissed, or found stale)."""
         if room_ids:
-            await self._store.zrem(keys.player_invitations(app, player), *room_ids)
+            await self._commands.execute("ZREM", keys.player_invitations(app, player), *room_ids)

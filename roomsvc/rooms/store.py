@@ -82,7 +82,7 @@ class RoomStore:
         self.commands = CommandBatcher(store)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: collections.OrderedDict[str, RoomDoc] = collections.OrderedDict()
-        self.indexes = PlayerIndexes(store, self.commands)  # read by the services; written here
+        self.indexes = PlayerIndexes(self.commands)  # read by the services; written here
 
     # ---- reading ------------------------------------------------------------------------------
 
