@@ -41,7 +41,7 @@ from roomsvc.rooms.view import ViewContext
 from roomsvc.settings import Settings
 from roomsvc.store import keys
 from roomsvc.store.keys import presence_member, presence_shard_of
-from tests.support import ValkeyProcess, new_app_id
+from tests.support import ValkeyProcess, eventually, new_app_id
 
 PROTOCOL_CODES = {-32700, -32600, -32601, -32602}
 
@@ -439,3 +439,41 @@ async def test_a_push_taking_the_player_out_waits_for_the_welcome(
     assert len(socket.frames) == 1
     pushed = json.loads(socket.frames[0])["params"]
     assert pushed["roomStatusVersion"] == gone.version and pushed["status"] == "ROOM_DELETED"
+
+
+async def test_unsubscribes_of_one_loop_turn_go_together_and_spare_a_channel_wanted_again(
+    own_valkey: ValkeyProcess, redis_client: aioredis.Redis
+) -> None:
+    """(Un)subscriptions of one loop turn are one command each way (bridge.py); a channel
+    dropped and wanted again in that turn stays subscribed, the others are gone."""
+    heard: list[tuple[bytes, bytes]] = []
+    bridge = Bridge(own_valkey.url, lambda channel, data: heard.append((channel, data)),
+                    asyncio.sleep, sharded=True)  # fmt: skip
+    running = asyncio.create_task(bridge.run())
+    kept, dropped, other = b"rs:{t:kept}:ch", b"rs:{t:dropped}:ch", b"rs:{t:other}:ch"
+    try:
+        async with asyncio.timeout(10):
+            await bridge.connected.wait()
+        assert await asyncio.gather(*(bridge.subscribe(c) for c in (kept, dropped, other)))
+        for channel in (kept, dropped, other):
+            bridge.unsubscribe(channel)
+        assert await bridge.subscribe(kept)  # wanted again in the same turn
+
+        async def settled() -> bool:
+            counts = await redis_client.execute_command(
+                "PUBSUB", "SHARDNUMSUB", kept, dropped, other
+            )
+            subscribers = dict(zip(counts[::2], counts[1::2], strict=True))
+            return subscribers == {kept: 1, dropped: 0, other: 0}
+
+        await eventually(settled, "only the channel wanted again subscribed")
+        await redis_client.execute_command("SPUBLISH", kept, b"still here")
+
+        async def delivered() -> bool:
+            return bool(heard)
+
+        await eventually(delivered, "the publication on the kept channel")
+        assert heard == [(kept, b"still here")]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

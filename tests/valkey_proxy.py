@@ -1,9 +1,13 @@
-"""A TCP proxy in front of valkey that loses replies (docs/spec.md §12 item 5).
+"""A TCP proxy in front of valkey that loses replies or holds commands back.
 
-Bytes pass through unchanged, except that a chosen fraction of the client's writes (chunks
-that carry a script call or a SET) is forwarded to valkey, which runs it, while the reply is
-swallowed and both connections are dropped. The client then cannot know whether its command
-ran: exactly the case docs/design.md "Retries never double-apply" is about.
+Bytes pass through unchanged, except:
+- a chosen fraction of the client's writes (chunks that carry a script call or a SET) is
+  forwarded to valkey, which runs it, while the reply is swallowed and both connections are
+  dropped. The client then cannot know whether its command ran: exactly the case
+  docs/design.md "Retries never double-apply" is about (docs/spec.md §12 item 5);
+- a write carrying one of the `hold` markers (a command name, such as b"SSUBSCRIBE") reaches
+  valkey only after that many seconds, and the link's later writes wait behind it, as on a
+  link whose commands queue under load (docs/realtime.md "Late subscriptions").
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 
 LOSSY = (b"EVALSHA", b"\r\nSET\r\n")  # room mutations and create's requestId claim
 
@@ -21,6 +26,9 @@ class LossyProxy:
         self.loss = loss  # set to 0 to heal the link
         self.rng = random.Random(seed)
         self.swallowed = 0
+        self.hold: dict[bytes, float] = {}  # command name -> seconds a write carrying it waits
+        self.held: list[float] = []  # when each held write arrived (time.monotonic())
+        self.released = 0  # held writes forwarded so far
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -81,6 +89,7 @@ class _Link:
     async def requests(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                await self._hold(data)
                 if (
                     not self.swallowing
                     and any(marker in data for marker in LOSSY)
@@ -90,6 +99,13 @@ class _Link:
                 self.upstream.write(data)
                 await self.upstream.drain()
         self.close()
+
+    async def _hold(self, data: bytes) -> None:
+        delays = [s for name, s in self.proxy.hold.items() if b"\r\n" + name + b"\r\n" in data]
+        if delays:
+            self.proxy.held.append(time.monotonic())
+            await asyncio.sleep(max(delays))
+            self.proxy.released += 1
 
     async def replies(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(OSError):

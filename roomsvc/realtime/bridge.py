@@ -12,6 +12,13 @@ nothing at all arrived for two intervals (a watchdog beside the reader, which it
 without a deadline). redis-py's own reconnect-and-resubscribe is not used:
 it would hide the gap that makes a resync necessary.
 
+A subscription is confirmed by the server; `subscribe` waits for that, bounded by
+`CONFIRM_TIMEOUT_S`. Under load the confirmation can come later than that (the commands of a
+storm of joins and leaves queue on the one link): the caller then gets False, and when the
+confirmation does arrive `on_late(channel)` runs, so the caller can read back what was published
+before the subscription took effect (docs/realtime.md "Late subscriptions"). (Un)subscriptions
+asked for in one loop turn go out as one command each way.
+
 A sharded link (`sharded=True`) does the same with SSUBSCRIBE for the rooms' message channels
 (docs/messages.md "Across processes"): on a cluster each primary has its own link, since a
 shard channel is served only by the node that owns its slot; `own` then names a channel in one
@@ -67,6 +74,7 @@ class Bridge:
         *,
         sharded: bool = False,
         own: bytes | None = None,
+        on_late: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> None:
         self.url = url
         self.sharded = sharded
@@ -74,31 +82,40 @@ class Bridge:
         self._confirm = "ssubscribe" if sharded else "subscribe"
         self.on_message = on_message
         self.on_resync = on_resync
+        self.on_late = on_late
         self.wanted: set[bytes] = set()
         self.connected = asyncio.Event()
         self._pubsub: Any = None
         self._lock = asyncio.Lock()  # keeps (un)subscribe commands in call order
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._unsent: list[bytes] = []  # asked for in this loop turn, to be subscribed together
+        self._unwanted: list[bytes] = []  # dropped in this loop turn, to be unsubscribed together
+        self._late: set[bytes] = set()  # subscribed, not confirmed in time: on_late when it is
         self._own = own or f"{PREFIX}:ch:bridge:{uuid.uuid4().hex}".encode()
         self._tasks: set[asyncio.Task[None]] = set()
         self._heard = 0.0  # loop time anything last arrived on the link
 
-    async def subscribe(self, channel: bytes) -> None:
-        """Subscribe, and wait until the server confirms (bounded): a change committed after
-        this returns is delivered. While the link is down this returns at once; the resync
-        after the reconnect covers the gap."""
+    async def subscribe(self, channel: bytes) -> bool:
+        """Subscribe, and wait until the server confirms (bounded): True, and a message
+        published after this returns is delivered. False when the link is down (the resync
+        after the reconnect covers the gap) or the confirmation did not come in time (then
+        `on_late` runs once it does)."""
         self.wanted.add(channel)
         pubsub = self._pubsub
         if pubsub is None:
-            return
+            return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, []).append(waiter)
         if not self._unsent:  # the first of this loop turn: one SUBSCRIBE carries them all
             self._spawn(self._send_subscribes(pubsub))
         self._unsent.append(channel)
+        confirmed = False
         try:
             await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT_S)
+            confirmed = self._pubsub is pubsub
+        except TimeoutError:
+            if self._pubsub is pubsub:
+                self._late.add(channel)
         except Exception:  # the link failed under us (redis-py raises many kinds then):
             pass  # the relay starts a new link, which subscribes `wanted` and resyncs
         finally:
@@ -107,6 +124,7 @@ class Bridge:
                 waiters.remove(waiter)
             if not waiters:
                 self._waiters.pop(channel, None)
+        return confirmed
 
     async def _send_subscribes(self, pubsub: Any) -> None:
         """Subscribe to the channels asked for in the loop turn that started this, in one
@@ -125,20 +143,28 @@ class Bridge:
 
     def unsubscribe(self, channel: bytes) -> None:
         self.wanted.discard(channel)
+        self._late.discard(channel)
         if self._pubsub is not None:
-            task = asyncio.create_task(self._unsubscribe(channel))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if not self._unwanted:  # the first of this loop turn: one command for them all
+                self._spawn(self._send_unsubscribes())
+            self._unwanted.append(channel)
 
-    async def _unsubscribe(self, channel: bytes) -> None:
-        pubsub = self._pubsub
+    async def _send_unsubscribes(self) -> None:
+        """Unsubscribe the channels dropped in the loop turn that started this and not wanted
+        again since (a subscribe queued meanwhile keeps its channel), on the link up now."""
         try:
             async with self._lock:
-                if pubsub is not None and channel not in self.wanted:
+                channels = [c for c in dict.fromkeys(self._unwanted) if c not in self.wanted]
+                self._unwanted = []
+                pubsub = self._pubsub
+                if pubsub is None:
+                    return  # the link is down: the next one subscribes only what is wanted
+                for start in range(0, len(channels), _CHUNK):
+                    chunk = channels[start : start + _CHUNK]
                     if self.sharded:
-                        await pubsub.sunsubscribe(channel)
+                        await pubsub.sunsubscribe(*chunk)
                     else:
-                        await pubsub.unsubscribe(channel)
+                        await pubsub.unsubscribe(*chunk)
         except Exception:
             pass  # the link is failing: the next one subscribes only what is wanted
 
@@ -216,9 +242,14 @@ class Bridge:
             if kind == self._message:
                 self.on_message(message["channel"], message["data"])
             elif kind == self._confirm:
-                for waiter in self._waiters.get(message["channel"], ()):
+                channel = message["channel"]
+                for waiter in self._waiters.get(channel, ()):
                     if not waiter.done():
                         waiter.set_result(None)
+                if channel in self._late:
+                    self._late.discard(channel)
+                    if self.on_late is not None:
+                        self._spawn(self.on_late(channel))
             elif kind == "pong" and message["data"] == _RESYNC:
                 self.connected.set()
                 self._spawn(self._resync())
@@ -254,6 +285,8 @@ class Bridge:
         task.add_done_callback(self._tasks.discard)
 
     async def _close(self, pubsub: Any, client: Any) -> None:
+        self._late.clear()  # the next link's resync covers every channel
+        self._unwanted = []  # the next link subscribes only what is wanted
         for waiters in self._waiters.values():
             for waiter in waiters:
                 if not waiter.done():

@@ -6,11 +6,12 @@ hub shows every room document it handles for a connection to `observe`, and the 
 `follow`s each room it lists. Each publication is decoded once and offered to every following
 connection, whose `Cursor` (inbox.py) gives each reliable message exactly once, in order.
 
-Nothing is lost between the publish and the subscribe: a connection that starts following a
-room mid-connection starts at seq 0, and once the subscription is confirmed the room's backlog
-fills whatever was sent before. The same fill closes a gap: a publication this process missed
-(its link was cut, Valkey dropped a slow subscriber) shows as a seq beyond the next one, or, for
-a last message that nothing follows, through the resync each new link runs.
+Nothing is lost between the publish and the subscribe: a connection that starts following a room
+mid-connection starts at seq 0, and once the subscription is confirmed the room's backlog fills
+whatever was sent before, however late the confirmation comes (bridge.py `on_late`). The same
+fill closes a gap: a publication this process missed (its link was cut, Valkey dropped a slow
+subscriber) shows as a seq beyond the next one, or, for a last message that nothing follows,
+through the resync each new link runs.
 
 Links: one sharded pub/sub link (bridge.py, `sharded=True`) to a plain server, or one per
 primary of a cluster, since a shard channel is served by the node that owns its slot.
@@ -248,18 +249,37 @@ class Feeds:
     # ---- subscriptions -------------------------------------------------------------------------
 
     async def _subscribe(self, feed: Feed) -> None:
-        await self._link_for(feed.channel).subscribe(feed.channel)
-        if self.feeds.get(feed.channel) is not feed:
+        """Follow the room's channel; once the server confirms it, fill what was published
+        before (here, or in `_confirmed_late` when the confirmation came after the bridge
+        stopped waiting, or in the resync of a link that was down)."""
+        if not await self._link_for(feed.channel).subscribe(feed.channel):
             return
+        if self.feeds.get(feed.channel) is feed:
+            await self._ready(feed)
+
+    async def _confirmed_late(self, channel: bytes) -> None:
+        """A subscription confirmed after `subscribe` gave up waiting: messages published
+        until then reached no one here; the room's backlog has them (docs/realtime.md)."""
+        feed = self.feeds.get(channel)
+        if feed is not None:
+            await self._ready(feed)
+
+    async def _ready(self, feed: Feed) -> None:
         feed.ready = True
         await self._catch_up(feed, list(feed.conns))
 
     async def _catch_up(self, feed: Feed, conns: list[Connection]) -> None:
-        """Fill each connection whose cursor is behind the room's newest message."""
-        try:
-            (last,) = await self.messages.last_seqs([(feed.app, feed.room_id)])
-        except UNAVAILABLE_ERRORS:
-            return  # the link's resync, or the next message's gap, fills it
+        """Fill each connection whose cursor is behind the room's newest message. The newest
+        seq is read again while the store does not answer: a last message that nothing follows
+        is filled only here (no later message shows its gap)."""
+        while True:
+            try:
+                (last,) = await self.messages.last_seqs([(feed.app, feed.room_id)])
+                break
+            except UNAVAILABLE_ERRORS:
+                await asyncio.sleep(_RETRY_S)
+            if self.feeds.get(feed.channel) is not feed:
+                return
         for conn in conns:
             cursor = conn.inbox.cursors.get(feed.room_id) if conn.inbox else None
             if cursor is not None and cursor.seq is not None and last > cursor.seq:
@@ -268,8 +288,7 @@ class Feeds:
     async def resync(self, link: Bridge) -> None:
         """A link (re)connected: publications of its rooms may have been missed."""
         for feed in [f for f in self.feeds.values() if self._link_for(f.channel) is link]:
-            feed.ready = True
-            await self._catch_up(feed, list(feed.conns))
+            await self._ready(feed)
 
     def _link_for(self, channel: bytes) -> Bridge:
         node = self.redis.get_node_from_key(channel) if is_cluster(self.redis) else None
@@ -281,7 +300,7 @@ class Feeds:
                 await self.resync(new)
 
             new = Bridge(url, self.on_publication, resync, sharded=True,
-                         own=self._own_channel(node))  # fmt: skip
+                         own=self._own_channel(node), on_late=self._confirmed_late)  # fmt: skip
             link = self.links[url] = new
             self._link_tasks.append(asyncio.create_task(link.run(), name=f"message-link {url}"))
         return link

@@ -33,6 +33,7 @@ from roomsvc.rooms import wire
 from roomsvc.rooms.view import ViewContext, render_room
 from roomsvc.settings import Settings
 from roomsvc.store import keys
+from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
 log = logging.getLogger("roomsvc.realtime")
 
@@ -58,7 +59,8 @@ class Hub:
         self.room_store = state.room_store
         self.views = Views(self.room_store, self.wait_estimate)
         self.presence = Presence(self.room_store, settings.presence_grace_seconds)
-        self.bridge = Bridge(settings.redis_url or "", self.on_message, self.resync)
+        self.bridge = Bridge(settings.redis_url or "", self.on_message, self.resync,
+                             on_late=self._subscribed_late)  # fmt: skip
         self.messaging = Messaging(state, settings)
         self.feeds = self.messaging.feeds
         self.pushes = Pushes(self.views, self.feeds)
@@ -194,7 +196,25 @@ class Hub:
     async def resync(self) -> None:
         """After a (re)subscribe: re-read every room this process's clients follow and queue
         whatever is newer than what each connection has shown (docs/spec.md §6, §12 item 6)."""
-        groups = [conns for conns in self.players.values() if conns]
+        await self._resync_players([conns for conns in self.players.values() if conns])
+
+    async def _subscribed_late(self, channel: bytes) -> None:
+        """A player's channel was confirmed after its welcome went out without waiting any
+        longer: a change committed in between was published to no one here, so that
+        player's rooms are read again (docs/realtime.md "Late subscriptions"); tried again,
+        like the link's resync, while the store does not answer."""
+        conns = list(self.players.get(channel, ()))
+        pause = 0.05
+        while any(not c.closed for c in conns):
+            try:
+                await self._resync_players([conns])
+                return
+            except UNAVAILABLE_ERRORS:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    async def _resync_players(self, groups: list[list[Connection]]) -> None:
+        """Re-read the rooms of these players (each group: one player's connections)."""
         for start in range(0, len(groups), _RESYNC_BATCH):
             batch = [[c for c in conns if c.rooms_scope and not c.closed]
                      for conns in groups[start : start + _RESYNC_BATCH]]  # fmt: skip

@@ -40,6 +40,7 @@ class Client:
         self.changed = asyncio.Event()
         self.closed: str | None = None
         self.dropping = False
+        self.doing = "idle"  # what this player waits for now (a stuck game's report says)
         # an invitation is a roomStatus push too (roomsvc.client names it by the player's status)
         self.rc.on("roomStatus", self._pushed)
         self.rc.on("invitation", self._pushed)
@@ -89,21 +90,39 @@ class Client:
             self.rooms[room_id] = {**known, **room} if known else room
             self._wake()
 
-    async def call(self, op: str | None, method: str, within: float, **params: Any) -> Any:
-        """One call; refused as overloaded (503, nothing done: call_guard.py), it is sent again
-        after its Retry-After, as a well-behaved client does, and counted as shed. Latencies
-        are those of accepted calls."""
+    async def call(self, op: str | None, method: str, within: float,
+                   confirm: Callable[[dict[str, Any]], bool] | None = None,
+                   **params: Any) -> Any:  # fmt: skip
+        """One call, as a well-behaved client makes it (docs/store.md "Deadlines"):
+        - refused as overloaded (503 `overloaded`: nothing was done), it is sent again after
+          its Retry-After, counted as shed;
+        - answered "outcome unknown" (503 `outcomeUnknown`: the store did not confirm it in
+          time; it may have been applied), it is read back with `confirm` when given (a join or
+          a leave, which the rules refuse twice) and returns that room if it took effect, else
+          it is sent again (a create and an events.record carry a requestId; a report is
+          idempotent); counted as unknown. A message is never resent: it would be a new one.
+        Latencies are those of accepted calls."""
         give_up = time.perf_counter() + within
+        self.doing = f"calling {method} {params.get('roomId', '')}"
         while True:
             error, result, sent = await self._send(method, give_up - time.perf_counter(), params)
             data = error.data if error is not None else {}
-            if data.get("code") != 503 or data.get("reason") != "overloaded":
+            reason = data.get("reason") if data.get("code") == 503 else None
+            if reason not in ("overloaded", "outcomeUnknown", "backendError") or (
+                reason == "outcomeUnknown" and method == "rooms.sendMessage"
+            ):
                 break
-            self.stats.shed[op or method] += 1
+            (self.stats.shed if reason == "overloaded" else self.stats.unknown)[op or method] += 1
             pause = min(float(data.get("retryAfter", 1)), 1.0) * random.uniform(0.5, 1.5)
             if time.perf_counter() + pause >= give_up:
-                raise Failure("timeout", f"{method} for {self.player}: shed until the timeout")
+                raise Failure("timeout", f"{method} for {self.player}: {reason} until the "
+                              "timeout")  # fmt: skip
             await asyncio.sleep(pause)
+            if reason == "outcomeUnknown" and confirm is not None:
+                room = await self.call(None, "rooms.get", give_up - time.perf_counter(),
+                                       roomId=params["roomId"])  # fmt: skip
+                if confirm(room):
+                    return room
         if op is not None:
             self.stats.lat[op].append(time.perf_counter() - sent)
         self.stats.requests += 1
@@ -129,6 +148,7 @@ class Client:
             raise Failure("socket closed", f"{self.player} during {method}") from None
 
     async def wait(self, what: str, check: Callable[[], Any], within: float) -> Any:
+        self.doing = f"waiting for {what}"
         try:
             async with asyncio.timeout(within):
                 while not (found := check()):
@@ -144,6 +164,14 @@ class Client:
             if (p.get("player") or {}).get("playerId") == self.player:
                 return p
         return None
+
+    def joined(self, room: dict[str, Any]) -> bool:
+        """A join took effect: this player is JOINED in `room`."""
+        return (self.me(room) or {}).get("status") == "PARTICIPANT_JOINED"
+
+    def left(self, room: dict[str, Any]) -> bool:
+        """A leave took effect: this player is no longer JOINED (or the room ended)."""
+        return room.get("status") == "ROOM_DELETED" or not self.joined(room)
 
     def drop(self) -> None:
         """Cut the socket without a close frame, as a lost network would."""

@@ -65,7 +65,7 @@ class Games:
                 return room
             return None
 
-        room = await me.wait(f"{room_id} CONNECTING", connecting, t)
+        room = await self.wait_room(me, room_id, "CONNECTING", connecting)
         mine = me.me(room)
         if mine is None or mine.get("status") != "PARTICIPANT_JOINED":
             seen = {k: (mine or {}).get(k) for k in ("status", "leaveReason")}
@@ -85,7 +85,7 @@ class Games:
                     p.get("status") == "PARTICIPANT_LEFT" for p in room.get("participants") or ()
                 )
 
-            await me.wait(f"{room_id} ACTIVE", active, t)
+            await self.wait_room(me, room_id, "ACTIVE", active)
         await self.exchange(me, room_id, peers)
         await asyncio.sleep(self.rng.uniform(self.args.play_min, self.args.play_max))
         if self.rng.random() < self.args.record_share:
@@ -107,7 +107,7 @@ class Games:
 
             await me.wait(f"presence leave in {room_id}", presence_left, self.presence_timeout)
             self.stats.lat["presence"].append(time.perf_counter() - dropped_at)
-        left = await me.call("leave", "rooms.leave", t, roomId=room_id,
+        left = await me.call("leave", "rooms.leave", t, confirm=me.left, roomId=room_id,
                              body={"reason": "PLAYER_LEFT"})  # fmt: skip
         if left.get("status") == "ROOM_DELETED":
             self.stats.games[kind] += 1
@@ -124,7 +124,35 @@ class Games:
         def heard_all() -> bool:
             return all(me.heard[(room_id, peer)] >= count for peer in peers)
 
-        await me.wait(f"messages in {room_id}", heard_all, t)
+        await self.wait_room(me, room_id, "messages", heard_all)
+
+    async def wait_room(self, me: Client, room_id: str, what: str, check: Any) -> Any:
+        """`me.wait` for a state of one room. A timeout says what the store holds beside what
+        the pushes showed and what the room's other players are doing, so a lost push (the
+        store ahead of the socket) is told apart from a game stalled by one player's call."""
+        try:
+            return await me.wait(f"{room_id} {what}", check, self.args.timeout)
+        except Failure as failure:
+            if failure.kind != "timeout" or me.closed:
+                raise
+            raise Failure("timeout", await self.stalled(me, room_id, what)) from None
+
+    async def stalled(self, me: Client, room_id: str, what: str) -> str:
+        try:
+            room = await me.call(None, "rooms.get", 5.0, roomId=room_id)
+        except Failure as failure:
+            room = {"status": f"unread ({failure})"}
+        heard = {peer: n for (r, peer), n in me.heard.items() if r == room_id}
+        by_player = {c.player: c for c in self.players.clients}
+        others = []
+        for p in room.get("participants") or ():
+            other = by_player.get(str((p.get("player") or {}).get("playerId")))
+            if other is not None and other is not me:
+                others.append(f"{other.player[-4:]} {other.doing}")
+        return (
+            f"{me.player} waiting for {room_id} {what}: store {describe(room)}; pushed "
+            f"{describe(me.rooms.get(room_id) or {})}; heard {heard}; others {others}"
+        )
 
     async def record(self, me: Client) -> None:
         end = int(time.time() * 1000)
@@ -136,6 +164,18 @@ class Games:
         failures = (reply.get("batchFailures") or []) + (reply.get("eventFailures") or [])
         if failures:
             raise Failure("events.record failure", str(failures[0])[:200])
+
+    async def gather_all(self, *aws: Any) -> None:
+        """Like gather, but every participant finishes (or fails) first; each failure is
+        counted (the first one is raised, and `game` counts it), so a game that stalls because
+        one player's call failed shows that failure, not only the others' timeouts."""
+        failures = [r for r in await asyncio.gather(*aws, return_exceptions=True)
+                    if isinstance(r, BaseException)]  # fmt: skip
+        for failure in failures[1:]:
+            self.stats.error(failure if isinstance(failure, Failure)
+                             else Failure("client exception", repr(failure)))  # fmt: skip
+        if failures:
+            raise failures[0]
 
     # ---- games ---------------------------------------------------------------------------------
 
@@ -151,17 +191,18 @@ class Games:
 
         async def guest(me: Client) -> None:
             await me.wait(f"invitation {room_id}", lambda: room_id in me.rooms, t)
-            await me.call("join", "rooms.join", t, roomId=room_id, body={})
+            await me.call("join", "rooms.join", t, confirm=me.joined, roomId=room_id, body={})
             await self.play_room(me, room_id, kind, dropper, me is drops)
 
-        await gather_all(self.play_room(host, room_id, kind, dropper, False),
-                         *(guest(g) for g in guests))  # fmt: skip
+        await self.gather_all(self.play_room(host, room_id, kind, dropper, False),
+                              *(guest(g) for g in guests))  # fmt: skip
 
     async def auto_game(self, me: Client) -> None:
         t = self.args.timeout
         most = self.rng.randint(1, 3)
         criteria = {"minAutoMatchingPlayers": 1, "maxAutoMatchingPlayers": most}
-        room = await me.call("create", "rooms.create", t, body={"autoMatchingCriteria": criteria})
+        body = {"autoMatchingCriteria": criteria, "requestId": str(self.rng.getrandbits(62))}
+        room = await me.call("create", "rooms.create", t, body=body)
         own, opened = room["roomId"], time.perf_counter()
 
         def matched() -> str | None:
@@ -208,7 +249,8 @@ class Games:
         """The run is over and no match came: leave the room (True), unless it was merged into
         another one meanwhile (False: the push shows where, and that game is played out)."""
         try:
-            await me.call(None, "rooms.leave", self.args.timeout, roomId=own, body={})
+            await me.call(None, "rooms.leave", self.args.timeout, confirm=me.left, roomId=own,
+                          body={})  # fmt: skip
         except Failure as failure:
             if failure.kind.endswith("error 409"):
                 return False  # merged meanwhile: the push shows where, play it out
@@ -219,9 +261,11 @@ class Games:
         return True
 
 
-async def gather_all(*aws: Any) -> None:
-    """Like gather, but every participant finishes (or fails) before the first error is raised."""
-    results = await asyncio.gather(*aws, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+def describe(room: dict[str, Any]) -> str:
+    """A room in one line: status, version, and each participant (+: connected)."""
+    parts = ",".join(
+        f"{str(p.get('id'))[-4:]}={str(p.get('status', '')).removeprefix('PARTICIPANT_')}"
+        f"{'+' if p.get('connected') else ''}"
+        for p in room.get("participants") or ()
+    )
+    return f"{room.get('status')} v{version_of(room)} [{parts}]"

@@ -30,6 +30,7 @@ def results(run: Run, server: dict[str, Any]) -> dict[str, Any]:
     shed_sockets = stats.shed.get("connect", 0)
     shedding = {
         "shed": dict(stats.shed),
+        "unknown_outcomes": dict(stats.unknown),
         "calls_shed": shed_calls,
         "calls_shed_share": round(shed_calls / max(shed_calls + len(calls), 1), 4),
         "sockets_shed": shed_sockets,
@@ -70,6 +71,8 @@ def table(r: dict[str, Any]) -> str:
               f"shed (refused at once, retried after Retry-After): calls {r['calls_shed']} "
               f"({100 * r['calls_shed_share']:.1f}% of call attempts), sockets "
               f"{r['sockets_shed']} ({100 * r['sockets_shed_share']:.1f}% of connects)",
+              f"outcome unknown (503 past the store deadline; read back or sent again): "
+              f"{sum(r['unknown_outcomes'].values())} {r['unknown_outcomes'] or ''}".rstrip(),
               f"accepted calls: {r['accepted_calls']}, p99 {r['accepted_calls_p99_ms']:.1f} ms "
               f"(target at twice a process's capacity: <= 200 ms)"]  # fmt: skip
     if h := r.get("server_push_histogram"):

@@ -24,6 +24,8 @@ class Stats:
         self.samples: list[str] = []
         self.games: collections.Counter[str] = collections.Counter()
         self.shed: collections.Counter[str] = collections.Counter()  # refused: 503 / 1013
+        # answered "outcome unknown" (or a read "unavailable"): read back or sent again
+        self.unknown: collections.Counter[str] = collections.Counter()
         self.pushes = 0
         self.requests = 0
         self.withdrawn = 0
@@ -32,8 +34,8 @@ class Stats:
 
     def error(self, failure: Failure) -> None:
         self.errors[failure.kind] += 1
-        if self.errors[failure.kind] <= 3:  # a few of each kind
-            self.samples.append(str(failure)[:300])
+        if self.errors[failure.kind] <= 50:  # a sample of each kind
+            self.samples.append(str(failure)[:600])
 
     def push_latencies(self) -> list[float]:
         sent = self.sent_at
