@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,7 +23,7 @@ from roomsvc.realtime import presence as presence_module
 from roomsvc.realtime.heartbeat import FULL_EVERY
 from roomsvc.realtime.presence import BATCH, FULL_SWEEP_INTERVALS, LEASE_MS, Presence
 from roomsvc.rooms.rules import Limits, PStatus
-from roomsvc.rooms.store import RoomStore
+from roomsvc.rooms.store import Applied, RoomStore
 from roomsvc.store import keys
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
@@ -182,10 +183,24 @@ class OneConnectedPlayer:
         return (app, player) == self.player
 
 
+class BusyRooms(RoomStore):
+    """A room store whose changes wait until `free` is set, as behind another change to the
+    same room in flight in this process."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        super().__init__(client, Limits(), 3_600_000)
+        self.free = asyncio.Event()
+
+    async def mutate(self, *args: Any, **kwargs: Any) -> Applied:
+        await self.free.wait()
+        return await super().mutate(*args, **kwargs)
+
+
 async def test_a_slow_release_never_delays_a_refresh(redis_client: aioredis.Redis) -> None:
     """While a sweep waits on a room (another change to it in flight here), the connected
     player's deadline still moves: a late refresh would let another process release it."""
-    room_store, service = stores(redis_client)
+    _, service = stores(redis_client)
+    room_store = BusyRooms(redis_client)
     app = new_app_id()
     room_id = await joined_room(service, app, "olga", "ray")
     presence = Presence(room_store, grace_seconds=1)
@@ -195,27 +210,25 @@ async def test_a_slow_release_never_delays_a_refresh(redis_client: aioredis.Redi
     async def score(member: str) -> float | None:
         return await redis_client.zscore(presence_shard_of(member), member)
 
-    async with room_store._lock(keys.room(app, room_id)):  # the room is busy meanwhile
-        duty = asyncio.create_task(presence_module.run(presence, OneConnectedPlayer(app, "zed")))
-        try:
-            await eventually(lambda: claimed(score(ray)), "ray's deadline claimed")
-            first = await score(zed)
-            assert first is not None
+    async def ray_status() -> PStatus:
+        doc = await room_store.load(app, room_id, fresh=True)
+        return doc.of_player("ray").status  # type: ignore[union-attr]
 
-            async def moved() -> bool:
-                return (await score(zed) or 0) > first
-
-            await eventually(moved, "zed's deadline refreshed during the sweep")
-            doc = await room_store.load(app, room_id, fresh=True)
-            assert doc is not None and doc.of_player("ray").status is PStatus.JOINED  # type: ignore[union-attr]
-        except BaseException:
-            duty.cancel()
-            raise
+    duty = asyncio.create_task(presence_module.run(presence, OneConnectedPlayer(app, "zed")))
     try:
+        await eventually(lambda: claimed(score(ray)), "ray's deadline claimed")
+        first = await score(zed)
+        assert first is not None
+
+        async def moved() -> bool:
+            return (await score(zed) or 0) > first
+
+        await eventually(moved, "zed's deadline refreshed during the sweep")
+        assert await ray_status() is PStatus.JOINED  # the release still waits for the room
+        room_store.free.set()
 
         async def released() -> bool:
-            doc = await room_store.load(app, room_id, fresh=True)
-            return doc is not None and doc.of_player("ray").status is PStatus.LEFT  # type: ignore[union-attr]
+            return await ray_status() is PStatus.LEFT
 
         await eventually(released, "ray released once the room was free")
     finally:

@@ -455,17 +455,23 @@ def test_room_status_and_connected_ids_match_the_spec_definitions(room: RoomDoc)
 
 
 def test_commands_work_on_a_deep_copy() -> None:
-    room = connect_all(join(join(make_room(), "bob"), "carol"))
+    """A command's result shares nothing mutable with its input, and a rejected command
+    changes nothing: the store's cached document is never edited in place."""
+    room = join(join(make_room(), "bob"), "carol")
     before = msgspec.msgpack.encode(room)
-    copy = rooms._copy(room)
-    assert copy == room
-    # Every mutable field is copied, so nothing a command does to the copy reaches the original.
-    for original, copied in [(room, copy), *zip(room.participants, copy.participants, strict=True)]:
+    with pytest.raises(Conflict):
+        join(room, "bob")  # already joined: rejected after the copy was made
+    after = connect_all(room)
+    assert after.version > room.version
+    for original, copied in [
+        (room, after),
+        *zip(room.participants, after.participants, strict=True),
+    ]:
         for field in msgspec.structs.fields(original):
             value = getattr(original, field.name)
             if isinstance(value, list | dict | set):
                 assert getattr(copied, field.name) is not value, field.name
-    copy.participants[0].established.append("x")
-    copy.participants[0].capabilities.append("y")
-    copy.participants.append(copy.participants[0])
+    after.participants[0].established.append("x")
+    after.participants[0].capabilities.append("y")
+    after.participants.append(after.participants[0])
     assert msgspec.msgpack.encode(room) == before
