@@ -25,8 +25,8 @@ import asyncio
 import uuid
 from collections.abc import Collection
 from collections.abc import Set as AbstractSet
-from typing import Any
 
+from roomsvc.store.batching import CommandBatcher
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
     presence_clock,
@@ -35,17 +35,18 @@ from roomsvc.store.keys import (
     presence_shard,
     presence_shard_of,
 )
-from roomsvc.store.scripts import register
+from roomsvc.store.scripts import script
 
 FULL_EVERY = 8
+_REFRESH = script("presence_refresh")
 SHARDS = tuple(presence_shard(n) for n in range(PRESENCE_SHARDS))
 
 
 class Heartbeat:
-    def __init__(self, store: Any, interval_ms: int, silence_ms: int) -> None:
+    def __init__(self, commands: CommandBatcher, interval_ms: int, silence_ms: int) -> None:
         self.process = uuid.uuid4().hex[:16]
         self.silence_ms = silence_ms
-        self._refresh = register(store, "presence_refresh")
+        self.commands = commands  # a beat's shards go out in one round trip
         # Renewed by every full beat, and set whenever a beat adds to a set: a set always
         # outlives the next full beat of a live process, never long its process.
         self._ttl_ms = 2 * FULL_EVERY * interval_ms
@@ -105,4 +106,4 @@ class Heartbeat:
         args = [self.silence_ms, deadline, self._ttl_ms, int(replace), len(added),
                 *added, *removed]  # fmt: skip
         keys = [shard, presence_held(shard, self.process), presence_clock(shard)]
-        return int(await self._refresh(keys=keys, args=args))
+        return int(await self.commands.call(_REFRESH, keys=keys, args=args))

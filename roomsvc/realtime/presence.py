@@ -87,7 +87,6 @@ def refresh_interval_s(grace_seconds: int) -> float:
 class Presence:
     def __init__(self, room_store: RoomStore, grace_seconds: int) -> None:
         self.rooms = room_store
-        self.store = room_store.store
         self.interval_s = refresh_interval_s(grace_seconds)
         self.grace_ms = grace_seconds * 1000
         interval_ms = int(self.interval_s * 1000)
@@ -98,7 +97,7 @@ class Presence:
         # an interval of recovery), long enough that a late beat is not taken for a stall.
         self.silence_ms = self.grace_ms - 2 * interval_ms
         self.hold_ms = self.grace_ms + interval_ms
-        self.heartbeat = Heartbeat(self.store, interval_ms, self.silence_ms)
+        self.heartbeat = Heartbeat(room_store.commands, interval_ms, self.silence_ms)
         self.claims = Claims(room_store.commands, LEASE_MS)
         # Per shard, the time (ms) before which nothing in it can lapse, learnt by claiming it;
         # and when every shard is claimed again whatever it said.
@@ -124,13 +123,17 @@ class Presence:
             by_shard.setdefault(presence_shard_of(member), {})[member] = deadline
         # Through the batcher: a connection's touch shares a round trip with the other
         # commands of the same loop turn (docs/performance.md "Joins").
+        await self._zadd(by_shard)
+
+    async def _zadd(self, by_shard: dict[str, dict[str, int]], *flags: str) -> None:
+        """Set these scores (shard -> member -> deadline), in chunks, through the batcher."""
         writes = []
         for shard, mapping in by_shard.items():
             items = list(mapping.items())
             for start in range(0, len(items), _ZADD_CHUNK):
                 args = [str(x) for member, score in items[start : start + _ZADD_CHUNK]
                         for x in (score, member)]  # fmt: skip
-                writes.append(self.rooms.commands.execute("ZADD", shard, *args))
+                writes.append(self.rooms.commands.execute("ZADD", shard, *flags, *args))
         for write in writes:
             await write
 
@@ -160,10 +163,7 @@ class Presence:
                 by_shard.setdefault(presence_shard_of(member), {})[member] = at + self.grace_ms
         if not by_shard:
             return
-        async with self.store.pipeline(transaction=False) as pipe:
-            for shard, mapping in by_shard.items():
-                pipe.zadd(shard, mapping, xx=True)
-            await pipe.execute()
+        await self._zadd(by_shard, "XX")
         for shard, mapping in by_shard.items():
             earliest = min(mapping.values())
             self._due[shard] = min(self._due.get(shard, earliest), earliest)
