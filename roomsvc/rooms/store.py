@@ -163,8 +163,10 @@ class RoomStore:
             next_deadline(doc, self.limits) or 0,
             f"{doc.app_id}/{doc.room_id}",
         )
-        await asyncio.gather(self._index_add(doc, self.index_changes(None, doc)[0]), timer)
+        first = [timer, *self._queue_index_add(doc, self.index_changes(None, doc)[0])]
+        first = await self._before_write(first)
         outcome, current = await self._write(doc, expected=0, request_id=request_id)
+        await self._index_added(first)
         if outcome == APPLIED:
             ROOM_TRANSITIONS.labels(room_status(doc).value).inc()
             return Applied(doc, True)
@@ -179,7 +181,24 @@ class RoomStore:
         change: Callable[[RoomDoc], RoomDoc | None],
         request_id: str,
     ) -> Applied:
-        """Apply `change` (a pure transition; None = nothing to do) with compare-and-set."""
+        """Apply `change` (a pure transition; None = nothing to do) with compare-and-set.
+
+        The room's writer lock is held for one round trip per attempt: the index additions
+        and the write go out together, additions first (docs/store.md "Per-player indexes").
+        The removals are queued once the lock is released, so the next change of a busy room
+        (three invitees joining at once) does not wait for them; queued before that change's
+        own commands, they still reach the store first."""
+        applied, removal = await self._apply(app, room_id, change, request_id)
+        if removal is not None:
+            # Index removals are hints verified on read (docs/design.md "Rooms"): a failed one
+            # is logged, never reported. Awaited all the same, so no store work outlives the
+            # call (a shutdown closes the store right after).
+            await self._index_remove(*removal)
+        return applied
+
+    async def _apply(
+        self, app: str, room_id: str, change: Callable[[RoomDoc], RoomDoc | None], request_id: str
+    ) -> tuple[Applied, tuple[RoomDoc, list[str]] | None]:
         key = keys.room(app, room_id)
         async with self._lock(key):
             # Only the CAS proves a cached document current: another process may have changed
@@ -198,34 +217,29 @@ class RoomStore:
                         # room it produced: report that room, as the script would (docs/design.md).
                         replayed = await self._replayed(app, room_id, request_id)
                         if replayed is not None:
-                            return Applied(replayed, False)
+                            return Applied(replayed, False), None
                         raise
                     new = None
                 if new is None:
                     if confirmed:
-                        return Applied(doc, False)
+                        return Applied(doc, False), None
                     doc, confirmed = await self.load(app, room_id, fresh=True), True
                     continue
                 # The statuses are computed once here and handed on: each is a pass over
                 # every pair of participants, wanted by the indexes, the TTL and the metric.
                 old_status, new_status = room_status(doc), room_status(new)
                 adds, removes = self.index_changes(doc, new, (old_status, new_status))
-                if adds:
-                    await self._index_add(new, adds)
+                added = await self._before_write(self._queue_index_add(new, adds))
                 outcome, current = await self._write(
                     new, expected=doc.version, request_id=request_id, status=new_status
                 )
+                await self._index_added(added)
                 if outcome == APPLIED:
-                    if removes:
-                        # Index removals are hints verified on read (docs/design.md "Rooms"): a
-                        # failed one is logged, never reported. Awaited all the same, so no store
-                        # work outlives the call (a shutdown closes the store right after).
-                        await self._index_remove(new, removes)
                     if new_status is not old_status:
                         ROOM_TRANSITIONS.labels(new_status.value).inc()
-                    return Applied(new, True)
+                    return Applied(new, True), ((new, removes) if removes else None)
                 if outcome == REPLAYED and current is not None:
-                    return Applied(current, False)
+                    return Applied(current, False), None
                 doc, confirmed = current, True
                 if attempt > 2:
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
@@ -289,14 +303,19 @@ class RoomStore:
         if not writes:
             return []
         batch = Batch(self.store)
+        # The additions go first: in the writes' round trip on a plain server, before it on a
+        # cluster (`_before_write`).
+        additions = batch if self.commands.in_order else Batch(self.store)
         plans = []
         for n, w in enumerate(writes):
             await breathe(n)
             statuses = room_status(w.old), room_status(w.new)
             adds, removes = self.index_changes(w.old, w.new, statuses)
             for key in adds:
-                batch.command("ZADD", key, w.new.updated_ms, w.new.room_id)
+                additions.command("ZADD", key, w.new.updated_ms, w.new.room_id)
             plans.append((statuses, removes))
+        if additions is not batch:
+            await additions.run()
         calls = []
         for n, (w, (statuses, _)) in enumerate(zip(writes, plans, strict=True)):
             await breathe(n)
@@ -349,10 +368,27 @@ class RoomStore:
         removes += [keys.player_invitations(app, p) for p in old_invited - new_invited]
         return adds, removes
 
-    async def _index_add(self, new: RoomDoc, index_keys: list[str]) -> None:
-        added = [self.commands.execute("ZADD", k, new.updated_ms, new.room_id) for k in index_keys]
-        # All queued before the first await: they share one round trip.
-        await (added[0] if len(added) == 1 else asyncio.gather(*added))
+    def _queue_index_add(self, new: RoomDoc, index_keys: list[str]) -> list[asyncio.Future[Any]]:
+        """Queue the additions (see `_before_write`): the store never holds the room without
+        its hints."""
+        return [self.commands.execute("ZADD", k, new.updated_ms, new.room_id) for k in index_keys]
+
+    async def _before_write(self, queued: list[asyncio.Future[Any]]) -> list[asyncio.Future[Any]]:
+        """Commands that must reach the store before a room's write: on a plain server they
+        share its round trip and run first (returned, for `_index_added`); on a cluster they
+        are awaited first (a failure raises, and the write is not sent)."""
+        if self.commands.in_order:
+            return queued
+        await asyncio.gather(*queued)
+        return []
+
+    @staticmethod
+    async def _index_added(added: list[asyncio.Future[Any]]) -> None:
+        """The additions' replies. A store error fails the write sent after them too; an
+        error of the ZADD alone is logged (the write's own outcome stands)."""
+        for outcome in await asyncio.gather(*added, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("index update failed", exc_info=outcome)
 
     async def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
         removed = [self.commands.execute("ZREM", k, new.room_id) for k in index_keys]

@@ -63,6 +63,9 @@ class CommandBatcher:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # A plain server gets a batch in one write on one connection and runs it in the order
+        # queued; a cluster's nodes each get their share, in no order across them.
+        self.in_order = not is_cluster(store)
         self._pending: _Pending = []
         self._sources: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
