@@ -3,9 +3,11 @@ scopes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jwt.utils import base64url_encode
 
+from roomsvc.auth.hs256 import claims_if_plainly_valid
 from roomsvc.auth.keys import load_public_keys
 from roomsvc.auth.tokens import (
     SCOPE_GAMES,
@@ -295,3 +300,89 @@ def test_a_remembered_token_still_expires() -> None:
         return False
 
     wait_until(refused, timeout=5)
+
+
+# ---- the HS256 fast path (roomsvc/auth/hs256.py) agrees with PyJWT ----------------------------
+
+_ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+    st.text(max_size=8), st.lists(st.integers(), max_size=2),
+)  # fmt: skip
+
+
+def _pyjwt(token: str, key: str, now: float) -> dict[str, Any] | None:
+    """What the slow path accepts (claims) or refuses (None), at `now`."""
+    try:
+        with freeze_pyjwt_clock(now):
+            claims: dict[str, Any] = jwt.decode(
+                token, key, algorithms=["HS256"], options={"require": ["sub", "exp"]}, leeway=5
+            )
+        return claims
+    except jwt.PyJWTError:
+        return None
+
+
+@contextlib.contextmanager
+def freeze_pyjwt_clock(now: float) -> Iterator[None]:
+    """PyJWT reads the time itself: both paths are judged at the same instant."""
+    real = jwt.api_jwt.datetime
+
+    class Frozen(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return real.fromtimestamp(now, tz)
+
+    jwt.api_jwt.datetime = Frozen  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        jwt.api_jwt.datetime = real  # type: ignore[misc]
+
+
+def _tokens(claims: dict[str, Any], header: dict[str, Any]) -> list[str]:
+    try:
+        good = jwt.encode(claims, SECRET, algorithm="HS256", headers=header)
+    except (jwt.PyJWTError, TypeError, ValueError):
+        return []  # PyJWT will not even make it (a kid that is not a string)
+    head, body, sig = good.split(".")
+    flipped = sig[:-2] + ("A" if sig[-2] != "A" else "B") + sig[-1]
+    return [
+        good,
+        f"{head}.{body}.{flipped}",  # tampered signature
+        jwt.encode(claims, SECRET + "x", algorithm="HS256", headers=header),  # another key
+        f"{head}.{body}",  # a segment short
+        f"{head}.{body}.{sig}=",  # padding where base64url has none
+        f"{head}.{body}.{sig}.x",
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    extra=st.dictionaries(
+        st.sampled_from(["exp", "nbf", "iat", "aud", "jti", "sub", "app", "scope", "iss"]),
+        _ODD_VALUES, max_size=4,
+    ),
+    header=st.dictionaries(st.sampled_from(["typ", "kid", "cty", "b64", "crit"]),
+                           st.one_of(st.text(max_size=4), st.booleans()), max_size=2),
+    ttl=st.integers(-100, 100),
+)  # fmt: skip
+def test_the_hs256_fast_path_accepts_only_what_pyjwt_accepts(
+    extra: dict[str, Any], header: dict[str, Any], ttl: int
+) -> None:
+    now = time.time()
+    claims = {**_claims(exp=int(now) + ttl), **extra}
+    for token in _tokens(claims, header):
+        fast = claims_if_plainly_valid(token, SECRET.encode(), now, 5)
+        if fast is not None:
+            assert fast == _pyjwt(token, SECRET, now), token
+
+
+def test_the_hs256_fast_path_takes_the_plain_token() -> None:
+    """The common case is decided without PyJWT, and a refusal is left to it."""
+    now = time.time()
+    token = mint_token(SECRET, "alice", "app1", ttl_seconds=60, now=now)
+    assert claims_if_plainly_valid(token, SECRET.encode(), now, 5) == _pyjwt(token, SECRET, now)
+    expired = mint_token(SECRET, "alice", "app1", ttl_seconds=60, now=now - 120)
+    assert claims_if_plainly_valid(expired, SECRET.encode(), now, 5) is None
+    with pytest.raises(Unauthenticated, match="expired"):
+        _verifier().verify(expired)
