@@ -215,7 +215,7 @@ async def drive_every_feature(valkey: ValkeyProcess, server: ServerProcess) -> N
 
     store = aioredis.Redis.from_url(valkey.url)
     try:
-        # The takeover and progress steps run only when a claim outlives its process or its
+        # The takeover, progress and drop steps run only when a claim outlives its process or its
         # round: called here directly (on a record that does not exist, a no-op) so they are
         # checked whatever the matcher's flow calls this time.
         pools = PoolStore(store, owner="key-slots")
@@ -225,6 +225,7 @@ async def drive_every_feature(valkey: ValkeyProcess, server: ServerProcess) -> N
                         min_players=1, max_players=1)  # fmt: skip
         claimed = Claimed(pool, "no-such-match", Group(target=ticket, movers=()), 0, now)
         await pools.progress(claimed, 1, now)
+        await pools.drop(pool, [ticket])  # ticket_remove, which a leave while seeking runs too
         presence = Presence(RoomStore(store, Limits(), 60_000), grace_seconds=1)
         await presence.touch([(app, "gone")], now=0)
         await presence.refresh({(app, "here")}, now=0)

@@ -2,7 +2,8 @@
 idempotently, retire"). Every key of one pool shares the `{mp:<app>:<variant>}` tag
 (store/keys.py), so each step below is one script in one slot:
 
-- enqueue: a room with criteria adds its ticket *before* its room is written (docs/design.md: add
+- enqueue (`ticket_put.lua`; `ticket_remove.lua` takes tickets out): a room with criteria adds
+  its ticket *before* its room is written (docs/design.md: add
   to an index before, verify on read), so a crash in between leaves at worst a ticket whose room
   never appeared, which the matcher drops once it has been queued for `CREATE_GRACE_MS`;
 - window (`match_window.lua`): under a short per-pool lock, read the oldest tickets for the
@@ -25,6 +26,7 @@ enqueue), so a pool with tickets is never missing from it for long.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -36,8 +38,7 @@ from roomsvc.matching.policy import Group, Ticket
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import PStatus, RoomDoc
 from roomsvc.store import keys
-from roomsvc.store.batching import Batch
-from roomsvc.store.connection import is_cluster
+from roomsvc.store.batching import Batch, CommandBatcher
 from roomsvc.store.scripts import Script, script
 
 LEASE_MS = 5_000  # a match record is finished by another process this long after a crash
@@ -51,6 +52,8 @@ _CLAIM = script("match_claim")
 _TAKEOVER = script("match_takeover")
 _PROGRESS = script("match_progress")
 _RETIRE = script("match_retire")
+_TICKET_PUT = script("ticket_put")
+_TICKET_REMOVE = script("ticket_remove")
 
 _ticket_encode = msgspec.msgpack.Encoder().encode
 _ticket_decode = msgspec.msgpack.Decoder(Ticket).decode
@@ -118,6 +121,7 @@ class PoolStore:
         self.store = store
         self.owner = owner or uuid.uuid4().hex
         self.lease_ms = lease_ms
+        self.commands = CommandBatcher(store)
         self._active: tuple[int, list[str]] = (0, [])  # (read at, the pools then)
 
     def batch(self) -> Batch:
@@ -137,28 +141,32 @@ class PoolStore:
         if ticket is None or not doc.ticket_open:
             return
         pool = pool_of(ticket)
-        # One round trip on a plain server (the POOLS hint in the same MULTI); on a cluster
-        # the hint lives in another slot, so it follows the pool's own MULTI.
-        cluster = is_cluster(self.store)
-        async with self.store.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.pool_ticket_data(pool), ticket.room_id, _ticket_encode(ticket))
-            pipe.zadd(keys.pool_tickets(pool), {ticket.room_id: ticket.since_ms})
-            if not cluster:
-                pipe.sadd(keys.POOLS, pool)
-            await pipe.execute()
-        if cluster:
-            await self.store.sadd(keys.POOLS, pool)
+        # Through the batcher: the enqueues of one loop turn (a storm of seekers) share a
+        # round trip, and on a plain server the POOLS hint rides in it too; on a cluster it
+        # lives in another slot, so it follows.
+        put = self.commands.call(
+            _TICKET_PUT,
+            keys=[keys.pool_tickets(pool), keys.pool_ticket_data(pool)],
+            args=[ticket.room_id, _ticket_encode(ticket), ticket.since_ms],
+        )
+        if self.commands.in_order:
+            await asyncio.gather(put, self.commands.execute("SADD", keys.POOLS, pool))
+        else:
+            await put
+            await self.commands.execute("SADD", keys.POOLS, pool)
 
     async def withdraw(self, doc: RoomDoc) -> None:
         """Remove a closed ticket still waiting in its pool (after a leave: a hint only)."""
         ticket = ticket_of(doc)
-        if ticket is None:
-            return
-        pool = pool_of(ticket)
-        async with self.store.pipeline(transaction=True) as pipe:
-            pipe.zrem(keys.pool_tickets(pool), ticket.room_id)
-            pipe.hdel(keys.pool_ticket_data(pool), ticket.room_id)
-            await pipe.execute()
+        if ticket is not None:
+            await self._remove(pool_of(ticket), [ticket.room_id])
+
+    async def _remove(self, pool: str, room_ids: Sequence[str]) -> None:
+        await self.commands.call(
+            _TICKET_REMOVE,
+            keys=[keys.pool_tickets(pool), keys.pool_ticket_data(pool)],
+            args=list(room_ids),
+        )
 
     async def pools(self) -> list[str]:
         return sorted(m.decode() for m in await self.store.smembers(keys.POOLS))
@@ -186,12 +194,8 @@ class PoolStore:
     async def drop(self, pool: str, tickets: Sequence[Ticket]) -> None:
         """Remove timed-out tickets (the timeout wheel ends their rooms, docs/spec.md §4)."""
         ids = [t.room_id for t in tickets]
-        if not ids:
-            return
-        async with self.store.pipeline(transaction=True) as pipe:
-            pipe.zrem(keys.pool_tickets(pool), *ids)
-            pipe.hdel(keys.pool_ticket_data(pool), *ids)
-            await pipe.execute()
+        if ids:
+            await self._remove(pool, ids)
 
     def queue_claim(self, batch: Batch, pool: str, groups: Sequence[Group], now: int) -> _Claiming:
         """Queue the claim of each group whose tickets are all still in the pool on `batch`
