@@ -39,19 +39,19 @@ over S seconds (default 0: every idle player starts at once, a burst the server 
 With `--json` the results go to stdout as JSON and the table to stderr.
 
 Overload (docs/spec.md §12 item 17): a call refused as overloaded (503, reason `overloaded`:
-nothing was
-done) is sent again after 0.5-1.5 x its Retry-After, and a socket refused with 1013 reconnects
-0.5-1 s later, as well-behaved clients do; both are counted as shed, not as errors, and the table
-gives the shed share of call attempts and of connects beside the accepted calls' p99 (latencies
-are those of accepted calls). A change answered "outcome unknown" (503 past the store deadline,
-docs/store.md "Deadlines") is read back (a join or a leave) or sent again (a create or a record,
-with their requestId, or a report), and counted under "outcome unknown", not as an error.
-
-A timeout says what the store holds of the room beside what the socket was pushed and what each
-of the room's other players is doing; every participant's failure in a game is counted. `--max-in-flight N` sets the own server's
+nothing was done) is sent again after 0.5-1.5 x its Retry-After, and a socket refused with 1013
+reconnects 0.5-1 s later, as well-behaved clients do; both are counted as shed, not as errors, and
+the table gives the shed share of call attempts and of connects beside the accepted calls' p99
+(latencies are those of accepted calls). `--max-in-flight N` sets the own server's
 ROOMSVC_MAX_CALLS_IN_FLIGHT. Twice a process's capacity, as docs/store.md "Admission" measured it:
 
     .venv/bin/python scripts/loadtest.py --players 1000 --duration 20 --seed 1 --max-in-flight 16
+
+A change answered "outcome unknown" (503 past the store deadline, docs/store.md "Deadlines") is
+read back (a join or a leave) or sent again (a create or a record, with their requestId, or a
+report), and counted under "outcome unknown", not as an error. A timeout says what the store
+holds of the room beside what the socket was pushed and what each of the room's other players
+is doing; every participant's failure in a game is counted.
 
 The parts live in scripts/loadgen/ (its __init__ lists them).
 """

@@ -195,9 +195,12 @@ def test_pairs_with_refused_turn_credentials_fall_back_to_the_relay(
     assert heard(ben, "cy", [4]) == []  # addressed to Ana alone
 
     # coturn itself refused Cy's credentials, and only Cy's: the fallback was TURN's doing
-    refused = [line for line in turn.log.read_text(errors="replace").splitlines()
-               if "check_stun_auth" in line]  # fmt: skip
-    assert refused and all(line.endswith(":cy>") for line in refused), refused[:5]
+    def refusals() -> list[str]:
+        return [line for line in turn.log.read_text(errors="replace").splitlines()
+                if "check_stun_auth" in line]  # fmt: skip
+
+    refused = _wait(refusals, "coturn's log of the refused credentials")
+    assert all(line.endswith(":cy>") for line in refused), refused[:5]
     for page in (ana, ben, cy):
         assert page.evaluate("rs.errors") == [] and page.page_errors == []
         page.evaluate("rs.client.close()")

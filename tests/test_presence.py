@@ -24,7 +24,6 @@ from roomsvc.realtime.heartbeat import FULL_EVERY
 from roomsvc.realtime.presence import BATCH, FULL_SWEEP_INTERVALS, LEASE_MS, Presence
 from roomsvc.rooms.rules import Limits, PStatus
 from roomsvc.rooms.store import Applied, RoomStore
-from roomsvc.store import keys
 from roomsvc.store.keys import (
     PRESENCE_SHARDS,
     presence_held,

@@ -3,6 +3,7 @@ traversal"), with the TURN REST API's shared secret."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -31,8 +32,11 @@ class TurnServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> TurnServer:
+        # Its log goes to stdout, which the C library buffers when it is a file: line-buffered
+        # under stdbuf, a test reads each line once coturn has written it.
+        line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(self.argv, stdout=out, stderr=out)
+            self.process = subprocess.Popen([*line_buffered, *self.argv], stdout=out, stderr=out)
         wait_until(self._listening, timeout=100 * UNIT)  # TURN over TCP shares the port
         return self
 

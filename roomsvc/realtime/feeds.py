@@ -43,6 +43,7 @@ from roomsvc.store.connection import UNAVAILABLE_ERRORS, is_cluster
 log = logging.getLogger("roomsvc.realtime.messages")
 RESUME_HOLD_S = 3.0  # a welcome room's live messages wait this long for rooms.resumeMessages
 _RETRY_S = 0.5
+_CATCH_UP_ATTEMPTS = 4  # a feed's catch-up read, tried this often (every _RETRY_S)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -130,7 +131,7 @@ class Feeds:
         else:
             feed.conns[conn] = None
             if feed.ready and not held:
-                self._spawn(self._catch_up(feed, [conn]))
+                self._spawn(self._catch_up(feed, [conn], attempts=_CATCH_UP_ATTEMPTS))
         if held:
             asyncio.get_running_loop().call_later(RESUME_HOLD_S, self.release, conn, room_id,
                                                   cursor)  # fmt: skip
@@ -266,17 +267,24 @@ class Feeds:
 
     async def _ready(self, feed: Feed) -> None:
         feed.ready = True
-        await self._catch_up(feed, list(feed.conns))
+        await self._catch_up(feed, list(feed.conns), attempts=_CATCH_UP_ATTEMPTS)
 
-    async def _catch_up(self, feed: Feed, conns: list[Connection]) -> None:
+    async def _catch_up(self, feed: Feed, conns: list[Connection], *, attempts: int,
+                        raise_last: bool = False) -> None:  # fmt: skip
         """Fill each connection whose cursor is behind the room's newest message. The newest
-        seq is read again while the store does not answer: a last message that nothing follows
-        is filled only here (no later message shows its gap)."""
-        while True:
+        seq is read up to `attempts` times while the store does not answer: a last message
+        that nothing follows is filled only here or by the link's resync (no later message
+        shows its gap). The resync's own failure is raised (`raise_last`): the bridge runs it
+        again (bridge.py `_resync`)."""
+        for attempt in range(attempts):
             try:
                 (last,) = await self.messages.last_seqs([(feed.app, feed.room_id)])
                 break
             except UNAVAILABLE_ERRORS:
+                if attempt == attempts - 1:
+                    if raise_last:
+                        raise
+                    return
                 await asyncio.sleep(_RETRY_S)
             if self.feeds.get(feed.channel) is not feed:
                 return
@@ -288,7 +296,8 @@ class Feeds:
     async def resync(self, link: Bridge) -> None:
         """A link (re)connected: publications of its rooms may have been missed."""
         for feed in [f for f in self.feeds.values() if self._link_for(f.channel) is link]:
-            await self._ready(feed)
+            feed.ready = True
+            await self._catch_up(feed, list(feed.conns), attempts=1, raise_last=True)
 
     def _link_for(self, channel: bytes) -> Bridge:
         node = self.redis.get_node_from_key(channel) if is_cluster(self.redis) else None
