@@ -475,3 +475,16 @@ def test_commands_work_on_a_deep_copy() -> None:
     after.participants[0].capabilities.append("y")
     after.participants.append(after.participants[0])
     assert msgspec.msgpack.encode(room) == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(arbitrary_rooms())
+def test_the_live_rule_given_the_derived_status_is_the_live_rule(room: RoomDoc) -> None:
+    """Callers that know the room's derived status pass it (realtime/views.py): same answers."""
+    deleted = rooms.room_status(room) is RoomState.DELETED
+    for player in [p.player_id for p in room.participants] + ["nobody"]:
+        assert rooms.is_live(room, player, deleted=deleted) is rooms.is_live(room, player)
+        expected = (p := room.of_player(player)) is not None and (
+            p.status is PStatus.JOINED and not deleted
+        )
+        assert rooms.is_live(room, player) is expected

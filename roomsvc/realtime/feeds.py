@@ -102,11 +102,13 @@ class Feeds:
 
     # ---- who follows which room -----------------------------------------------------------------
 
-    def observe(self, conn: Connection, doc: RoomDoc) -> None:
+    def observe(self, conn: Connection, doc: RoomDoc, *, deleted: bool | None = None) -> None:
         """`doc` is the newest this process knows of a room `conn` is told about: follow the
-        room's messages while the player is live in it, stop when it no longer is."""
+        room's messages while the player is live in it, stop when it no longer is (`deleted`:
+        the room's derived status, when the caller has it)."""
         if conn.inbox is not None:
-            self.observe_live(conn, doc.room_id, is_live(doc, conn.principal.player_id))
+            live = is_live(doc, conn.principal.player_id, deleted=deleted)
+            self.observe_live(conn, doc.room_id, live)
 
     def observe_live(self, conn: Connection, room_id: str, live: bool) -> None:
         following = room_id in conn.inbox.cursors

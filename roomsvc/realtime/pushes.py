@@ -100,7 +100,7 @@ class Pushes:
 
     def deliver(self, conn: Connection, doc: RoomDoc, announced: int) -> None:
         """Show `doc` (at or past the announced version) on `conn`: now, or through its queue."""
-        self.feeds.observe(conn, doc)
+        self.feeds.observe(conn, doc, deleted=self.views.deleted(doc))
         if conn.closed:
             return
         if not conn.ready or conn.shown.holds(doc.room_id):
@@ -181,7 +181,7 @@ class Pushes:
             logs.unbind(token)
 
     async def _send_queued(self, conn: Connection, doc: RoomDoc) -> None:
-        self.feeds.observe(conn, doc)
+        self.feeds.observe(conn, doc, deleted=self.views.deleted(doc))
         player = conn.principal.player_id
         in_room = self.views.involved(doc, player)
         if conn.shown.decide(doc.room_id, doc.version, in_room) is Show.SKIP:

@@ -116,17 +116,21 @@ class Views:
         return doc  # the store is behind what was announced (not expected): newest we have
 
     def involved(self, doc: RoomDoc, player_id: str) -> bool:
-        """The player is in the room or invited to it: it receives its changes (docs/spec.md §6).
-        The room's derived status is computed once per document, not once per receiver."""
+        """The player is in the room or invited to it: it receives its changes (docs/spec.md §6)."""
         p = doc.of_player(player_id)
         if p is None or p.status not in (PStatus.JOINED, PStatus.INVITED):
             return False
+        return not self.deleted(doc)
+
+    def deleted(self, doc: RoomDoc) -> bool:
+        """The room's derived status is DELETED: computed once per document, not once per
+        receiver (it is a pass over every pair of participants)."""
         entry = self._rooms.get((doc.app_id, doc.room_id))
         if entry is None or entry.doc is not doc:
-            return room_status(doc) is not RoomState.DELETED
+            return room_status(doc) is RoomState.DELETED
         if entry.deleted is None:
             entry.deleted = room_status(doc) is RoomState.DELETED
-        return not entry.deleted
+        return entry.deleted
 
     def frame(self, doc: RoomDoc, player_id: str, locale: str, base_url: str) -> str:
         """The `roomStatus` notification of `doc` as `player_id` sees it, encoded once."""

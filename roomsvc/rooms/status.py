@@ -66,15 +66,17 @@ def room_status(room: RoomDoc) -> RoomState:
     return RoomState.ACTIVE
 
 
-def is_live(doc: RoomDoc | None, player_id: str) -> bool:
+def is_live(doc: RoomDoc | None, player_id: str, *, deleted: bool | None = None) -> bool:
     """The one "live participant" rule: the player is JOINED in a room that is not DELETED. It
-    decides who receives in-room messages, whose presence is watched and who holds a feed."""
+    decides who receives in-room messages, whose presence is watched and who holds a feed.
+    `deleted`: whether the room's derived status is DELETED, when the caller has it already
+    (a pass over every pair of participants saved)."""
     if doc is None:
         return False
     p = doc.of_player(player_id)
-    return (
-        p is not None and p.status is PStatus.JOINED and room_status(doc) is not RoomState.DELETED
-    )
+    if p is None or p.status is not PStatus.JOINED:
+        return False
+    return not (room_status(doc) is RoomState.DELETED if deleted is None else deleted)
 
 
 def is_seeker(room: RoomDoc) -> bool:
