@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from roomsvc.store.batching import Batch, CommandBatcher
+from roomsvc.store.batching import MAX_BATCH, Batch, CommandBatcher
 from roomsvc.store.connection import connect
 from roomsvc.store.scripts import Script
 from tests.cluster import ValkeyCluster
@@ -233,3 +233,26 @@ async def test_a_command_batched_on_a_cluster_keeps_its_order(cluster: ValkeyClu
         assert replies == [1, b"1"] * 50
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize("together", [True, False])
+async def test_commands_queued_together_share_one_batch(
+    plain: ValkeyProcess, together: bool
+) -> None:
+    """A group that would not fit in the current batch is not split: that batch is sent first
+    and the group goes whole in the next one, on one connection, in order (rooms/store.py
+    relies on it). Queued one by one, the same two commands straddle the boundary and run on
+    two connections at once: the control case that shows the test can tell."""
+    client = await connect(plain.url)
+    try:
+        batcher = CommandBatcher(client)
+        key = _key("filler")
+        fillers = [batcher.execute("INCR", key) for _ in range(MAX_BATCH - 1)]
+        both = [("CLIENT", "ID"), ("CLIENT", "ID")]
+        ids = (batcher.execute_together(both) if together
+               else [batcher.execute(*command) for command in both])  # fmt: skip
+        assert await asyncio.gather(*fillers) == list(range(1, MAX_BATCH))
+        first, second = await asyncio.gather(*ids)
+        assert (first == second) is together
+    finally:
+        await client.aclose()

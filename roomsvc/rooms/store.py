@@ -157,16 +157,10 @@ class RoomStore:
 
     async def create(self, doc: RoomDoc, request_id: str) -> Applied:
         """Write a new room (version 1); a replay of the same request returns the room."""
-        timer = self.commands.execute(
-            "ZADD",
-            keys.timer_shard_of(doc.app_id, doc.room_id),
-            next_deadline(doc, self.limits) or 0,
-            f"{doc.app_id}/{doc.room_id}",
-        )
-        first = [timer, *self._queue_index_add(doc, self.index_changes(None, doc)[0])]
-        first = await self._before_write(first)
-        outcome, current = await self._write(doc, expected=0, request_id=request_id)
-        await self._index_added(first)
+        timer = ("ZADD", keys.timer_shard_of(doc.app_id, doc.room_id),
+                 next_deadline(doc, self.limits) or 0, f"{doc.app_id}/{doc.room_id}")  # fmt: skip
+        before = [timer, *self._index_additions(doc, self.index_changes(None, doc)[0])]
+        outcome, current = await self._write(doc, expected=0, request_id=request_id, before=before)
         if outcome == APPLIED:
             ROOM_TRANSITIONS.labels(room_status(doc).value).inc()
             return Applied(doc, True)
@@ -229,11 +223,10 @@ class RoomStore:
                 # every pair of participants, wanted by the indexes, the TTL and the metric.
                 old_status, new_status = room_status(doc), room_status(new)
                 adds, removes = self.index_changes(doc, new, (old_status, new_status))
-                added = await self._before_write(self._queue_index_add(new, adds))
                 outcome, current = await self._write(
-                    new, expected=doc.version, request_id=request_id, status=new_status
-                )
-                await self._index_added(added)
+                    new, expected=doc.version, request_id=request_id, status=new_status,
+                    before=self._index_additions(new, adds),
+                )  # fmt: skip
                 if outcome == APPLIED:
                     if new_status is not old_status:
                         ROOM_TRANSITIONS.labels(new_status.value).inc()
@@ -289,10 +282,29 @@ class RoomStore:
         return outcome, current
 
     async def _write(
-        self, doc: RoomDoc, *, expected: int, request_id: str, status: RoomState | None = None
-    ) -> tuple[int, RoomDoc | None]:
-        cas_keys, cas_args = self.cas_call(doc, expected, request_id, status)
-        return self._outcome(doc, await self.commands.call(_CAS, keys=cas_keys, args=cas_args))
+        self, doc: RoomDoc, *, expected: int, request_id: str, status: RoomState | None = None,
+        before: Sequence[tuple[Any, ...]] = (),
+    ) -> tuple[int, RoomDoc | None]:  # fmt: skip
+        """One compare-and-set. `before`: commands that must reach the store first (the index
+        additions, a new room's timer; docs/store.md "Per-player indexes"). On a plain server
+        they share the write's batch, ahead of it, so if the write ran, so did they; on a
+        cluster they go to other nodes, in no order across them, so they are awaited first (a
+        failure raises, and the write is not sent)."""
+        cas = self.commands.script_command(_CAS, *self.cas_call(doc, expected, request_id, status))
+        if not self.commands.in_order:
+            if before:
+                await asyncio.gather(*self.commands.execute_together(before))
+            return self._outcome(doc, await self.commands.execute(*cas))
+        *firsts, reply = self.commands.execute_together([*before, cas])
+        try:
+            raw = await reply
+        finally:
+            # An error of one of them alone (not of the batch) is logged: the write's outcome
+            # stands, and a missing hint is what "verify on read" cannot repair, so it is loud.
+            for outcome in await asyncio.gather(*firsts, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    log.warning("index or timer update failed", exc_info=outcome)
+        return self._outcome(doc, raw)
 
     async def write_many(
         self, writes: Sequence[Write], after: Batch | None = None
@@ -304,7 +316,7 @@ class RoomStore:
             return []
         batch = Batch(self.store)
         # The additions go first: in the writes' round trip on a plain server, before it on a
-        # cluster (`_before_write`).
+        # cluster (as in `_write`).
         additions = batch if self.commands.in_order else Batch(self.store)
         plans = []
         for n, w in enumerate(writes):
@@ -368,27 +380,10 @@ class RoomStore:
         removes += [keys.player_invitations(app, p) for p in old_invited - new_invited]
         return adds, removes
 
-    def _queue_index_add(self, new: RoomDoc, index_keys: list[str]) -> list[asyncio.Future[Any]]:
-        """Queue the additions (see `_before_write`): the store never holds the room without
-        its hints."""
-        return [self.commands.execute("ZADD", k, new.updated_ms, new.room_id) for k in index_keys]
-
-    async def _before_write(self, queued: list[asyncio.Future[Any]]) -> list[asyncio.Future[Any]]:
-        """Commands that must reach the store before a room's write: on a plain server they
-        share its round trip and run first (returned, for `_index_added`); on a cluster they
-        are awaited first (a failure raises, and the write is not sent)."""
-        if self.commands.in_order:
-            return queued
-        await asyncio.gather(*queued)
-        return []
-
     @staticmethod
-    async def _index_added(added: list[asyncio.Future[Any]]) -> None:
-        """The additions' replies. A store error fails the write sent after them too; an
-        error of the ZADD alone is logged (the write's own outcome stands)."""
-        for outcome in await asyncio.gather(*added, return_exceptions=True):
-            if isinstance(outcome, Exception):
-                log.warning("index update failed", exc_info=outcome)
+    def _index_additions(new: RoomDoc, index_keys: list[str]) -> list[tuple[Any, ...]]:
+        """The ZADDs that list the room in these indexes, for `_write`'s `before`."""
+        return [("ZADD", k, new.updated_ms, new.room_id) for k in index_keys]
 
     async def _index_remove(self, new: RoomDoc, index_keys: list[str]) -> None:
         removed = [self.commands.execute("ZREM", k, new.room_id) for k in index_keys]

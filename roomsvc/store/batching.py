@@ -84,8 +84,25 @@ class CommandBatcher:
 
     def call(self, script: Script, *, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
         """The reply of one call of `script`; a future to await."""
+        return self.execute(*self.script_command(script, keys, args))
+
+    def script_command(self, script: Script, keys: list[Any], args: list[Any]) -> _Command:
+        """One call of `script` as a command for `execute_together`."""
         self._sources[script.sha] = script.source
-        return self.execute(*_evalsha(script, keys, args))
+        return _evalsha(script, keys, args)
+
+    def execute_together(self, commands: Sequence[_Command]) -> list[asyncio.Future[Any]]:
+        """`execute` for commands that must share one batch, in this order: a batch that would
+        grow past MAX_BATCH is sent first rather than split them, so on a plain server
+        (`in_order`) the later ones run only after the earlier ones."""
+        if self._pending and len(self._pending) + len(commands) > MAX_BATCH:
+            self.flush()
+        loop = asyncio.get_running_loop()
+        if not self._pending:
+            loop.call_soon(self.flush)
+        futures = [loop.create_future() for _ in commands]
+        self._pending.extend(zip(commands, futures, strict=True))
+        return futures
 
     def flush(self) -> None:
         batch, self._pending = self._pending, []
