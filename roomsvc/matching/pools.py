@@ -144,16 +144,17 @@ class PoolStore:
         # Through the batcher: the enqueues of one loop turn (a storm of seekers) share a
         # round trip, and on a plain server the POOLS hint rides in it too; on a cluster it
         # lives in another slot, so it follows.
-        put = self.commands.call(
+        put = self.commands.script_command(
             _TICKET_PUT,
-            keys=[keys.pool_tickets(pool), keys.pool_ticket_data(pool)],
-            args=[ticket.room_id, _ticket_encode(ticket), ticket.since_ms],
+            [keys.pool_tickets(pool), keys.pool_ticket_data(pool)],
+            [ticket.room_id, _ticket_encode(ticket), ticket.since_ms],
         )
-        if self.commands.in_order:
-            await asyncio.gather(put, self.commands.execute("SADD", keys.POOLS, pool))
+        hint = ("SADD", keys.POOLS, pool)
+        if self.commands.in_order:  # one batch, the ticket first
+            await asyncio.gather(*self.commands.execute_together([put, hint]))
         else:
-            await put
-            await self.commands.execute("SADD", keys.POOLS, pool)
+            await self.commands.execute(*put)
+            await self.commands.execute(*hint)
 
     async def withdraw(self, doc: RoomDoc) -> None:
         """Remove a closed ticket still waiting in its pool (after a leave: a hint only)."""

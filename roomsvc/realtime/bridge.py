@@ -248,21 +248,24 @@ class Bridge:
                         waiter.set_result(None)
                 if channel in self._late:
                     self._late.discard(channel)
-                    if self.on_late is not None:
-                        self._spawn(self.on_late(channel))
+                    self._spawn(self._resync(late=channel))
             elif kind == "pong" and message["data"] == _RESYNC:
                 self.connected.set()
                 self._spawn(self._resync())
 
-    async def _resync(self) -> None:
-        """`on_resync`, retried while the store is not answering yet (a store that just
-        restarted refuses, or is still loading its AOF, while the new link already works):
-        a resync given up would leave clients behind until their room next changes (docs/spec.md §12
-        item 6). A link lost again ends the retries; its successor resyncs anew."""
+    async def _resync(self, late: bytes | None = None) -> None:
+        """`on_resync` (or `on_late(late)` for one channel confirmed late), retried while the
+        store is not answering yet (a store that just restarted refuses, or is still loading
+        its AOF, while the new link already works): a resync given up would leave clients
+        behind until their room next changes (docs/spec.md §12 item 6). A link lost again ends
+        the retries; its successor resyncs every channel anew."""
         pause = 0.05
         while self.connected.is_set():
             try:
-                await self.on_resync()
+                if late is None:
+                    await self.on_resync()
+                elif self.on_late is not None:
+                    await self.on_late(late)
                 return
             except UNAVAILABLE_ERRORS as exc:
                 logs.outage_warning(log, "resync", "resync paused: store unavailable",

@@ -265,11 +265,12 @@ class Feeds:
         until then reached no one here; the room's backlog has them (docs/realtime.md)."""
         feed = self.feeds.get(channel)
         if feed is not None:
-            await self._ready(feed)
+            await self._ready(feed, attempts=1, raise_last=True)  # the bridge retries it
 
-    async def _ready(self, feed: Feed) -> None:
+    async def _ready(self, feed: Feed, *, attempts: int = _CATCH_UP_ATTEMPTS,
+                     raise_last: bool = False) -> None:  # fmt: skip
         feed.ready = True
-        await self._catch_up(feed, list(feed.conns), attempts=_CATCH_UP_ATTEMPTS)
+        await self._catch_up(feed, list(feed.conns), attempts=attempts, raise_last=raise_last)
 
     async def _catch_up(self, feed: Feed, conns: list[Connection], *, attempts: int,
                         raise_last: bool = False) -> None:  # fmt: skip
@@ -298,8 +299,7 @@ class Feeds:
     async def resync(self, link: Bridge) -> None:
         """A link (re)connected: publications of its rooms may have been missed."""
         for feed in [f for f in self.feeds.values() if self._link_for(f.channel) is link]:
-            feed.ready = True
-            await self._catch_up(feed, list(feed.conns), attempts=1, raise_last=True)
+            await self._ready(feed, attempts=1, raise_last=True)
 
     def _link_for(self, channel: bytes) -> Bridge:
         node = self.redis.get_node_from_key(channel) if is_cluster(self.redis) else None

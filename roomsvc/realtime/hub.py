@@ -33,7 +33,6 @@ from roomsvc.rooms import wire
 from roomsvc.rooms.view import ViewContext, render_room
 from roomsvc.settings import Settings
 from roomsvc.store import keys
-from roomsvc.store.connection import UNAVAILABLE_ERRORS
 
 log = logging.getLogger("roomsvc.realtime")
 
@@ -201,17 +200,9 @@ class Hub:
     async def _subscribed_late(self, channel: bytes) -> None:
         """A player's channel was confirmed after its welcome went out without waiting any
         longer: a change committed in between was published to no one here, so that
-        player's rooms are read again (docs/realtime.md "Late subscriptions"); tried again,
-        like the link's resync, while the store does not answer."""
-        conns = list(self.players.get(channel, ()))
-        pause = 0.05
-        while any(not c.closed for c in conns):
-            try:
-                await self._resync_players([conns])
-                return
-            except UNAVAILABLE_ERRORS:
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
+        player's rooms are read again (docs/realtime.md "Late subscriptions"; the bridge
+        retries this like its resync)."""
+        await self._resync_players([list(self.players.get(channel, ()))])
 
     async def _resync_players(self, groups: list[list[Connection]]) -> None:
         """Re-read the rooms of these players (each group: one player's connections)."""
