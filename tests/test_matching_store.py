@@ -185,18 +185,25 @@ async def test_shutdown_hands_over_the_claims_in_flight(
 class LosesFirstCancel(PoolStore):
     """A pool store whose pool listing swallows the first cancellation that lands in it, as
     Python 3.11's wait_for (inside redis-py's socket writes) can
-    (roomsvc/common/cancellation.py)."""
+    (roomsvc/common/cancellation.py). `listing` is set while a listing is under way, so the
+    test cancels exactly then rather than by luck."""
 
-    lost = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listing = asyncio.Event()
+        self.lost = False
 
     async def pools(self) -> list[str]:
         listed = await super().pools()
+        self.listing.set()
         try:
-            await asyncio.sleep(0.01)  # most of an idle loop's time is spent in here
+            await asyncio.sleep(0.01)
         except asyncio.CancelledError:
-            if LosesFirstCancel.lost:
+            if self.lost:
                 raise
-            LosesFirstCancel.lost = True
+            self.lost = True
+        finally:
+            self.listing.clear()
         return listed
 
 
@@ -207,14 +214,13 @@ async def test_a_matcher_that_loses_its_cancel_still_stops(
     swallowed inside a store call (docs/spec.md §12 item 11: the process must exit on SIGTERM)."""
     rs, _ = parts
     await open_room(rs, PoolStore(rs.store), new_app_id(), "una", 1, 1)  # one active pool
-    matcher = Matcher(rs, LosesFirstCancel(rs.store, lease_ms=60_000))
-    running = asyncio.create_task(run_forever(matcher))
-    while not LosesFirstCancel.lost:
-        running.cancel()  # until one lands inside the listing and is lost there
-        await asyncio.sleep(0.003)
-        if running.done():
-            running = asyncio.create_task(run_forever(matcher))
-            await asyncio.sleep(0.02)
+    pools = LosesFirstCancel(rs.store, lease_ms=60_000)
+    running = asyncio.create_task(run_forever(Matcher(rs, pools)))
+    async with asyncio.timeout(30):
+        await pools.listing.wait()  # the loop is inside the listing: the cancel lands there
+    running.cancel()
+    await asyncio.sleep(0)
+    assert pools.lost
     done, _ = await asyncio.wait({running}, timeout=5)
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
