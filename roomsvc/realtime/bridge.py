@@ -9,8 +9,9 @@ the hub re-reads the rooms its clients follow: pub/sub is the fast path, resync 
 
 A half-open link is detected by a PING after `HEALTH_INTERVAL_S` of silence, and dropped when
 nothing at all arrived for two intervals (a watchdog beside the reader, which itself waits
-without a deadline). redis-py's own reconnect-and-resubscribe is not used:
-it would hide the gap that makes a resync necessary.
+without a deadline). redis-py's PubSub object is not used: its reconnect-and-resubscribe would
+hide the gap that makes a resync necessary, and its message decoding cost 19 us a message
+against 8 us for a raw read of the same connection (`_Link`; docs/performance.md "Joins").
 
 A subscription is confirmed by the server; `subscribe` waits for that, bounded by
 `CONFIRM_TIMEOUT_S`. Under load the confirmation can come later than that (the commands of a
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -61,8 +63,40 @@ def _client(url: str) -> Any:
         socket_connect_timeout=2.0,
         health_check_interval=0,
         retry=Retry(NoBackoff(), 0),
+        protocol=3,  # pushes apart from replies: a PING's answer is never taken for a message
         **keepalive,
     )
+
+
+class _Link:
+    """One pub/sub connection of the server at `url`, spoken raw: commands written as they are,
+    replies and messages read as RESP arrays of bytes, without a deadline (the bridge's watchdog
+    judges the link)."""
+
+    def __init__(self, url: str) -> None:
+        self._client = _client(url)
+        self._conn: Any = None
+
+    async def open(self) -> None:
+        self._conn = await self._client.connection_pool.get_connection()
+
+    async def send(self, *args: Any) -> None:
+        await self._conn.send_command(*args, check_health=False)
+
+    async def read(self) -> Any:
+        # push_request: redis-py hands a pub/sub message (a push) back rather than look past it
+        return await self._conn.read_response(
+            disable_decoding=True, timeout=math.inf, push_request=True
+        )
+
+    async def close(self) -> None:
+        try:
+            if self._conn is not None:
+                await self._conn.disconnect()
+                await self._client.connection_pool.release(self._conn)
+            await self._client.aclose()
+        except Exception:  # closing a broken link may fail in many ways; it is gone anyway
+            pass
 
 
 class Bridge:
@@ -78,14 +112,16 @@ class Bridge:
     ) -> None:
         self.url = url
         self.sharded = sharded
-        self._message = "smessage" if sharded else "message"
-        self._confirm = "ssubscribe" if sharded else "subscribe"
+        self._message = b"smessage" if sharded else b"message"
+        self._confirm = b"ssubscribe" if sharded else b"subscribe"
+        self._subscribe_command = "SSUBSCRIBE" if sharded else "SUBSCRIBE"
+        self._unsubscribe_command = "SUNSUBSCRIBE" if sharded else "UNSUBSCRIBE"
         self.on_message = on_message
         self.on_resync = on_resync
         self.on_late = on_late
         self.wanted: set[bytes] = set()
         self.connected = asyncio.Event()
-        self._pubsub: Any = None
+        self._pubsub: _Link | None = None
         self._lock = asyncio.Lock()  # keeps (un)subscribe commands in call order
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._unsent: list[bytes] = []  # asked for in this loop turn, to be subscribed together
@@ -111,7 +147,8 @@ class Bridge:
         self._unsent.append(channel)
         confirmed = False
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT_S)
+            async with asyncio.timeout(CONFIRM_TIMEOUT_S):  # (cancels only this waiter)
+                await waiter
             confirmed = self._pubsub is pubsub
         except TimeoutError:
             if self._pubsub is pubsub:
@@ -126,7 +163,7 @@ class Bridge:
                 self._waiters.pop(channel, None)
         return confirmed
 
-    async def _send_subscribes(self, pubsub: Any) -> None:
+    async def _send_subscribes(self, pubsub: _Link) -> None:
         """Subscribe to the channels asked for in the loop turn that started this, in one
         command (a storm of connections sends a few, not one each: docs/performance.md
         "Joins"). A failure releases their waiters: the link's successor subscribes them."""
@@ -161,10 +198,7 @@ class Bridge:
                     return  # the link is down: the next one subscribes only what is wanted
                 for start in range(0, len(channels), _CHUNK):
                     chunk = channels[start : start + _CHUNK]
-                    if self.sharded:
-                        await pubsub.sunsubscribe(*chunk)
-                    else:
-                        await pubsub.unsubscribe(*chunk)
+                    await pubsub.send(self._unsubscribe_command, *chunk)
         except Exception:
             pass  # the link is failing: the next one subscribes only what is wanted
 
@@ -173,9 +207,9 @@ class Bridge:
         backoff = 0.05
         while True:
             raise_if_cancelled()
-            client = _client(self.url)
-            pubsub = client.pubsub()
+            pubsub = _Link(self.url)
             try:
+                await pubsub.open()
                 async with self._lock:
                     # Published before the snapshot is read: a subscribe() racing with this
                     # sends its own SUBSCRIBE after ours (a duplicate is harmless).
@@ -184,7 +218,7 @@ class Bridge:
                     wanted = list(self.wanted)
                     for start in range(0, len(wanted), _CHUNK):
                         await self._subscribe(pubsub, *wanted[start : start + _CHUNK])
-                    await pubsub.ping(_RESYNC)  # its PONG follows every confirmation
+                    await pubsub.send("PING", _RESYNC)  # its PONG follows every confirmation
                 backoff = 0.05
                 if logs.OUTAGE.clear(_LINK):
                     log.info("pub/sub link restored")
@@ -196,11 +230,11 @@ class Bridge:
             finally:
                 self._pubsub = None
                 self.connected.clear()
-                await self._close(pubsub, client)
+                await self._close(pubsub)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
 
-    async def _relay(self, pubsub: Any) -> None:
+    async def _relay(self, pubsub: _Link) -> None:
         """Relay until the link fails. The reader waits for each message without a deadline
         (a timed read costs a timer and a retry wrapper per message, a third of the bridge's
         CPU at a thousand pushes a second: docs/spec.md §11), and this watchdog judges the link by
@@ -223,7 +257,7 @@ class Bridge:
                 if now - self._heard < HEALTH_INTERVAL_S:
                     continue
                 if pinged is None:
-                    await pubsub.ping()
+                    await pubsub.send("PING")
                     pinged = now
                 elif now - pinged >= HEALTH_INTERVAL_S:
                     raise ConnectionError("pub/sub link silent for two health checks")
@@ -231,27 +265,30 @@ class Bridge:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    async def _read(self, pubsub: Any) -> None:
+    async def _read(self, pubsub: _Link) -> None:
         loop = asyncio.get_running_loop()
+        message_kind, confirm_kind = self._message, self._confirm
         while True:
-            message = await pubsub.get_message(timeout=None)
+            # A push [kind, channel, data] for a message, [kind, channel, count] for a
+            # confirmation; a PING's answer is its payload (RESP3, `_client`).
+            message = await pubsub.read()
             self._heard = loop.time()
-            if message is None:
+            if not isinstance(message, list) or len(message) < 2:
+                if message == _RESYNC:
+                    self.connected.set()
+                    self._spawn(self._resync())
                 continue
-            kind = message["type"]
-            if kind == self._message:
-                self.on_message(message["channel"], message["data"])
-            elif kind == self._confirm:
-                channel = message["channel"]
+            kind = message[0]
+            if kind == message_kind:
+                self.on_message(message[1], message[2])
+            elif kind == confirm_kind:
+                channel = message[1]
                 for waiter in self._waiters.get(channel, ()):
                     if not waiter.done():
                         waiter.set_result(None)
                 if channel in self._late:
                     self._late.discard(channel)
                     self._spawn(self._resync(late=channel))
-            elif kind == "pong" and message["data"] == _RESYNC:
-                self.connected.set()
-                self._spawn(self._resync())
 
     async def _resync(self, late: bytes | None = None) -> None:
         """`on_resync` (or `on_late(late)` for one channel confirmed late), retried while the
@@ -276,29 +313,22 @@ class Bridge:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    async def _subscribe(self, pubsub: Any, *channels: bytes) -> None:
-        if self.sharded:
-            await pubsub.ssubscribe(*channels)
-        else:
-            await pubsub.subscribe(*channels)
+    async def _subscribe(self, pubsub: _Link, *channels: bytes) -> None:
+        await pubsub.send(self._subscribe_command, *channels)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _close(self, pubsub: Any, client: Any) -> None:
+    async def _close(self, pubsub: _Link) -> None:
         self._late.clear()  # the next link's resync covers every channel
         self._unwanted = []  # the next link subscribes only what is wanted
         for waiters in self._waiters.values():
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-        try:
-            await pubsub.aclose()
-            await client.aclose()
-        except Exception:  # closing a broken link may fail in many ways; it is gone anyway
-            pass
+        await pubsub.close()
 
     async def stop(self) -> None:
         for task in list(self._tasks):
