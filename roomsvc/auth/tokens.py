@@ -68,17 +68,21 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The token's principal; verified tokens are remembered until they expire: a signature
         check is a large share of a REST mutation's CPU (docs/performance.md)."""
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and the epoch second it stops being accepted (its `exp` plus
+        the leeway): a socket is closed then (docs/realtime.md "A connection's life")."""
         hit = self._verified.get(token)
         if hit is not None:
-            principal, expires = hit
-            if time.time() < expires:
-                return principal
+            if time.time() < hit[1]:
+                return hit
             del self._verified[token]
-        principal, expires = self._verify(token)
+        verified = self._verify(token)
         if len(self._verified) >= _VERIFIED_CACHE:
             self._verified.pop(next(iter(self._verified)))  # oldest first
-        self._verified[token] = (principal, expires)
-        return principal
+        self._verified[token] = verified
+        return verified
 
     def _verify(self, token: str) -> tuple[Principal, float]:
         if self._hs256_key is not None:

@@ -25,14 +25,12 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import jwt
 import msgspec
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from roomsvc.auth.tokens import _LEEWAY as TOKEN_LEEWAY_S
-from roomsvc.auth.tokens import SCOPE_GAMES, SCOPE_GAMES_LITE, Principal, bearer_token
+from roomsvc.auth.tokens import SCOPE_GAMES, SCOPE_GAMES_LITE, bearer_token
 from roomsvc.common import i18n, logs
 from roomsvc.common.errors import N_, PermissionDenied, RateLimited, RoomsvcError, StoreUnavailable
 from roomsvc.http.plumbing import as_roomsvc_error, error_body
@@ -87,12 +85,6 @@ def _http_base_url(websocket: WebSocket) -> str:
     return base
 
 
-def _expires_in(token: str) -> float:
-    """Seconds until a verified token stops being accepted (its `exp` plus the leeway)."""
-    claims = jwt.decode(token, options={"verify_signature": False})  # verified already
-    return float(claims["exp"]) + TOKEN_LEEWAY_S - time.time()
-
-
 def _too_big(text: str) -> bool:
     return len(text) > MAX_FRAME_BYTES or (
         len(text) * 4 > MAX_FRAME_BYTES and len(text.encode()) > MAX_FRAME_BYTES
@@ -130,7 +122,7 @@ class RealtimeEndpoint:
             return
         try:
             token = bearer_token(websocket.headers.get("authorization"), query)
-            principal: Principal = app.state.verifier.verify(token)
+            principal, expires = app.state.verifier.verify_until(token)
             principal.require_scope(SCOPE_GAMES, SCOPE_GAMES_LITE)
         except RoomsvcError as error:
             await _deny(websocket, error, locale)
@@ -163,7 +155,7 @@ class RealtimeEndpoint:
         conn.inbox = Inbox(conn, float(settings.messages_per_second), binary=binary)
         token_ctx = logs.bind(conn_id=conn.id, player_id=principal.player_id)
         expiry = asyncio.get_running_loop().call_later(
-            max(0.0, _expires_in(token)), conn.close_soon, CLOSE_POLICY, TOKEN_EXPIRED
+            max(0.0, expires - time.time()), conn.close_soon, CLOSE_POLICY, TOKEN_EXPIRED
         )
         try:
             try:
