@@ -3,7 +3,7 @@
 create a room with auto-matching for 3 others, and wait for the push of their full room.
 
     .venv/bin/python scripts/bench_join.py [--players 1000] [--in-flight 100] [--processes 1,2]
-        [--warmup 200] [--colyseus ../shared/peers/colyseus] [--profile join.prof]
+        [--warmup 200] [--colyseus ../shared/peers/colyseus] [--profile join.prof] [--no-floor]
 
 For each process count P the script starts a fresh valkey-server from the wheel and P
 `roomsvc serve` processes on it (one worker each, as separate hosts would run them; each runs
@@ -31,6 +31,11 @@ and prints each roomsvc figure as a ratio to Colyseus's with the §11 targets. W
 `node_modules` in DIR (a read-only checkout), its package files are copied to a cache directory
 and installed there with `npm ci` (or `npm install`, which still honours the lock).
 
+Then, unless `--no-floor`, the same players (after the same warm-up) against the floor: uvicorn
+with the same flags serving `scripts/join_floor.py`, which sends the frames of a join and does
+nothing else. roomsvc's CPU per join is printed as a ratio to it: what the transport alone costs
+on this machine, in this run.
+
 With `--profile FILE`, one more single-process pass runs the server under cProfile (enabled by
 SIGUSR1 just before the measured players, written by SIGUSR2 after them) and prints where a
 join's server CPU goes: exclusive time by component, the inclusive time of each stage
@@ -51,17 +56,16 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import join_floor
 import join_profile
-import msgspec
 import redis.asyncio as aioredis
 from colyseus_peer import colyseus_cpu_ms, colyseus_dir, colyseus_join, describe_peer
+from join_players import GROUP, Tally, close_all, crowd
 from join_profile import report_calls, report_samples
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 from wsbench_support import (
     cpu_seconds,
     percentile,
@@ -71,129 +75,8 @@ from wsbench_support import (
     ws_url,
 )
 
-GROUP = 4
-VARIANT = 7
 TARGET_CPU_MS = 0.6  # docs/spec.md §11: server CPU per auto-matched join
 TARGET_LOCAL, TARGET_REDIS = 2.0, 10.0  # x Colyseus joins/s, single-process and Redis mode
-STALL_S = 10.0  # no new room for this long: the players still waiting never will
-LIVE = ("ROOM_CONNECTING", "ROOM_ACTIVE")
-CREATE = msgspec.json.encode(
-    {"jsonrpc": "2.0", "id": 1, "method": "rooms.create", "params": {"body": {
-        "autoMatchingCriteria": {"minAutoMatchingPlayers": GROUP - 1,
-                                 "maxAutoMatchingPlayers": GROUP - 1},
-        "variant": VARIANT}}}
-).decode()  # fmt: skip
-
-
-# Only the fields the client looks at: msgspec skips the rest of each frame without building it.
-class PlayerRef(msgspec.Struct):
-    playerId: str = ""  # the wire's names
-
-
-class Part(msgspec.Struct):
-    status: str = ""
-    player: PlayerRef | None = None
-
-
-class RoomView(msgspec.Struct):
-    roomId: str = ""
-    status: str = ""
-    participants: list[Part] = []
-
-
-class Frame(msgspec.Struct):
-    method: str | None = None
-    id: int | None = None
-    params: RoomView | None = None
-    result: RoomView | None = None
-    error: dict[str, Any] | None = None
-
-
-_decode = msgspec.json.Decoder(Frame).decode
-
-
-@dataclass
-class Tally:
-    seated: list[float] = field(default_factory=list)  # s from the socket's opening
-    matched: list[float] = field(default_factory=list)
-    full_rooms: dict[str, set[str]] = field(default_factory=dict)  # room -> players pushed it
-    rooms_of: dict[str, set[str]] = field(default_factory=dict)  # player -> its full rooms
-    pushes: dict[str, int] = field(default_factory=dict)  # player -> roomStatus until matched
-    late_pushes: int = 0  # roomStatus pushes after the player's full room
-    errors: dict[str, int] = field(default_factory=dict)
-    remaining: int = 0
-    last_match: float = 0.0  # perf_counter of the latest full-room push
-    sockets: list[Any] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    all_matched: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def error(self, what: str) -> None:
-        self.errors[what[:160]] = self.errors.get(what[:160], 0) + 1
-
-    def done(self) -> None:
-        self.remaining -= 1
-        if self.remaining <= 0:
-            self.all_matched.set()
-
-
-async def player(name: str, url: str, gate: asyncio.Semaphore, tally: Tally,
-                 sockets: list[Any]) -> None:  # fmt: skip
-    """One player: open, welcome, create (seated), pushes until its full room (matched); then
-    it keeps reading (and counting pushes) until the socket is closed at the end."""
-    counted = False
-    try:
-        async with gate:
-            opened = time.perf_counter()
-            ws = await connect(url, compression=None, max_queue=None, ping_interval=None,
-                               open_timeout=120, close_timeout=5)  # fmt: skip
-            sockets.append(ws)
-            welcome = _decode(await ws.recv())
-            if welcome.method != "welcome":
-                raise RuntimeError(f"no welcome: {welcome}")
-            await ws.send(CREATE)
-            pushes = 0
-            while True:
-                frame = _decode(await ws.recv())
-                if frame.id == 1:
-                    if frame.error is not None or frame.result is None:
-                        raise RuntimeError(f"rooms.create failed: {frame.error}")
-                    tally.seated.append(time.perf_counter() - opened)
-                    break
-                if frame.method == "roomStatus":
-                    pushes += 1
-        matched = False
-        async for raw in ws:
-            frame = _decode(raw)
-            if frame.method != "roomStatus" or frame.params is None:
-                continue
-            if matched:
-                tally.late_pushes += 1
-                continue
-            pushes += 1
-            room = frame.params
-            if len(room.participants) == GROUP and room.status in LIVE and any(
-                p.player is not None and p.player.playerId == name
-                and p.status == "PARTICIPANT_JOINED" for p in room.participants
-            ):  # fmt: skip
-                matched = True
-                now = time.perf_counter()
-                tally.matched.append(now - opened)
-                tally.last_match = now
-                tally.pushes[name] = pushes
-                tally.full_rooms.setdefault(room.roomId, set()).add(name)
-                tally.rooms_of.setdefault(name, set()).add(room.roomId)
-                counted = True
-                tally.done()
-    except ConnectionClosed as exc:
-        if not counted:  # closed by the server before the full room (e.g. 1013 overloaded)
-            rcvd = exc.rcvd
-            tally.error(f"socket closed before matched: {rcvd.code if rcvd else None} "
-                        f"{rcvd.reason if rcvd else ''}")  # fmt: skip
-    except Exception as exc:
-        tally.error(f"{type(exc).__name__}: {exc}")
-    finally:
-        if not counted:
-            tally.done()
 
 
 async def commandstats(redis_url: str) -> dict[str, int]:
@@ -216,6 +99,7 @@ class Result:
     client_cpu: float
     background_cpu_per_s: float
     commands: dict[str, int]
+    label: str = "roomsvc"
 
     @property
     def joins_per_s(self) -> float:
@@ -224,32 +108,6 @@ class Result:
     @property
     def cpu_ms(self) -> float:
         return self.server_cpu / max(1, len(self.tally.matched)) * 1000
-
-
-async def crowd(urls: list[tuple[str, str]], in_flight: int, give_up_s: float) -> Tally:
-    """Every player of `urls` through the four steps; sockets closed once all are matched."""
-    tally = Tally(remaining=len(urls))
-    gate = asyncio.Semaphore(in_flight)
-    sockets: list[Any] = []
-    tasks = [asyncio.create_task(player(name, url, gate, tally, sockets)) for name, url in urls]
-    started = tally.last_match = time.perf_counter()
-    # Until every player is matched or failed; players left waiting (fewer than a room, their
-    # partners failed) end it once no room has formed for STALL_S.
-    while not tally.all_matched.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(tally.all_matched.wait(), 0.5)
-        now = time.perf_counter()
-        if now - tally.last_match > STALL_S or now - started > give_up_s:
-            tally.error(f"gave up: {tally.remaining} players not matched "
-                        f"({now - tally.last_match:.1f} s without a new room)")  # fmt: skip
-            break
-    tally.sockets, tally.tasks = sockets, tasks
-    return tally
-
-
-async def close_all(tally: Tally) -> None:
-    await asyncio.gather(*(ws.close() for ws in tally.sockets), return_exceptions=True)
-    await asyncio.gather(*tally.tasks, return_exceptions=True)
 
 
 async def measure(args: argparse.Namespace, processes: int, *,
@@ -316,10 +174,34 @@ async def measure(args: argparse.Namespace, processes: int, *,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+async def measure_floor(args: argparse.Namespace) -> Result:
+    """The same players against the bare join server (scripts/join_floor.py), one process."""
+    server, base = join_floor.start()
+    try:
+
+        def url(name: str) -> str:
+            return f"{ws_url(base, 'floor', name)}&player={name}"
+
+        warm = [(f"w{i}", url(f"w{i}")) for i in range(args.warmup)]
+        if warm:
+            await close_all(await crowd(warm, args.in_flight, args.timeout))
+        await asyncio.sleep(1.0)
+        urls = [(f"j{i}", url(f"j{i}")) for i in range(args.players)]
+        cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.perf_counter()
+        tally = await crowd(urls, args.in_flight, args.timeout)
+        wall = tally.last_match - t0
+        server_cpu = cpu_seconds(server.pid) - cpu0
+        client_cpu = time.process_time() - client0
+        await close_all(tally)
+        return Result(1, args.players, wall, tally, server_cpu, 0.0, client_cpu, 0.0, {}, "floor")
+    finally:
+        stop([(server, 10)], "bench_join")
+
+
 def describe(r: Result) -> None:
     t, joins = r.tally, max(1, len(r.tally.matched))
     plural = "es" if r.processes > 1 else ""
-    print(f"\nroomsvc, {r.processes} process{plural}: {len(t.matched):,} of {r.players:,} "
+    print(f"\n{r.label}, {r.processes} process{plural}: {len(t.matched):,} of {r.players:,} "
           f"players matched in {r.wall:.2f} s = {r.joins_per_s:,.0f} joins/s")  # fmt: skip
     print(f"  to seated (open -> create reply): p50 {percentile(t.seated, 0.5) * 1000:.1f} ms, "
           f"p99 {percentile(t.seated, 0.99) * 1000:.1f} ms")  # fmt: skip
@@ -348,11 +230,18 @@ def describe(r: Result) -> None:
 
 
 def ratios(
-    results: list[Result], local: dict[str, Any] | None, redis: dict[str, Any] | None
+    results: list[Result],
+    local: dict[str, Any] | None,
+    redis: dict[str, Any] | None,
+    floor: Result | None,
 ) -> None:
-    print("\nratios to Colyseus 0.18 in this run (docs/spec.md §11 targets):")
+    print("\nratios to Colyseus 0.18 and to the floor in this run (docs/spec.md §11 targets):")
     for r in results:
         head = f"  roomsvc {r.processes}p"
+        if floor is not None and floor.tally.matched and r.processes == 1:
+            print(f"{head} / the floor: server CPU per join {r.cpu_ms / floor.cpu_ms:.2f}x "
+                  f"({r.cpu_ms:.3f} ms against {floor.cpu_ms:.3f} ms); joins/s "
+                  f"{r.joins_per_s / floor.joins_per_s:.2f}x")  # fmt: skip
         if local and "error" not in local:
             rate = r.joins_per_s / local["joins_per_s"]
             cpu = r.cpu_ms / colyseus_cpu_ms(local)
@@ -392,7 +281,12 @@ async def run(args: argparse.Namespace) -> None:
         describe_peer("single process", local)
         redis = colyseus_join(directory, args.players, args.in_flight, redis=True)
         describe_peer("with Redis presence + driver", redis)
-    ratios(results, local, redis)
+    floor = None
+    if args.floor:
+        floor = await measure_floor(args)
+        print("\nthe floor (scripts/join_floor.py: the frames of a join and nothing else):")
+        describe(floor)
+    ratios(results, local, redis, floor)
     if args.profile:
         one = next((r for r in results if r.processes == 1), None)
         for mode, suffix in (("cpu", ".cpu.json"), ("calls", ".calls.prof")):
@@ -422,6 +316,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200, help="untimed players first")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds for all to match")
     parser.add_argument("--colyseus", default=None, help="the Colyseus peer's directory")
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the bare join server (scripts/join_floor.py)",
+    )
     parser.add_argument(
         "--profile",
         default=None,

@@ -187,7 +187,7 @@ def start_bare_fanout() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     argv = [sys.executable, __file__, "bare-fanout", "--port", str(port)]
     server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-    wait_for(lambda: _port_open(port))
+    wait_for(lambda: port_open(port))
     return server, port
 
 
@@ -225,7 +225,7 @@ async def measure_bare_fanout(
     return used / deliveries, deliveries / elapsed
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     import socket
 
     with socket.create_connection(("127.0.0.1", port), timeout=0.5):
