@@ -2,7 +2,7 @@
 target: p99 <= 10 ms at 1,000 pushes/s, with 1,000 connections).
 
     .venv/bin/python scripts/bench_push.py [--connections 1000] [--room-size 4] [--rate 250]
-                                            [--seconds 10]
+                                            [--seconds 10] [--profile push.cpu.json]
 
 Starts a throwaway valkey-server from the wheel and one `roomsvc serve` process on it. This
 process opens `--connections` realtime sockets (`roomsvc.client`, one player each,
@@ -24,16 +24,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 import uuid
 from typing import Any
 
 import httpx
+import join_profile
 import msgspec
 import redis.asyncio as aioredis
+from join_profile import report_samples
 from wsbench_support import (
     SECRET,
     cpu_seconds,
@@ -184,6 +190,8 @@ async def run(
     gc.collect()
     gc.freeze()
     gc.disable()
+    if args.profile:
+        os.kill(server_pid, signal.SIGUSR1)  # the sampler starts (scripts/join_profile.py)
     idle_from = cpu_seconds(server_pid)
     await asyncio.sleep(2.0)  # the server's own background (duties, pings), to subtract
     idle_per_s = (cpu_seconds(server_pid) - idle_from) / 2.0
@@ -199,6 +207,8 @@ async def run(
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     await asyncio.sleep(1.0)  # let the last pushes land
+    if args.profile:
+        os.kill(server_pid, signal.SIGUSR2)  # ... and writes what it sampled
     gc.enable()
     gc.unfreeze()
     server_cpu = cpu_seconds(server_pid) - cpu_before
@@ -244,6 +254,13 @@ async def run(
           "received)")  # fmt: skip
     print(f"bench_push: push path vs bare fan-out: {one_core / bare_core:.3f} of the limit "
           f"({per_push_us / (bare_cpu * 1e6):.1f}x the CPU of a bare delivery)")  # fmt: skip
+    if args.profile:
+        for _ in range(100):
+            if os.path.exists(args.profile):  # noqa: ASYNC240 (written by the server)
+                break
+            await asyncio.sleep(0.1)
+        # (the 2 s of background before the changes are sampled too: a few percent)
+        report_samples(args.profile, max(1, deliveries), per_push_us / 1000, unit="push")
 
 
 def main() -> None:
@@ -252,12 +269,24 @@ def main() -> None:
     parser.add_argument("--room-size", type=int, default=4)
     parser.add_argument("--rate", type=float, default=250.0, help="room changes per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="FILE",
+        help="run the server under the CPU sampler of scripts/join_profile.py while the changes "
+        "are made, write its samples to FILE and print where a push's CPU goes",
+    )
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="roomsvc-bench-push-")
     valkey, redis_url = start_valkey(workdir)
     env = {"ROOMSVC_WS_MAX_CONNECTIONS_PER_PLAYER": "2"}
     try:
-        server, base = start_server(redis_url, workdir, env)
+        launcher = None
+        if args.profile:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(args.profile)
+            launcher = [sys.executable, join_profile.__file__, "cpu", args.profile, "--"]
+        server, base = start_server(redis_url, workdir, env, launcher=launcher)
         bare, bare_port = start_bare_fanout()
         try:
             import uvloop

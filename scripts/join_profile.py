@@ -147,8 +147,9 @@ def _matches(frame: str, fragment: str, name: str) -> bool:
     return fragment in file and (name == "*" or func == name)
 
 
-def report_samples(path: str, joins: int, cpu_ms: float) -> None:
-    """Where the main thread's CPU went (the `cpu` sampler), per join, scaled to `cpu_ms`."""
+def report_samples(path: str, joins: int, cpu_ms: float, unit: str = "join") -> None:
+    """Where the main thread's CPU went (the `cpu` sampler), per `unit` (`joins` of them),
+    scaled to `cpu_ms` (measured unprofiled)."""
     loaded = [(tuple(stack), n) for stack, n in json.loads(Path(path).read_text())]
     samples = [(s, n) for s, n in loaded if s]
     idle = sum(n for _, n in loaded) - sum(n for _, n in samples)
@@ -158,19 +159,19 @@ def report_samples(path: str, joins: int, cpu_ms: float) -> None:
         return ns / total * cpu_ms * 1000
 
     print(f"\nCPU profile ({path}): {total:,} samples ({total * SAMPLE_S / joins * 1000:.3f} ms "
-          f"of CPU per join sampled; {idle} without a Python frame left out), "
+          f"of CPU per {unit} sampled; {idle} without a Python frame left out), "
           f"{len(samples):,} distinct stacks; shares scaled to "
-          f"{cpu_ms:.3f} ms per join (the unprofiled 1-process pass)")  # fmt: skip
+          f"{cpu_ms:.3f} ms per {unit} (measured unprofiled)")  # fmt: skip
     by: dict[str, float] = {}
     for stack, ns in samples:
         top = stack[0] if stack else "(no Python frame)"
         file, _, func = top.rpartition(":")
         label = _component((file, 0, func)) if stack else "(no Python frame)"
         by[label] = by.get(label, 0.0) + ns
-    print("  exclusive (innermost frame) by component (share, us per join):")
+    print(f"  exclusive (innermost frame) by component (share, us per {unit}):")
     for label, ns in sorted(by.items(), key=lambda kv: -kv[1]):
         print(f"    {ns / total:6.1%}  {us(ns):6.0f} us  {label}")
-    print("  inclusive by stage (share, us per join):")
+    print(f"  inclusive by stage (share, us per {unit}):")
     for label, fragment, name in STAGES:
         ns = sum(n for stack, n in samples if any(_matches(f, fragment, name) for f in stack))
         if ns:
@@ -179,7 +180,7 @@ def report_samples(path: str, joins: int, cpu_ms: float) -> None:
     for stack, ns in samples:
         if stack:
             own[stack[0]] = own.get(stack[0], 0.0) + ns
-    print("  top 25 functions by exclusive CPU (share, us per join):")
+    print(f"  top 25 functions by exclusive CPU (share, us per {unit}):")
     for frame, ns in sorted(own.items(), key=lambda kv: -kv[1])[:25]:
         file, _, func = frame.rpartition(":")
         print(f"    {ns / total:6.1%}  {us(ns):5.0f} us  {'/'.join(file.split('/')[-2:])}:{func}")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from roomsvc.common.errors import Conflict, InvalidArgument, NotFound
 from roomsvc.rooms import rules as rooms
 from roomsvc.rooms.rules import Criteria, Limits, Participant, PStatus, RoomDoc, RoomState, Via
-from roomsvc.rooms.view import ViewContext, render_room, render_status
+from roomsvc.rooms.view import Shared, ViewContext, render_room, render_status
 
 LIMITS = Limits(max_players=8, invite_timeout_ms=300_000, automatch_timeout_ms=60_000)
 T0 = 1_700_000_000_000
@@ -488,3 +488,35 @@ def test_the_live_rule_given_the_derived_status_is_the_live_rule(room: RoomDoc) 
             p.status is PStatus.JOINED and not deleted
         )
         assert rooms.is_live(room, player) is expected
+
+
+@st.composite
+def mixed_rooms(draw: st.DrawFn) -> RoomDoc:
+    """Rooms whose participants came in every way (creator, invited by someone, auto-matched):
+    who is anonymous to whom differs from receiver to receiver."""
+    room = draw(arbitrary_rooms())
+    ids = [p.id for p in room.participants]
+    participants = [
+        msgspec.structs.replace(
+            p,
+            via=Via.CREATOR if n == 0 else draw(st.sampled_from([Via.INVITED, Via.AUTOMATCH])),
+            invited_by=draw(st.sampled_from([None, *ids])),
+            name=draw(st.sampled_from([None, f"Name {n}"])),
+        )
+        for n, p in enumerate(room.participants)
+    ]
+    return msgspec.structs.replace(room, participants=participants)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_rooms())
+def test_a_view_rendered_with_the_shared_parts_is_the_view_rendered_alone(room: RoomDoc) -> None:
+    """The push path renders a room version for each of its receivers with one `Shared`
+    (realtime/views.py): every receiver sees exactly what a render of its own shows."""
+    shared = Shared(room)
+    receivers = [p.player_id for p in room.participants] + ["nobody"]
+    for locale, base_url in (("en", "http://a"), ("es", "http://a"), ("en", "http://b")):
+        ctx = ViewContext(locale=locale, base_url=base_url)
+        for player in receivers:
+            alone = msgspec.json.encode(render_room(room, player, ctx))
+            assert msgspec.json.encode(render_room(room, player, ctx, shared)) == alone

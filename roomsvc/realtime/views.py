@@ -17,7 +17,7 @@ import msgspec
 from roomsvc.realtime import protocol
 from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState, room_status
 from roomsvc.rooms.store import RoomStore
-from roomsvc.rooms.view import ViewContext, render_room
+from roomsvc.rooms.view import Shared, ViewContext, render_room
 
 _encode = msgspec.json.Encoder().encode
 _MAX_ROOMS = 8192
@@ -25,12 +25,18 @@ _LOAD_ATTEMPTS = 3
 
 
 class _Entry:
-    __slots__ = ("deleted", "doc", "frames")
+    __slots__ = ("doc", "frames", "shared")
 
     def __init__(self, doc: RoomDoc) -> None:
         self.doc = doc
         self.frames: dict[tuple[str, str, str], str] = {}
-        self.deleted: bool | None = None  # the derived status is the same for every receiver
+        # what every receiver's view has in common (its derived status among it), made once
+        self.shared: Shared | None = None
+
+    def common(self) -> Shared:
+        if self.shared is None:
+            self.shared = Shared(self.doc)
+        return self.shared
 
 
 def _consume(future: asyncio.Future[RoomDoc | None]) -> None:
@@ -128,9 +134,7 @@ class Views:
         entry = self._rooms.get((doc.app_id, doc.room_id))
         if entry is None or entry.doc is not doc:
             return room_status(doc) is RoomState.DELETED
-        if entry.deleted is None:
-            entry.deleted = room_status(doc) is RoomState.DELETED
-        return entry.deleted
+        return entry.common().status is RoomState.DELETED
 
     def frame(self, doc: RoomDoc, player_id: str, locale: str, base_url: str) -> str:
         """The `roomStatus` notification of `doc` as `player_id` sees it, encoded once."""
@@ -142,7 +146,8 @@ class Views:
                 return cached
         ctx = ViewContext(locale=locale, base_url=base_url,
                           wait_estimate=self.wait_estimate())  # fmt: skip
-        text = protocol.notification("roomStatus", _encode(render_room(doc, player_id, ctx)))
-        if entry is not None and entry.doc is doc:
-            entry.frames[key] = text
+        if entry is None or entry.doc is not doc:
+            return protocol.notification("roomStatus", _encode(render_room(doc, player_id, ctx)))
+        view = render_room(doc, player_id, ctx, entry.common())
+        text = entry.frames[key] = protocol.notification("roomStatus", _encode(view))
         return text
