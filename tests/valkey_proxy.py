@@ -5,6 +5,8 @@ Bytes pass through unchanged, except:
   forwarded to valkey, which runs it, while the reply is swallowed and both connections are
   dropped. The client then cannot know whether its command ran: exactly the case
   docs/design.md "Retries never double-apply" is about (docs/spec.md §12 item 5);
+- every write of the clients is kept in `writes` (in arrival order) while it is a list, so a
+  test can see which commands shared one write (one round trip);
 - a write carrying one of the `hold` markers (a command name, such as b"SSUBSCRIBE") reaches
   valkey only after that many seconds, and the link's later writes wait behind it, as on a
   link whose commands queue under load (docs/realtime.md "Late subscriptions").
@@ -29,6 +31,7 @@ class LossyProxy:
         self.hold: dict[bytes, float] = {}  # command name -> seconds a write carrying it waits
         self.held: list[float] = []  # when each held write arrived (time.monotonic())
         self.released = 0  # held writes forwarded so far
+        self.writes: list[bytes] | None = None  # a list: each client write is appended
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -89,6 +92,8 @@ class _Link:
     async def requests(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if self.proxy.writes is not None:
+                    self.proxy.writes.append(data)
                 await self._hold(data)
                 if (
                     not self.swallowing

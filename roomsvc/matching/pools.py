@@ -135,26 +135,37 @@ class PoolStore:
 
     # ---- tickets --------------------------------------------------------------------------
 
-    async def enqueue(self, doc: RoomDoc) -> None:
-        """Put the room's ticket in its pool (before the room is written: see module doc)."""
+    def ticket_commands(
+        self, doc: RoomDoc, on: CommandBatcher | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The commands that put the room's ticket in its pool, the ticket first and then the
+        POOLS hint, as commands of `on` (this store's batcher by default): none when the room
+        seeks no one. `RoomStore.create` queues them ahead of the room's own write, in its
+        round trip on a plain server (see module doc: the ticket before the room)."""
         ticket = ticket_of(doc, queued_ms=now_ms())
         if ticket is None or not doc.ticket_open:
-            return
+            return []
         pool = pool_of(ticket)
-        # Through the batcher: the enqueues of one loop turn (a storm of seekers) share a
-        # round trip, and on a plain server the POOLS hint rides in it too; on a cluster it
-        # lives in another slot, so it follows.
-        put = self.commands.script_command(
+        put = (on or self.commands).script_command(
             _TICKET_PUT,
             [keys.pool_tickets(pool), keys.pool_ticket_data(pool)],
             [ticket.room_id, _ticket_encode(ticket), ticket.since_ms],
         )
-        hint = ("SADD", keys.POOLS, pool)
+        return [put, ("SADD", keys.POOLS, pool)]
+
+    async def enqueue(self, doc: RoomDoc) -> None:
+        """Put the room's ticket in its pool (before the room is written: see module doc)."""
+        # Through the batcher: the enqueues of one loop turn (a storm of seekers) share a
+        # round trip, and on a plain server the POOLS hint rides in it too; on a cluster it
+        # lives in another slot, so it follows.
+        commands = self.ticket_commands(doc)
+        if not commands:
+            return
         if self.commands.in_order:  # one batch, the ticket first
-            await asyncio.gather(*self.commands.execute_together([put, hint]))
+            await asyncio.gather(*self.commands.execute_together(commands))
         else:
-            await self.commands.execute(*put)
-            await self.commands.execute(*hint)
+            for command in commands:
+                await self.commands.execute(*command)
 
     async def withdraw(self, doc: RoomDoc) -> None:
         """Remove a closed ticket still waiting in its pool (after a leave: a hint only)."""

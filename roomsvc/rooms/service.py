@@ -124,9 +124,10 @@ class RoomsService:
             limits=self.limits,
         )
         # The ticket before the room: a matcher that finds no room yet waits for it
-        # (matching/pools.py; docs/design.md "Rooms: one slot each, indexes as hints").
-        await self.pool.enqueue(doc)
-        applied = await self.store.create(doc, request_id)
+        # (matching/pools.py; docs/design.md "Rooms: one slot each, indexes as hints"). On a
+        # plain server both go in one round trip, the ticket ahead (docs/store.md).
+        ticket = self.pool.ticket_commands(doc, on=self.store.commands)
+        applied = await self.store.create(doc, request_id, first=ticket)
         return render_room(applied.room, principal.player_id, ctx)
 
     async def get(self, principal: Principal, room_id: str, ctx: ViewContext) -> wire.Room:

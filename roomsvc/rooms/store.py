@@ -155,11 +155,15 @@ class RoomStore:
             self._locks[key] = lock
         return lock
 
-    async def create(self, doc: RoomDoc, request_id: str) -> Applied:
-        """Write a new room (version 1); a replay of the same request returns the room."""
+    async def create(
+        self, doc: RoomDoc, request_id: str, first: Sequence[tuple[Any, ...]] = ()
+    ) -> Applied:
+        """Write a new room (version 1); a replay of the same request returns the room.
+        `first`: commands of `self.commands` that must reach the store before the room does
+        (its auto-match ticket, `PoolStore.ticket_commands`), sent as `_write` sends its own."""
         timer = ("ZADD", keys.timer_shard_of(doc.app_id, doc.room_id),
                  next_deadline(doc, self.limits) or 0, f"{doc.app_id}/{doc.room_id}")  # fmt: skip
-        before = [timer, *self._index_additions(doc, self.index_changes(None, doc)[0])]
+        before = [*first, timer, *self._index_additions(doc, self.index_changes(None, doc)[0])]
         outcome, current = await self._write(doc, expected=0, request_id=request_id, before=before)
         if outcome == APPLIED:
             ROOM_TRANSITIONS.labels(room_status(doc).value).inc()
@@ -286,10 +290,10 @@ class RoomStore:
         before: Sequence[tuple[Any, ...]] = (),
     ) -> tuple[int, RoomDoc | None]:  # fmt: skip
         """One compare-and-set. `before`: commands that must reach the store first (the index
-        additions, a new room's timer; docs/store.md "Per-player indexes"). On a plain server
-        they share the write's batch, ahead of it, so if the write ran, so did they; on a
-        cluster they go to other nodes, in no order across them, so they are awaited first (a
-        failure raises, and the write is not sent)."""
+        additions, a new room's timer and auto-match ticket; docs/store.md "Per-player
+        indexes"). On a plain server they share the write's batch, ahead of it, so if the write
+        ran, so did they; on a cluster they go to other nodes, in no order across them, so they
+        are awaited first (a failure raises, and the write is not sent)."""
         cas = self.commands.script_command(_CAS, *self.cas_call(doc, expected, request_id, status))
         if not self.commands.in_order:
             if before:
@@ -303,7 +307,7 @@ class RoomStore:
             # stands, and a missing hint is what "verify on read" cannot repair, so it is loud.
             for outcome in await asyncio.gather(*firsts, return_exceptions=True):
                 if isinstance(outcome, Exception):
-                    log.warning("index or timer update failed", exc_info=outcome)
+                    log.warning("index, timer or ticket update failed", exc_info=outcome)
         return self._outcome(doc, raw)
 
     async def write_many(
