@@ -367,3 +367,31 @@ async def test_the_python_client_reads_on_after_a_listener_raises(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_socket_links_to_the_server_as_rest_does(
+    rest: httpx.AsyncClient, rt_server: ServerProcess, app_id: str
+) -> None:
+    """Links in a room (an auto-matched stranger's avatar) name the server's HTTP address as
+    the socket reached it, exactly as REST's view of the same room does."""
+    body = {"autoMatchingCriteria": {"minAutoMatchingPlayers": 1, "maxAutoMatchingPlayers": 1}}
+    created = []
+    for player in ("ana", "bo"):
+        reply = await rest.post("/games/v1/rooms/create", json=body, headers=auth(player, app_id))
+        assert reply.status_code == 200, reply.text
+        created.append(reply.json()["roomId"])
+
+    async def matched() -> dict | None:  # ana's room, or the one it was merged into
+        room = await rest_get(rest, app_id, "ana", created[0])
+        if room.get("mergedIntoRoomId"):
+            room = await rest_get(rest, app_id, "ana", room["mergedIntoRoomId"])
+        return room if len(room["participants"]) == 2 else None
+
+    room = await eventually(matched, "the two players matched")
+    feed = await open_feed(rt_server, "ana", app_id)
+    shown = feed.messages[0]["params"]["rooms"]
+    assert shown == [await rest_get(rest, app_id, "ana", room["roomId"])]
+    (stranger,) = [p for p in shown[0]["participants"] if p.get("autoMatched")]
+    avatar = stranger["autoMatchedPlayer"]["avatarImageUrl"]
+    assert avatar.startswith(f"{rt_server.base_url}/games/v1/avatars/anonymous/"), avatar
+    await feed.ws.close()

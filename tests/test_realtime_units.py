@@ -24,7 +24,7 @@ from roomsvc.matching.pools import PoolStore
 from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import Connection, PeerTransport
-from roomsvc.realtime.endpoint import origin_allowed, strip_tokens
+from roomsvc.realtime.endpoint import origin_allowed, take_query
 from roomsvc.realtime.hub import Hub
 from roomsvc.realtime.messaging import Messaging
 from roomsvc.realtime.methods import METHODS
@@ -145,10 +145,15 @@ def test_origin_rule(origin: str | None, allowed: tuple[str, ...], expected: boo
 
 
 def test_tokens_are_stripped_from_the_logged_query() -> None:
-    """access_token and oauth_token leave the scope's query string; other parameters stay."""
-    scope: dict[str, Any] = {"query_string": b"access_token=s3cret&language=es&oauth_token=x"}
-    strip_tokens(scope)
-    assert scope["query_string"] == b"language=es"
+    """access_token and oauth_token leave the scope's query string; other parameters stay.
+    The parameters are read all the same, the last of a repeated name winning."""
+    raw = b"access_token=s3cret&language=es&oauth_token=x&language=hi&messageFormat="
+    scope: dict[str, Any] = {"query_string": raw}
+    query = take_query(scope)
+    assert scope["query_string"] == b"language=es&language=hi&messageFormat="
+    assert query == {"access_token": "s3cret", "oauth_token": "x", "language": "hi",
+                     "messageFormat": ""}  # fmt: skip
+    assert take_query({"query_string": b""}) == {}
 
 
 def _queue_only() -> Connection:

@@ -33,7 +33,7 @@ from starlette.websockets import WebSocket
 from roomsvc.auth.tokens import SCOPE_GAMES, SCOPE_GAMES_LITE, bearer_token
 from roomsvc.common import i18n, logs
 from roomsvc.common.errors import N_, PermissionDenied, RateLimited, RoomsvcError, StoreUnavailable
-from roomsvc.http.plumbing import as_roomsvc_error, error_body
+from roomsvc.http.plumbing import as_roomsvc_error, base_url_of, error_body
 from roomsvc.realtime import protocol
 from roomsvc.realtime.connection import (
     CLOSE_OVERLOADED,
@@ -67,17 +67,22 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     return origin.strip().rstrip("/").lower() in {a.lower() for a in allowed}
 
 
-def strip_tokens(scope: Scope) -> None:
+def take_query(scope: Scope) -> dict[str, str]:
+    """The socket's query parameters (the last of a repeated name, as Starlette's), read once;
+    access_token and oauth_token then leave the scope's query string, which is logged."""
     raw = scope.get("query_string", b"")
-    if b"token" not in raw:
-        return
+    if not raw:
+        return {}
     pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if k not in _TOKEN_PARAMS]
-    scope["query_string"] = urlencode(kept).encode("latin-1")
+    if b"token" in raw:
+        kept = [(k, v) for k, v in pairs if k not in _TOKEN_PARAMS]
+        scope["query_string"] = urlencode(kept).encode("latin-1")
+    return dict(pairs)
 
 
 def _http_base_url(websocket: WebSocket) -> str:
-    base = str(websocket.base_url).rstrip("/")
+    """Our public HTTP base URL as this socket reached us (links such as anonymous avatars)."""
+    base = base_url_of(websocket)
     if base.startswith("wss://"):
         return "https://" + base[6:]
     if base.startswith("ws://"):
@@ -108,13 +113,13 @@ class RealtimeEndpoint:
         websocket = WebSocket(scope, receive, send)
         app = scope["app"]
         settings = app.state.settings
-        query = dict(websocket.query_params)
-        strip_tokens(scope)
+        query = take_query(scope)
         locale = i18n.negotiate(query.get("language"), websocket.headers.get("accept-language"))
         origin = websocket.headers.get("origin")
+        base_url = _http_base_url(websocket)
         allowed = settings.allowed_origins
         if settings.uses_dev_secret:  # the demo at /demo/ runs on our own origin (README)
-            allowed = (*allowed, _http_base_url(websocket))
+            allowed = (*allowed, base_url)
         if not origin_allowed(origin, allowed):
             denied = PermissionDenied(N_("The origin {origin} may not open this socket."),
                                       origin=origin)  # fmt: skip
@@ -145,7 +150,7 @@ class RealtimeEndpoint:
             websocket,
             principal,
             locale=locale,
-            base_url=_http_base_url(websocket),
+            base_url=base_url,
             rooms_scope=SCOPE_GAMES in principal.scopes,
             peer=transport,
             send_timeout=float(settings.ws_send_timeout_seconds),
