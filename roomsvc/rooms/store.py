@@ -37,6 +37,9 @@ from roomsvc.store.batching import Batch, CommandBatcher
 from roomsvc.store.scripts import script
 
 log = logging.getLogger("roomsvc.rooms")
+# One counter child per status, looked up once: `labels()` takes a lock and builds its key on
+# every call, and every accepted write counts its room's new status.
+_ENTERED = {state: ROOM_TRANSITIONS.labels(state.value) for state in RoomState}
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(RoomDoc).decode
 _MAX_ATTEMPTS = 64
@@ -163,10 +166,14 @@ class RoomStore:
         (its auto-match ticket, `PoolStore.ticket_commands`), sent as `_write` sends its own."""
         timer = ("ZADD", keys.timer_shard_of(doc.app_id, doc.room_id),
                  next_deadline(doc, self.limits) or 0, f"{doc.app_id}/{doc.room_id}")  # fmt: skip
-        before = [*first, timer, *self._index_additions(doc, self.index_changes(None, doc)[0])]
-        outcome, current = await self._write(doc, expected=0, request_id=request_id, before=before)
+        status = room_status(doc)
+        adds = self.index_changes(None, doc, (None, status))[0]
+        before = [*first, timer, *self._index_additions(doc, adds)]
+        outcome, current = await self._write(
+            doc, expected=0, request_id=request_id, status=status, before=before
+        )
         if outcome == APPLIED:
-            ROOM_TRANSITIONS.labels(room_status(doc).value).inc()
+            _ENTERED[status].inc()
             return Applied(doc, True)
         if current is None:
             raise Conflict(N_("The room {room_id} already exists."), room_id=doc.room_id)
@@ -233,7 +240,7 @@ class RoomStore:
                 )  # fmt: skip
                 if outcome == APPLIED:
                     if new_status is not old_status:
-                        ROOM_TRANSITIONS.labels(new_status.value).inc()
+                        _ENTERED[new_status].inc()
                     return Applied(new, True), ((new, removes) if removes else None)
                 if outcome == REPLAYED and current is not None:
                     return Applied(current, False), None
@@ -351,7 +358,7 @@ class RoomStore:
                 for key in removes:
                     removals.command("ZREM", key, w.new.room_id)
                 if new_status is not old_status:
-                    ROOM_TRANSITIONS.labels(new_status.value).inc()
+                    _ENTERED[new_status].inc()
         if after is None:
             await removals.run()
         return outcomes
