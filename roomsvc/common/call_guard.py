@@ -19,9 +19,8 @@ Every REST call and every JSON-RPC call on the realtime channel runs inside `Cal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
+from types import TracebackType
 
 from roomsvc.common.cancellation import raise_if_cancelled
 from roomsvc.common.errors import OutcomeUnknown, Overloaded, StoreUnavailable
@@ -83,25 +82,46 @@ class CallGuard:
         self.in_flight -= 1
         CALLS_IN_FLIGHT.dec()
 
-    @contextlib.asynccontextmanager
-    async def call(self, transport: str, *, mutation: bool) -> AsyncIterator[None]:
+    def call(self, transport: str, *, mutation: bool) -> Guarded:
         """Admit one call and hold its store work to the deadline (module docstring)."""
-        if not self.try_enter(transport):
-            raise Overloaded(retry_after=RETRY_AFTER_S)
-        try:
-            async with self.deadline(mutation=mutation):
-                yield
-        finally:
-            self.leave()
+        return Guarded(self, mutation, admit=transport)
 
-    @contextlib.asynccontextmanager
-    async def deadline(self, *, mutation: bool) -> AsyncIterator[None]:
+    def deadline(self, *, mutation: bool) -> Guarded:
         """The deadline alone (for work already admitted, such as a socket's welcome)."""
+        return Guarded(self, mutation, admit=None)
+
+
+class Guarded:
+    """`async with` one call under its guard: admitted (when `admit` names its transport),
+    bounded by the deadline, a store failure answered as `unavailable` says. A class rather
+    than a generator-based context manager: every REST and JSON-RPC call enters one, and an
+    async generator costs a loop hook and a weak reference each."""
+
+    __slots__ = ("_admit", "_guard", "_mutation", "_timeout")
+
+    def __init__(self, guard: CallGuard, mutation: bool, admit: str | None) -> None:
+        self._guard = guard
+        self._mutation = mutation
+        self._admit = admit
+        self._timeout = asyncio.timeout(guard.deadline_s)
+
+    async def __aenter__(self) -> None:
+        if self._admit is not None and not self._guard.try_enter(self._admit):
+            raise Overloaded(retry_after=RETRY_AFTER_S)
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
-            async with asyncio.timeout(self.deadline_s):
-                yield
-        except UNAVAILABLE_ERRORS as exc:
-            raise unavailable(exc, mutation=mutation) from None
+            await self._timeout.__aexit__(kind, exc, tb)  # raises TimeoutError past the deadline
+        except UNAVAILABLE_ERRORS as failed:
+            raise unavailable(failed, mutation=self._mutation) from None
+        finally:
+            if self._admit is not None:
+                self._guard.leave()
+        if isinstance(exc, UNAVAILABLE_ERRORS):
+            raise unavailable(exc, mutation=self._mutation) from None
 
 
 def unavailable(exc: BaseException, *, mutation: bool) -> StoreUnavailable:

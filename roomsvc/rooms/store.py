@@ -41,6 +41,15 @@ log = logging.getLogger("roomsvc.rooms")
 # every call, and every accepted write counts its room's new status.
 _ENTERED = {state: ROOM_TRANSITIONS.labels(state.value) for state in RoomState}
 _encode = msgspec.msgpack.Encoder().encode
+
+
+def _warn_if_failed(first: asyncio.Future[Any]) -> None:
+    """A command queued ahead of a write failed alone (not its batch): logged, and the write's
+    outcome stands. A missing hint is what "verify on read" cannot repair, so it is loud."""
+    if not first.cancelled() and isinstance(failed := first.exception(), Exception):
+        log.warning("index, timer or ticket update failed", exc_info=failed)
+
+
 _decode = msgspec.msgpack.Decoder(RoomDoc).decode
 _MAX_ATTEMPTS = 64
 _CACHE_SIZE = 4096
@@ -307,15 +316,9 @@ class RoomStore:
                 await asyncio.gather(*self.commands.execute_together(before))
             return self._outcome(doc, await self.commands.execute(*cas))
         *firsts, reply = self.commands.execute_together([*before, cas])
-        try:
-            raw = await reply
-        finally:
-            # An error of one of them alone (not of the batch) is logged: the write's outcome
-            # stands, and a missing hint is what "verify on read" cannot repair, so it is loud.
-            for outcome in await asyncio.gather(*firsts, return_exceptions=True):
-                if isinstance(outcome, Exception):
-                    log.warning("index, timer or ticket update failed", exc_info=outcome)
-        return self._outcome(doc, raw)
+        for first in firsts:  # answered with the write, in its batch: nothing to wait for
+            first.add_done_callback(_warn_if_failed)
+        return self._outcome(doc, await reply)
 
     async def write_many(
         self, writes: Sequence[Write], after: Batch | None = None
