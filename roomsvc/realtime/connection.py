@@ -179,6 +179,10 @@ class Connection:
         """Send one frame; the caller holds the send lock (`exclusive`)."""
         if self.closed:
             raise ConnectionGone()
+        if self._peer.write_frame(frame):
+            # The socket took it at once, as a push's frame is written (pushes.py): no timer
+            # and no ASGI send for the welcome and the replies either.
+            return
         try:
             async with asyncio.timeout(self._send_timeout):
                 if isinstance(frame, str):
