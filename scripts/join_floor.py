@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
-from wsbench_support import free_port, port_open, wait_for
+from wsbench_support import free_port, port_open, serves_websocket, wait_for
 
 GROUP = 4
 WELCOME_BYTES, SEATED_BYTES, FULL_BYTES, TOMBSTONE_BYTES = 165, 825, 1590, 781
@@ -65,14 +65,7 @@ class BareJoins:
         self.rooms = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": message["type"] + ".complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        if scope["type"] != "websocket":
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+        if not await serves_websocket(scope, receive, send):
             return
         player = parse_qs(scope["query_string"].decode()).get("player", ["?"])[0]
         await receive()  # websocket.connect

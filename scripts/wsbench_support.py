@@ -143,6 +143,21 @@ def ws_url(base: str, app: str, player: str) -> str:
 # -----------------------------------------------------------
 
 
+async def serves_websocket(scope: dict[str, Any], receive: Any, send: Any) -> bool:
+    """For the bare ASGI apps of the benchmarks' limits: answers a lifespan (until shutdown)
+    and any HTTP request (404) itself; True for a WebSocket, which is the caller's to serve."""
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": message["type"] + ".complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return False
+    if scope["type"] != "websocket":
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return False
+    return True
+
+
 class BareFanout:
     """An ASGI app: accept sockets; on `go ROUNDS SIZE`, send a frame ROUNDS times to all."""
 
@@ -150,14 +165,7 @@ class BareFanout:
         self.sends: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": message["type"] + ".complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        if scope["type"] != "websocket":
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+        if not await serves_websocket(scope, receive, send):
             return
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})

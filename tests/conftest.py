@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from tests.cluster import ValkeyCluster
 from tests.support import ServerProcess, ValkeyProcess, google_client, new_app_id
+from tests.valkey_proxy import LossyProxy
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,6 +71,17 @@ async def store(valkey: ValkeyProcess, request: pytest.FixtureRequest) -> AsyncI
         client = aioredis.Redis.from_url(valkey.url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def proxy(valkey: ValkeyProcess, request: pytest.FixtureRequest) -> AsyncIterator[LossyProxy]:
+    """A proxy in front of the session's store (tests/valkey_proxy.py), passing everything until
+    a test sets its loss or holds; one store process only."""
+    if request.config.getoption("--cluster"):
+        pytest.skip("one proxied store process")
+    started = await LossyProxy(valkey.port, loss=0.0, seed=5).start()
+    yield started
+    await started.stop()
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ ahead of the room (docs/store.md "Per-player indexes": the ticket before the roo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 import redis.asyncio as aioredis
 
 from roomsvc.auth.tokens import SCOPE_GAMES, Principal
@@ -16,17 +13,8 @@ from roomsvc.rooms.service import RoomsService
 from roomsvc.rooms.store import RoomStore
 from roomsvc.rooms.view import ViewContext
 from roomsvc.store import keys
-from tests.support import ValkeyProcess, new_app_id
+from tests.support import new_app_id
 from tests.valkey_proxy import LossyProxy
-
-
-@pytest.fixture
-async def proxy(valkey: ValkeyProcess, request: pytest.FixtureRequest) -> AsyncIterator[LossyProxy]:
-    if request.config.getoption("--cluster"):
-        pytest.skip("a cluster sends the ticket ahead of the room in a round trip of its own")
-    watching = await LossyProxy(valkey.port, loss=0.0).start()
-    yield watching
-    await watching.stop()
 
 
 async def test_the_ticket_and_the_room_share_one_write_the_ticket_first(proxy: LossyProxy) -> None:

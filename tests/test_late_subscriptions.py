@@ -18,20 +18,11 @@ import pytest
 
 from roomsvc.realtime.bridge import CONFIRM_TIMEOUT_S
 from tests.messaging import Player, players, room_of
-from tests.support import ServerProcess, ValkeyProcess, eventually
+from tests.support import ServerProcess, eventually
 from tests.valkey_proxy import LossyProxy
 
 HOLD_S = CONFIRM_TIMEOUT_S + 2.0  # the command reaches valkey this long after it was written
 PAST_TIMEOUT_S = CONFIRM_TIMEOUT_S + 0.5  # the bridge has given up waiting, valkey not seen it
-
-
-@pytest.fixture
-async def proxy(valkey: ValkeyProcess, request: pytest.FixtureRequest) -> AsyncIterator[LossyProxy]:
-    if request.config.getoption("--cluster"):
-        pytest.skip("one proxied store process")
-    proxy = await LossyProxy(valkey.port, loss=0.0).start()
-    yield proxy
-    await proxy.stop()
 
 
 @pytest.fixture

@@ -12,14 +12,14 @@ clear 503.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from roomsvc.store import keys
-from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, new_app_id
+from tests.support import UNIT, ServerProcess, auth, new_app_id
 from tests.toggle_load import BASE, Outcome, Room, check_history, check_unavailable, make_room, work
 from tests.valkey_proxy import LossyProxy
 
@@ -27,15 +27,6 @@ ROOMS = 12
 CALLS_PER_WORKER = 30
 CREATES = 20
 LOSS = 0.25  # of the server's writes whose replies are swallowed
-
-
-@pytest.fixture
-async def proxy(valkey: ValkeyProcess, request: pytest.FixtureRequest) -> AsyncIterator[LossyProxy]:
-    if request.config.getoption("--cluster"):
-        pytest.skip("one proxied store process")
-    lossy = await LossyProxy(valkey.port, loss=0.0, seed=5).start()
-    yield lossy
-    await lossy.stop()
 
 
 @pytest.fixture
