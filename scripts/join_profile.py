@@ -147,9 +147,11 @@ def _matches(frame: str, fragment: str, name: str) -> bool:
     return fragment in file and (name == "*" or func == name)
 
 
-def report_samples(path: str, joins: int, cpu_ms: float, unit: str = "join") -> None:
+def report_samples(
+    path: str, joins: int, cpu_ms: float, unit: str = "join", basis: str = "measured unprofiled"
+) -> None:
     """Where the main thread's CPU went (the `cpu` sampler), per `unit` (`joins` of them),
-    scaled to `cpu_ms` (measured unprofiled)."""
+    scaled to `cpu_ms` (how it was measured: `basis`)."""
     loaded = [(tuple(stack), n) for stack, n in json.loads(Path(path).read_text())]
     samples = [(s, n) for s, n in loaded if s]
     idle = sum(n for _, n in loaded) - sum(n for _, n in samples)
@@ -161,7 +163,7 @@ def report_samples(path: str, joins: int, cpu_ms: float, unit: str = "join") -> 
     print(f"\nCPU profile ({path}): {total:,} samples ({total * SAMPLE_S / joins * 1000:.3f} ms "
           f"of CPU per {unit} sampled; {idle} without a Python frame left out), "
           f"{len(samples):,} distinct stacks; shares scaled to "
-          f"{cpu_ms:.3f} ms per {unit} (measured unprofiled)")  # fmt: skip
+          f"{cpu_ms:.3f} ms per {unit} ({basis})")  # fmt: skip
     by: dict[str, float] = {}
     for stack, ns in samples:
         top = stack[0] if stack else "(no Python frame)"

@@ -64,6 +64,37 @@ async def test_past_the_calls_in_flight_a_call_is_refused_at_once() -> None:
     assert guard.in_flight == 0
 
 
+async def test_every_admitted_call_leaves_however_it_ends() -> None:
+    """Admission is given back when a call is cancelled from outside, when it raises, and when
+    its context cannot even be entered (a guard entered twice): a leak would shed every call
+    once the process had leaked as many as it admits."""
+    guard = CallGuard(Settings(max_calls_in_flight=2))
+    inside = asyncio.Event()
+
+    async def waits() -> None:
+        async with guard.call("rest", mutation=False):
+            inside.set()
+            await asyncio.Event().wait()
+
+    waiting = asyncio.create_task(waits())
+    await inside.wait()
+    assert guard.in_flight == 1
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert guard.in_flight == 0
+    with pytest.raises(KeyError):
+        async with guard.call("socket", mutation=True):
+            raise KeyError("a bug in the call")
+    assert guard.in_flight == 0
+    once = guard.call("rest", mutation=False)
+    async with once:
+        pass
+    with pytest.raises(RuntimeError):  # asyncio.timeout refuses a second entry
+        async with once:
+            pass
+    assert guard.in_flight == 0
+
+
 @pytest.fixture
 def stalled() -> Iterator[ValkeyProcess]:
     """A store of its own (never the session's): the test stops it with SIGSTOP."""

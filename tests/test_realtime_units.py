@@ -22,7 +22,7 @@ from roomsvc.common.call_guard import CallGuard
 from roomsvc.common.errors import NotFound
 from roomsvc.matching.pools import PoolStore
 from roomsvc.realtime import protocol
-from roomsvc.realtime.bridge import Bridge
+from roomsvc.realtime.bridge import Bridge, PubSubLink
 from roomsvc.realtime.connection import Connection, PeerTransport
 from roomsvc.realtime.endpoint import origin_allowed, take_query
 from roomsvc.realtime.hub import Hub
@@ -482,3 +482,20 @@ async def test_unsubscribes_of_one_loop_turn_go_together_and_spare_a_channel_wan
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_closed_pubsub_link_sends_nothing(valkey: ValkeyProcess, store: Any) -> None:
+    """A subscription sent on a link already closed (a reconnect raced it) fails: redis-py would
+    open a new connection for it, subscribed, that nothing reads or closes; the channel would
+    look subscribed on the server and never be confirmed on the live link."""
+    link = PubSubLink(valkey.url)
+    await link.open()
+    await link.send("SUBSCRIBE", b"roomsvc-test:open")
+    assert (await link.read())[0] == b"subscribe"
+    await link.close()
+    with pytest.raises(ConnectionError):
+        await link.send("SUBSCRIBE", b"roomsvc-test:after-close")
+    await asyncio.sleep(0.1)
+    assert await store.pubsub_numsub(b"roomsvc-test:after-close") == [
+        (b"roomsvc-test:after-close", 0)
+    ]

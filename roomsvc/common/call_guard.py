@@ -108,7 +108,12 @@ class Guarded:
     async def __aenter__(self) -> None:
         if self._admit is not None and not self._guard.try_enter(self._admit):
             raise Overloaded(retry_after=RETRY_AFTER_S)
-        await self._timeout.__aenter__()
+        try:
+            await self._timeout.__aenter__()
+        except BaseException:
+            if self._admit is not None:
+                self._guard.leave()
+            raise
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -11,7 +11,7 @@ A half-open link is detected by a PING after `HEALTH_INTERVAL_S` of silence, and
 nothing at all arrived for two intervals (a watchdog beside the reader, which itself waits
 without a deadline). redis-py's PubSub object is not used: its reconnect-and-resubscribe would
 hide the gap that makes a resync necessary, and its message decoding cost 19 us a message
-against 8 us for a raw read of the same connection (`_Link`; docs/performance.md "Joins").
+against 8 us for a raw read of the same connection (`PubSubLink`; docs/performance.md "Joins").
 
 A subscription is confirmed by the server; `subscribe` waits for that, bounded by
 `CONFIRM_TIMEOUT_S`. Under load the confirmation can come later than that (the commands of a
@@ -68,7 +68,7 @@ def _client(url: str) -> Any:
     )
 
 
-class _Link:
+class PubSubLink:
     """One pub/sub connection of the server at `url`, spoken raw: commands written as they are,
     replies and messages read as RESP arrays of bytes, without a deadline (the bridge's watchdog
     judges the link)."""
@@ -76,11 +76,14 @@ class _Link:
     def __init__(self, url: str) -> None:
         self._client = _client(url)
         self._conn: Any = None
+        self._closed = False
 
     async def open(self) -> None:
         self._conn = await self._client.connection_pool.get_connection()
 
     async def send(self, *args: Any) -> None:
+        if self._closed:  # redis-py would open a new connection, subscribed and never read
+            raise ConnectionError("pub/sub link closed")
         await self._conn.send_command(*args, check_health=False)
 
     async def read(self) -> Any:
@@ -90,6 +93,7 @@ class _Link:
         )
 
     async def close(self) -> None:
+        self._closed = True
         try:
             if self._conn is not None:
                 await self._conn.disconnect()
@@ -121,7 +125,7 @@ class Bridge:
         self.on_late = on_late
         self.wanted: set[bytes] = set()
         self.connected = asyncio.Event()
-        self._pubsub: _Link | None = None
+        self._pubsub: PubSubLink | None = None
         self._lock = asyncio.Lock()  # keeps (un)subscribe commands in call order
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._unsent: list[bytes] = []  # asked for in this loop turn, to be subscribed together
@@ -143,7 +147,7 @@ class Bridge:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, []).append(waiter)
         if not self._unsent:  # the first of this loop turn: one SUBSCRIBE carries them all
-            self._spawn(self._send_subscribes(pubsub))
+            self._spawn(self._send_subscribes())
         self._unsent.append(channel)
         confirmed = False
         try:
@@ -163,13 +167,17 @@ class Bridge:
                 self._waiters.pop(channel, None)
         return confirmed
 
-    async def _send_subscribes(self, pubsub: _Link) -> None:
+    async def _send_subscribes(self) -> None:
         """Subscribe to the channels asked for in the loop turn that started this, in one
         command (a storm of connections sends a few, not one each: docs/performance.md
-        "Joins"). A failure releases their waiters: the link's successor subscribes them."""
+        "Joins"), on the link up now. A failure, or no link, releases their waiters: the
+        link's successor subscribes them."""
         async with self._lock:
             channels, self._unsent = self._unsent, []
+            pubsub = self._pubsub
             try:
+                if pubsub is None:
+                    raise ConnectionError("pub/sub link down")
                 for start in range(0, len(channels), _CHUNK):
                     await self._subscribe(pubsub, *channels[start : start + _CHUNK])
             except Exception:
@@ -207,7 +215,7 @@ class Bridge:
         backoff = 0.05
         while True:
             raise_if_cancelled()
-            pubsub = _Link(self.url)
+            pubsub = PubSubLink(self.url)
             try:
                 await pubsub.open()
                 async with self._lock:
@@ -234,7 +242,7 @@ class Bridge:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
 
-    async def _relay(self, pubsub: _Link) -> None:
+    async def _relay(self, pubsub: PubSubLink) -> None:
         """Relay until the link fails. The reader waits for each message without a deadline
         (a timed read costs a timer and a retry wrapper per message, a third of the bridge's
         CPU at a thousand pushes a second: docs/spec.md §11), and this watchdog judges the link by
@@ -265,7 +273,7 @@ class Bridge:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    async def _read(self, pubsub: _Link) -> None:
+    async def _read(self, pubsub: PubSubLink) -> None:
         loop = asyncio.get_running_loop()
         message_kind, confirm_kind = self._message, self._confirm
         while True:
@@ -313,7 +321,7 @@ class Bridge:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    async def _subscribe(self, pubsub: _Link, *channels: bytes) -> None:
+    async def _subscribe(self, pubsub: PubSubLink, *channels: bytes) -> None:
         await pubsub.send(self._subscribe_command, *channels)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -321,7 +329,7 @@ class Bridge:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _close(self, pubsub: _Link) -> None:
+    async def _close(self, pubsub: PubSubLink) -> None:
         self._late.clear()  # the next link's resync covers every channel
         self._unwanted = []  # the next link subscribes only what is wanted
         for waiters in self._waiters.values():

@@ -44,8 +44,9 @@ _encode = msgspec.msgpack.Encoder().encode
 
 
 def _warn_if_failed(first: asyncio.Future[Any]) -> None:
-    """A command queued ahead of a write failed alone (not its batch): logged, and the write's
-    outcome stands. A missing hint is what "verify on read" cannot repair, so it is loud."""
+    """A command queued ahead of a write failed: logged, and the write's outcome stands (a
+    failed batch fails the write too). A missing hint is what "verify on read" cannot repair,
+    so it is loud."""
     if not first.cancelled() and isinstance(failed := first.exception(), Exception):
         log.warning("index, timer or ticket update failed", exc_info=failed)
 

@@ -94,7 +94,13 @@ class CommandBatcher:
     def execute_together(self, commands: Sequence[_Command]) -> list[asyncio.Future[Any]]:
         """`execute` for commands that must share one batch, in this order: a batch that would
         grow past MAX_BATCH is sent first rather than split them, so on a plain server
-        (`in_order`) the later ones run only after the earlier ones."""
+        (`in_order`) the later ones run only after the earlier ones. There a script call
+        followed by others in the group goes out with its source (EVAL): an EVALSHA the store
+        answered NOSCRIPT (its script cache flushed, or a restart) would be sent again after
+        the batch, behind the commands that were to follow it."""
+        if self.in_order:
+            last = len(commands) - 1
+            commands = [self._with_source(c) if n < last else c for n, c in enumerate(commands)]
         if self._pending and len(self._pending) + len(commands) > MAX_BATCH:
             self.flush()
         loop = asyncio.get_running_loop()
@@ -103,6 +109,11 @@ class CommandBatcher:
         futures = [loop.create_future() for _ in commands]
         self._pending.extend(zip(commands, futures, strict=True))
         return futures
+
+    def _with_source(self, command: _Command) -> _Command:
+        if command[0] != "EVALSHA":
+            return command
+        return ("EVAL", self._sources[str(command[1])], *command[2:])
 
     def flush(self) -> None:
         batch, self._pending = self._pending, []
