@@ -377,6 +377,18 @@ def test_the_hs256_fast_path_accepts_only_what_pyjwt_accepts(
             assert fast == _pyjwt(token, SECRET, now), token
 
 
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_an_infinite_time_claim_is_refused_not_an_error(claim: str, value: float) -> None:
+    """Python's JSON reads `Infinity`: a signed token whose time claim is infinite is refused
+    (401) by both paths, not a crash (int() of it raises)."""
+    now = time.time()
+    (token, *_) = _tokens(_claims(**{claim: value}), {})
+    assert claims_if_plainly_valid(token, SECRET.encode(), now, 5) is None
+    with pytest.raises(Unauthenticated):
+        _verifier().verify(token)
+
+
 def test_the_hs256_fast_path_takes_the_plain_token() -> None:
     """The common case is decided without PyJWT, and a refusal is left to it."""
     now = time.time()

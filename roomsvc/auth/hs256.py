@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import re
 from typing import Any, TypeGuard
 
@@ -42,7 +43,10 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 
 
 def _number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # Finite: Python's JSON reads `Infinity`, and int() of it raises (PyJWT is left to refuse it)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def claims_if_plainly_valid(

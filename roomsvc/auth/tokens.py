@@ -105,7 +105,7 @@ class TokenVerifier:
                 break
             except jwt.ExpiredSignatureError:
                 raise Unauthenticated(N_("The bearer token has expired.")) from None
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, OverflowError):  # (PyJWT's int() of an infinite claim)
                 continue
         if claims is None:
             raise Unauthenticated(N_("The bearer token is invalid."))
