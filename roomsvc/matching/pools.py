@@ -154,18 +154,9 @@ class PoolStore:
         return [put, ("SADD", keys.POOLS, pool)]
 
     async def enqueue(self, doc: RoomDoc) -> None:
-        """Put the room's ticket in its pool (before the room is written: see module doc)."""
-        # Through the batcher: the enqueues of one loop turn (a storm of seekers) share a
-        # round trip, and on a plain server the POOLS hint rides in it too; on a cluster it
-        # lives in another slot, so it follows.
-        commands = self.ticket_commands(doc)
-        if not commands:
-            return
-        if self.commands.in_order:  # one batch, the ticket first
-            await asyncio.gather(*self.commands.execute_together(commands))
-        else:
-            for command in commands:
-                await self.commands.execute(*command)
+        """Put the room's ticket in its pool on its own, without the room's write (a create
+        queues `ticket_commands` ahead of its room instead): for tools that seed pools."""
+        await asyncio.gather(*self.commands.execute_together(self.ticket_commands(doc)))
 
     async def withdraw(self, doc: RoomDoc) -> None:
         """Remove a closed ticket still waiting in its pool (after a leave: a hint only)."""

@@ -155,7 +155,11 @@ class Bridge:
                 await waiter
             confirmed = self._pubsub is pubsub
         except TimeoutError:
-            if self._pubsub is pubsub:
+            if waiter.done() and not waiter.cancelled():
+                # confirmed in the very turn the deadline passed: `_read` has seen it already
+                # and would never run `on_late`
+                confirmed = self._pubsub is pubsub
+            elif self._pubsub is pubsub:
                 self._late.add(channel)
         except Exception:  # the link failed under us (redis-py raises many kinds then):
             pass  # the relay starts a new link, which subscribes `wanted` and resyncs

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import msgspec
 
 from roomsvc.realtime import protocol
-from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState, room_status
+from roomsvc.rooms.rules import PStatus, RoomDoc, RoomState
 from roomsvc.rooms.store import RoomStore
 from roomsvc.rooms.view import Shared, ViewContext, render_room
 
@@ -30,13 +30,7 @@ class _Entry:
     def __init__(self, doc: RoomDoc) -> None:
         self.doc = doc
         self.frames: dict[tuple[str, str, str], str] = {}
-        # what every receiver's view has in common (its derived status among it), made once
-        self.shared: Shared | None = None
-
-    def common(self) -> Shared:
-        if self.shared is None:
-            self.shared = Shared(self.doc)
-        return self.shared
+        self.shared: Shared | None = None  # `Views._shared`
 
 
 def _consume(future: asyncio.Future[RoomDoc | None]) -> None:
@@ -131,10 +125,17 @@ class Views:
     def deleted(self, doc: RoomDoc) -> bool:
         """The room's derived status is DELETED: computed once per document, not once per
         receiver (it is a pass over every pair of participants)."""
+        return self._shared(doc).status is RoomState.DELETED
+
+    def _shared(self, doc: RoomDoc) -> Shared:
+        """What every receiver's view of `doc` has in common: made once while `doc` is the
+        version held here, else for this caller alone."""
         entry = self._rooms.get((doc.app_id, doc.room_id))
         if entry is None or entry.doc is not doc:
-            return room_status(doc) is RoomState.DELETED
-        return entry.common().status is RoomState.DELETED
+            return Shared(doc)
+        if entry.shared is None:
+            entry.shared = Shared(doc)
+        return entry.shared
 
     def frame(self, doc: RoomDoc, player_id: str, locale: str, base_url: str) -> str:
         """The `roomStatus` notification of `doc` as `player_id` sees it, encoded once."""
@@ -146,8 +147,8 @@ class Views:
                 return cached
         ctx = ViewContext(locale=locale, base_url=base_url,
                           wait_estimate=self.wait_estimate())  # fmt: skip
-        if entry is None or entry.doc is not doc:
-            return protocol.notification("roomStatus", _encode(render_room(doc, player_id, ctx)))
-        view = render_room(doc, player_id, ctx, entry.common())
-        text = entry.frames[key] = protocol.notification("roomStatus", _encode(view))
+        view = render_room(doc, player_id, ctx, self._shared(doc))
+        text = protocol.notification("roomStatus", _encode(view))
+        if entry is not None and entry.doc is doc:
+            entry.frames[key] = text
         return text
