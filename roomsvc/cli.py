@@ -27,6 +27,11 @@ EXIT_FAILURE = 1
 _SCOPE_ALIASES = {"games": SCOPE_GAMES, "games_lite": SCOPE_GAMES_LITE}
 
 
+# The WebSocket protocol uvicorn hands upgrades to (http/websocket.py); the benchmarks' floors
+# serve with the same one (scripts/wsbench_support.py).
+WS_PROTOCOL = "roomsvc.http.websocket:WebSocketProtocol"
+
+
 def fail(message: str, code: int = EXIT_FAILURE) -> int:
     print(f"roomsvc: {message}", file=sys.stderr)
     return code
@@ -118,16 +123,17 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     # that handler unwind normally so `serve` still stops the embedded store (last).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
-    # websockets-sansio: the fastest uvicorn WebSocket protocol measured here (docs/spec.md §11);
-    # it sends no pings, so the realtime channel owns liveness. Per-message deflate is off:
-    # it halves fan-out throughput and game frames are small.
+    # roomsvc's own WebSocket protocol (http/websocket.py): uvicorn parses the HTTP request and
+    # hands the upgrade over; a join costs a quarter of uvicorn's websockets-sansio protocol's
+    # CPU on the transport (docs/performance.md "A WebSocket server of our own"). Per-message
+    # deflate is not offered: it halves fan-out throughput and game frames are small.
     uvicorn.run(
         "roomsvc.app:create_app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        ws="websockets-sansio",
+        ws=WS_PROTOCOL,
         ws_per_message_deflate=False,
         # docs/spec.md §6: frames over 64 KiB are refused by the protocol (close 1009) before they
         # are buffered; a ping every ROOMSVC_WS_PING_SECONDS, and a peer silent for as long

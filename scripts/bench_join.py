@@ -32,7 +32,8 @@ and prints each roomsvc figure as a ratio to Colyseus's with the §11 targets. W
 and installed there with `npm ci` (or `npm install`, which still honours the lock).
 
 Then, unless `--no-floor`, the same players (after the same warm-up) against the floor: uvicorn
-with the same flags serving `scripts/join_floor.py`, which sends the frames of a join and does
+with the same flags and WebSocket protocol (`--floor-ws websockets-sansio`: uvicorn's) serving
+`scripts/join_floor.py`, which sends the frames of a join and does
 nothing else. roomsvc's CPU per join is printed as a ratio to it: what the transport alone costs
 on this machine, in this run.
 
@@ -67,6 +68,7 @@ from colyseus_peer import colyseus_cpu_ms, colyseus_dir, colyseus_join, describe
 from join_players import GROUP, Tally, close_all, crowd
 from join_profile import report_calls, report_samples
 from wsbench_support import (
+    add_floor_ws,
     cpu_seconds,
     percentile,
     start_server,
@@ -176,7 +178,7 @@ async def measure(args: argparse.Namespace, processes: int, *,
 
 async def measure_floor(args: argparse.Namespace) -> Result:
     """The same players against the bare join server (scripts/join_floor.py), one process."""
-    server, base = join_floor.start()
+    server, base = join_floor.start(args.floor_ws)
     try:
 
         def url(name: str) -> str:
@@ -322,6 +324,7 @@ def main() -> None:
         action="store_false",
         help="skip the bare join server (scripts/join_floor.py)",
     )
+    add_floor_ws(parser)
     parser.add_argument(
         "--profile",
         default=None,

@@ -42,6 +42,7 @@ import redis.asyncio as aioredis
 from join_profile import report_samples
 from wsbench_support import (
     SECRET,
+    add_floor_ws,
     cpu_seconds,
     cpu_split,
     measure_bare_fanout,
@@ -249,9 +250,9 @@ async def run(
     bare_cpu, bare_rate = await measure_bare_fanout(*bare, len(receivers), BARE_ROUNDS, size)
     bare_core = 1 / max(bare_cpu, 1e-9)
     print(f"bench_push: bare fan-out limit, same run ({len(receivers)} sockets, {size}-char "
-          f"frames, uvicorn websockets-sansio alone): {bare_cpu * 1e6:.1f} us server CPU "
-          f"per delivery (one core: {bare_core:.0f} deliveries/s; {bare_rate:.0f}/s "
-          "received)")  # fmt: skip
+          f"frames, served with {args.floor_ws}'s WebSocket protocol): "
+          f"{bare_cpu * 1e6:.1f} us server CPU per delivery (one core: {bare_core:.0f} "
+          f"deliveries/s; {bare_rate:.0f}/s received)")  # fmt: skip
     print(f"bench_push: push path vs bare fan-out: {one_core / bare_core:.3f} of the limit "
           f"({per_push_us / (bare_cpu * 1e6):.1f}x the CPU of a bare delivery)")  # fmt: skip
     if args.profile:
@@ -277,6 +278,7 @@ def main() -> None:
         help="run the server under the CPU sampler of scripts/join_profile.py while the changes "
         "are made, write its samples to FILE and print where a push's CPU goes",
     )
+    add_floor_ws(parser)
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="roomsvc-bench-push-")
     valkey, redis_url = start_valkey(workdir)
@@ -288,7 +290,7 @@ def main() -> None:
                 os.unlink(args.profile)
             launcher = [sys.executable, join_profile.__file__, "cpu", args.profile, "--"]
         server, base = start_server(redis_url, workdir, env, launcher=launcher)
-        bare, bare_port = start_bare_fanout()
+        bare, bare_port = start_bare_fanout(args.floor_ws)
         try:
             import uvloop
 

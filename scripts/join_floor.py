@@ -1,5 +1,6 @@
 """The floor under the join figure (docs/spec.md §11; docs/performance.md "Joins"): uvicorn with
-`roomsvc serve`'s flags serving a bare ASGI app that sends exactly the frames a join costs
+`roomsvc serve`'s flags (its WebSocket protocol too, unless `--floor-ws websockets-sansio`) serving
+a bare ASGI app that sends exactly the frames a join costs
 roomsvc, and does nothing else. No token check, no store, no rules: players are grouped in
 memory, four at a time, in arrival order.
 
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
-from wsbench_support import free_port, port_open, serves_websocket, wait_for
+from wsbench_support import FLOOR_WS, free_port, port_open, serves_websocket, wait_for
 
 GROUP = 4
 WELCOME_BYTES, SEATED_BYTES, FULL_BYTES, TOMBSTONE_BYTES = 165, 825, 1590, 781
@@ -93,24 +94,24 @@ class BareJoins:
                 await each({"type": "websocket.send", "text": gone})
 
 
-def serve(port: int) -> None:
+def serve(port: int, ws: str) -> None:
     import uvicorn
 
     # `roomsvc serve`'s flags (roomsvc/cli.py), its default ping interval included
-    uvicorn.run(BareJoins(), host="127.0.0.1", port=port, ws="websockets-sansio",
+    uvicorn.run(BareJoins(), host="127.0.0.1", port=port, ws=FLOOR_WS[ws],
                 ws_per_message_deflate=False, ws_max_size=65_536, ws_ping_interval=20,
                 ws_ping_timeout=20, loop="uvloop", http="httptools", log_level="warning",
                 access_log=False, proxy_headers=True, lifespan="on")  # fmt: skip
 
 
-def start() -> tuple[subprocess.Popen[bytes], str]:
-    """The floor server in its own process, and its base URL."""
+def start(ws: str = "roomsvc") -> tuple[subprocess.Popen[bytes], str]:
+    """The floor server in its own process (served with `ws`, FLOOR_WS), and its base URL."""
     port = free_port()
-    argv = [sys.executable, __file__, "--port", str(port)]
+    argv = [sys.executable, __file__, "--port", str(port), "--ws", ws]
     server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     wait_for(lambda: port_open(port))
     return server, f"http://127.0.0.1:{port}"
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[sys.argv.index("--port") + 1]))
+    serve(int(sys.argv[sys.argv.index("--port") + 1]), sys.argv[sys.argv.index("--ws") + 1])

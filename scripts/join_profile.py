@@ -65,9 +65,11 @@ def profiled_serve(mode: str, out: str, argv: list[str]) -> int:
 
 # (label, path fragment, function) of the stages whose inclusive time is reported per join.
 STAGES = [
-    ("uvicorn: HTTP upgrade + handshake", "websockets_sansio_impl.py", "handle_connect"),
-    ("uvicorn: read frames -> ASGI receive", "websockets_sansio_impl.py", "data_received"),
-    ("uvicorn: ASGI send (frame writes)", "websockets_sansio_impl.py", "send"),
+    ("http/websocket.py: the handshake", "http/websocket.py", "_handshake"),
+    ("http/websocket.py: read frames -> ASGI receive", "http/websocket.py", "data_received"),
+    ("http/websocket.py: ASGI send", "http/websocket.py", "send"),
+    ("http/websocket.py: frames written directly", "http/websocket.py", "write_frame"),
+    ("uvicorn: HTTP parsing (httptools protocol)", "httptools_impl.py", "data_received"),
     ("realtime/endpoint.py:RealtimeEndpoint.__call__", "realtime/endpoint.py", "__call__"),
     ("auth/tokens.py:TokenVerifier.verify (token)", "roomsvc/auth/tokens.py", "verify"),
     ("realtime/hub.py:Hub.register (subscribe, presence)", "realtime/hub.py", "register"),
@@ -106,7 +108,16 @@ STAGES = [
 COMPONENTS = [
     ("msgspec encode/decode", ("msgspec",)),
     ("JWT / crypto (token)", ("jwt/", "cryptography", "roomsvc/auth/", "hmac", "_hashlib")),
-    ("uvicorn + websockets (HTTP upgrade, frames)", ("uvicorn/", "websockets/", "httptools")),
+    (
+        "the HTTP and WebSocket server (uvicorn, roomsvc/http/websocket.py, frames.py)",
+        (
+            "uvicorn/",
+            "websockets/",
+            "httptools",
+            "roomsvc/http/websocket.py",
+            "roomsvc/http/frames.py",
+        ),
+    ),
     ("starlette", ("starlette/",)),
     ("redis-py + hiredis (store client, pub/sub)", ("redis/", "hiredis")),
     ("roomsvc/realtime/*", ("roomsvc/realtime/",)),

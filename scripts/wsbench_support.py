@@ -4,11 +4,12 @@ latency.
 
     .venv/bin/python scripts/wsbench_support.py bare-fanout --port P   # the bare server alone
 
-The bare fan-out server is uvicorn with the settings `roomsvc serve` uses (websockets-sansio,
-uvloop, httptools, no per-message deflate) and an ASGI app that does nothing but accept
-sockets and, when told `go ROUNDS SIZE`, send one SIZE-character text frame ROUNDS times to
-every open socket through the ASGI `send`. Its server CPU per delivery is the floor under any
-push path on this machine: no store, no rendering, no queue.
+The bare fan-out server is uvicorn with the settings `roomsvc serve` uses (roomsvc's WebSocket
+protocol, uvloop, httptools, no per-message deflate; `--floor-ws websockets-sansio`: uvicorn's)
+and an ASGI app that does nothing but accept sockets and, when told `go ROUNDS SIZE`, send one
+SIZE-character text frame ROUNDS times to every open socket through the ASGI `send`. Its server
+CPU per delivery is the floor under any push path on this machine: no store, no rendering, no
+queue.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 
 from roomsvc.auth.tokens import mint_token
+from roomsvc.cli import WS_PROTOCOL
 from roomsvc.store.embedded import free_port, server_binary
 
 SECRET = "bench-secret-" + "x" * 24
@@ -182,18 +184,27 @@ class BareFanout:
             self.sends.remove(send)
 
 
-def serve_bare_fanout(port: int) -> None:
+# The WebSocket protocols a floor may be served with: `roomsvc serve`'s, or uvicorn's fastest.
+FLOOR_WS = {"roomsvc": WS_PROTOCOL, "websockets-sansio": "websockets-sansio"}
+
+
+def add_floor_ws(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--floor-ws", choices=sorted(FLOOR_WS), default="roomsvc",
+                        help="the WebSocket protocol the floor is served with")  # fmt: skip
+
+
+def serve_bare_fanout(port: int, ws: str) -> None:
     import uvicorn
 
-    uvicorn.run(BareFanout(), host="127.0.0.1", port=port, ws="websockets-sansio",
+    uvicorn.run(BareFanout(), host="127.0.0.1", port=port, ws=FLOOR_WS[ws],
                 ws_per_message_deflate=False, ws_max_size=65_536, loop="uvloop",
                 http="httptools", log_level="warning", lifespan="on")  # fmt: skip
 
 
-def start_bare_fanout() -> tuple[subprocess.Popen[bytes], int]:
-    """The bare fan-out server in its own process, and its port."""
+def start_bare_fanout(ws: str = "roomsvc") -> tuple[subprocess.Popen[bytes], int]:
+    """The bare fan-out server in its own process (served with `ws`), and its port."""
     port = free_port()
-    argv = [sys.executable, __file__, "bare-fanout", "--port", str(port)]
+    argv = [sys.executable, __file__, "bare-fanout", "--port", str(port), "--ws", ws]
     server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     wait_for(lambda: port_open(port))
     return server, port
@@ -245,9 +256,10 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     bare = sub.add_parser("bare-fanout", help="run the bare fan-out server")
     bare.add_argument("--port", type=int, required=True)
+    bare.add_argument("--ws", choices=sorted(FLOOR_WS), default="roomsvc")
     args = parser.parse_args()
     if args.command == "bare-fanout":
-        serve_bare_fanout(args.port)
+        serve_bare_fanout(args.port, args.ws)
 
 
 if __name__ == "__main__":

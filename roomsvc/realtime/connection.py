@@ -23,10 +23,10 @@ import uuid
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.exceptions import InvalidState
 
 from roomsvc.auth.tokens import Principal
 from roomsvc.common.rate import TokenBucket
+from roomsvc.http.websocket import WebSocketProtocol
 from roomsvc.realtime.shown import Shown
 
 log = logging.getLogger("roomsvc.realtime")
@@ -44,62 +44,42 @@ class ConnectionGone(Exception):
 
 
 class PeerTransport:
-    """The server's transport under an ASGI WebSocket, for three things ASGI cannot express.
+    """The server's side of the socket under ASGI, for three things ASGI cannot express.
 
-    uvicorn's WebSocket protocols hand the app their bound `receive` method, whose owner holds
-    the asyncio transport. Through it:
+    roomsvc's WebSocket server protocol (http/websocket.py) hands the app its bound `receive`
+    method; through its owner:
+    - `write_frame()` writes a frame now when the socket can take it: no ASGI message, no
+      coroutine (the fan-out's fast path, docs/realtime.md "The push path");
     - `abort()` cuts a peer that stopped reading: `websocket.close` itself waits for the
       socket to drain, which a stalled peer never lets happen;
     - `limit_send_buffer()` caps the kernel send buffer, which Linux otherwise grows to
       megabytes per socket: memory per connection stays bounded (docs/spec.md §6) and a stalled
       reader is detected after a few hundred kilobytes, not after several megabytes.
-    - `write_frame()` writes a frame synchronously when uvicorn's websockets-sansio protocol
-      would have written it without waiting: what its `websocket.send` does, minus the ASGI
-      and Starlette coroutine layers (the fan-out's fast path).
     Under another server these are no-ops (`write_frame` declines: the ASGI send is used) and a
     stalled connection is only detached.
     """
 
-    __slots__ = ("_protocol", "_transport")
+    __slots__ = ("_protocol",)
 
     def __init__(self, receive: Any) -> None:
         owner = getattr(receive, "__self__", None)
-        self._transport = getattr(owner, "transport", None)
-        sansio = type(owner).__name__ == "WebSocketsSansIOProtocol"
-        self._protocol = owner if sansio and hasattr(owner, "conn") else None
+        self._protocol = owner if isinstance(owner, WebSocketProtocol) else None
 
     def write_frame(self, frame: str | bytes) -> bool:
         """Write one text (str) or binary (bytes) frame now; False (nothing written) when the
-        ASGI send would wait (the peer is not reading: flow control paused the transport) or
-        cannot send."""
-        p = self._protocol
-        if (
-            p is None
-            or not p.writable.is_set()
-            or p.disconnected
-            or p.close_sent
-            or not p.handshake_complete
-            or p.initial_response is not None
-        ):
-            return False
-        try:
-            if isinstance(frame, str):
-                p.conn.send_text(frame.encode())
-            else:
-                p.conn.send_binary(frame)
-        except InvalidState:
-            return False
-        p.transport.write(b"".join(p.conn.data_to_send()))
-        return True
+        ASGI send would wait (the peer is not reading) or cannot send."""
+        return self._protocol is not None and self._protocol.write_frame(frame)
 
     def abort(self) -> bool:
-        if self._transport is None or not hasattr(self._transport, "abort"):
+        if self._protocol is None:
             return False
-        self._transport.abort()
+        self._protocol.abort()
         return True
 
     def limit_send_buffer(self, size: int) -> None:
-        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        if self._protocol is None:
+            return
+        sock = self._protocol.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
