@@ -45,6 +45,7 @@ from roomsvc.rooms.service import RoomsService
 from roomsvc.rooms.store import RoomStore
 from roomsvc.settings import Settings, SettingsError
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, connect
+from roomsvc.store.link import close_link
 
 log = logging.getLogger("roomsvc.app")
 Duty = Callable[[Starlette], Awaitable[None]]
@@ -126,6 +127,7 @@ def create_app(settings: Settings) -> Starlette:
             for task in stuck:
                 log.warning("background duty did not stop in time",
                             extra={"duty": task.get_name()})  # fmt: skip
+            close_link(app.state.store)
             await app.state.store.aclose()
 
     app = Starlette(

@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 
 from roomsvc.store.batching import MAX_BATCH, Batch, CommandBatcher
 from roomsvc.store.connection import connect
+from roomsvc.store.link import close_link
 from roomsvc.store.scripts import Script
 from tests.cluster import ValkeyCluster
 from tests.support import ValkeyProcess, free_port
@@ -112,24 +113,24 @@ async def test_an_unreachable_store_fails_every_caller() -> None:
 
 
 async def test_a_connection_the_store_dropped_is_replaced(plain: ValkeyProcess) -> None:
+    """Every batch of the process goes on one connection (store/link.py); the store kills it,
+    as a restart would, and the next batch goes out on a new one, once."""
     client = aioredis.Redis.from_url(plain.url)
     observer = aioredis.Redis.from_url(plain.url)
     try:
         batcher = CommandBatcher(client)
         key = _key("n")
-        # Two pooled connections (two batches in flight at once), both then killed by the
-        # store, as a restart would: the resend must not draw the other dead one.
         first = batcher.execute("CLIENT", "ID")
-        batcher.flush()  # sent now; `second` goes in a batch of its own, on a second connection
+        batcher.flush()  # sent now: `second` goes in a batch of its own, on the same connection
         second = batcher.execute("CLIENT", "ID")
-        ids = {await first, await second}
-        assert len(ids) == 2
+        killed = await first
+        assert await second == killed
+        await observer.execute_command("CLIENT", "KILL", "ID", killed)
         assert await batcher.execute("INCR", key) == 1
-        for client_id in ids:
-            await observer.execute_command("CLIENT", "KILL", "ID", client_id)
-        assert await batcher.execute("INCR", key) == 2
-        assert int(await observer.get(key)) == 2
+        assert await batcher.execute("CLIENT", "ID") != killed
+        assert int(await observer.get(key)) == 1
     finally:
+        close_link(client)
         await observer.aclose()
         await client.aclose()
 
@@ -240,9 +241,9 @@ async def test_commands_queued_together_share_one_batch(
     plain: ValkeyProcess, together: bool
 ) -> None:
     """A group that would not fit in the current batch is not split: that batch is sent first
-    and the group goes whole in the next one, on one connection, in order (rooms/store.py
-    relies on it). Queued one by one, the same two commands straddle the boundary and run on
-    two connections at once: the control case that shows the test can tell."""
+    and the group goes whole in the next one (rooms/store.py relies on it: a batch is what is
+    sent again whole after a lost connection). Queued one by one, the same two commands
+    straddle the boundary: the control case that shows the test can tell."""
     client = await connect(plain.url)
     try:
         batcher = CommandBatcher(client)
@@ -251,8 +252,11 @@ async def test_commands_queued_together_share_one_batch(
         both = [("CLIENT", "ID"), ("CLIENT", "ID")]
         ids = (batcher.execute_together(both) if together
                else [batcher.execute(*command) for command in both])  # fmt: skip
+        left_for_the_next_batch = [command for command, _ in batcher._pending]
+        assert left_for_the_next_batch == (both if together else both[1:])
         assert await asyncio.gather(*fillers) == list(range(1, MAX_BATCH))
         first, second = await asyncio.gather(*ids)
-        assert (first == second) is together
+        assert first == second  # one connection carries every batch of the process
     finally:
+        close_link(client)
         await client.aclose()

@@ -20,6 +20,7 @@ from roomsvc.rooms.rules import Limits
 from roomsvc.rooms.store import RoomStore
 from roomsvc.settings import Settings, SettingsError
 from roomsvc.store.connection import connect
+from roomsvc.store.link import close_link
 
 
 async def serve(settings: Settings, lease_ms: int, owner: str | None) -> None:
@@ -35,6 +36,7 @@ async def serve(settings: Settings, lease_ms: int, owner: str | None) -> None:
     try:
         await run_forever(matcher)
     finally:
+        close_link(store)
         await store.aclose()
 
 

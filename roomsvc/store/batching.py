@@ -32,17 +32,13 @@ there: callers batch only commands whose replies are the same either way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import hiredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from roomsvc.store.connection import Store, is_cluster
+from roomsvc.store.link import link_of
 from roomsvc.store.scripts import Script
 
 MAX_BATCH = 512  # commands per batch of the CommandBatcher; more wait for the next one
@@ -119,21 +115,47 @@ class CommandBatcher:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        task = asyncio.get_running_loop().create_task(self._send(batch))
+        commands = [args for args, _ in batch]
+        if self.in_order:  # no task: the link calls back with the replies (link.py)
+            link_of(self.store).submit(
+                commands, lambda outcome: self._answered(batch, outcome), deadline_of(commands)
+            )
+            return
+        self._spawn(self._send(batch, send(self.store, commands, self._sources)))
+
+    def _answered(self, batch: _Pending, outcome: list[Any] | BaseException) -> None:
+        if not isinstance(outcome, BaseException) and any(
+            isinstance(reply, NoScriptError) for reply in outcome
+        ):
+            commands = [args for args, _ in batch]
+            self._spawn(self._send(batch, reload_missing(self.store, commands, outcome,
+                                                         self._sources)))  # fmt: skip
+            return
+        self._resolve(batch, outcome)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: _Pending) -> None:
+    async def _send(self, batch: _Pending, replies: Any) -> None:
         try:
-            replies = await send(self.store, [args for args, _ in batch], self._sources)
-        except BaseException as exc:  # the whole round trip failed: every caller learns why
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            outcome = await replies
+        except BaseException as exc:
+            self._resolve(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
+        self._resolve(batch, outcome)
+
+    @staticmethod
+    def _resolve(batch: _Pending, outcome: list[Any] | BaseException) -> None:
+        if isinstance(outcome, BaseException):  # the whole round trip failed: all learn why
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(outcome)
+            return
+        for (_, future), reply in zip(batch, outcome, strict=True):
             if future.done():  # the caller was cancelled; the command still ran
                 continue
             if isinstance(reply, BaseException):
@@ -178,7 +200,13 @@ async def send(store: Store, commands: Sequence[_Command], sources: dict[str, st
     """The replies of `commands`, in order, error replies in place as exceptions; raises only
     when the batch as a whole failed. Every EVALSHA the store answered NOSCRIPT is sent once
     more after its script (`sources`: sha -> Lua source) is loaded."""
-    replies = await _send_once(store, commands)
+    return await reload_missing(store, commands, await _send_once(store, commands), sources)
+
+
+async def reload_missing(store: Store, commands: Sequence[_Command], replies: list[Any],
+                         sources: dict[str, str]) -> list[Any]:  # fmt: skip
+    """`replies` with each NOSCRIPT answer replaced by the reply of its call sent once more,
+    after its script is loaded."""
     missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
         for sha in {str(commands[n][1]) for n in missing}:
@@ -195,48 +223,16 @@ async def _send_once(store: Store, commands: Sequence[_Command]) -> list[Any]:
     return await send_packed(store, commands)
 
 
+def deadline_of(commands: Sequence[_Command]) -> float:
+    """How long a batch may wait for all its replies before its connection is given up."""
+    return BATCH_TIMEOUT_S + PER_COMMAND_S * len(commands)
+
+
 async def send_packed(store: Any, commands: Sequence[_Command]) -> list[Any]:
     """Raw replies of `commands` (error replies as ResponseError values, in place), sent to a
-    plain server in one write on one pooled connection and read under one deadline. After a
-    lost connection the batch is sent once more, on a new connection (the idle ones are dropped
-    first: a lost connection usually means the store restarted or dropped its clients, and
-    they are as dead)."""
-    packed = b"".join(map(hiredis.pack_command, commands))
-    pool = store.connection_pool
-    deadline_s = BATCH_TIMEOUT_S + PER_COMMAND_S * len(commands)
-    for attempt in (1, 2):
-        conn = None
-        try:
-            # One deadline for the attempt, the wait for a connection included: against a
-            # stalled server a new connection is accepted by the kernel and then waits on its
-            # handshake under redis-py's own retries (15-45 s; docs/store.md "Deadlines").
-            # Cancelled there, the pool takes the connection back.
-            async with asyncio.timeout(deadline_s):
-                conn = await pool.get_connection()
-                await conn.send_packed_command(packed)
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        # (math.inf: no timer per reply; the batch has one deadline)
-                        replies.append(await conn.read_response(timeout=math.inf))
-                    except ResponseError as exc:  # read on: the next reply follows it
-                        replies.append(exc)
-            return replies
-        except (RedisConnectionError, RedisTimeoutError, TimeoutError):
-            if conn is not None:
-                await conn.disconnect()
-            if attempt == 2:
-                raise
-            with contextlib.suppress(Exception):
-                await pool.disconnect(inuse_connections=False)
-        except BaseException:
-            if conn is not None:
-                await conn.disconnect()  # a half-read connection must not be reused
-            raise
-        finally:
-            if conn is not None:
-                await pool.release(conn)
-    raise AssertionError("unreachable")
+    plain server in one write on the process's store link (link.py: its deadline, and one
+    more attempt on a new connection after a lost one)."""
+    return await link_of(store).request(commands, deadline_of(commands))
 
 
 async def _on_cluster(store: Any, commands: Sequence[_Command]) -> list[Any]:

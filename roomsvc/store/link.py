@@ -1,0 +1,230 @@
+"""One pipelined connection per process and store for every batch sent to a plain server
+(docs/store.md "Round trips": "The store link").
+
+redis-py's pooled path costs the client ~130 us of CPU per round trip beyond the write and
+the read themselves (a pool checkout and release, a deadline per send, a coroutine per reply;
+`scripts/bench_rooms.py`). Here a batch is one `transport.write` of commands packed by
+hiredis, and its replies are parsed by hiredis as they arrive and handed to the batch's
+callback in the same call: no task, no coroutine, no pool. Batches are answered in the order
+written, as the server runs one connection's commands in order, so every batch of the process
+is ordered after the ones sent before it (a stronger form of docs/store.md's "in the order
+queued").
+
+The connection is made by redis-py (`make_connection` and `connect`: the URL's address, TLS,
+AUTH and SELECT), then its transport is taken over; redis-py keeps no reference to it.
+
+Failure, as on the pooled path (docs/store.md "Deadlines"): each batch has a deadline, the
+opening of the connection included. A batch past its deadline, or a lost connection, gives up
+the connection: every batch on it, or waiting for it, is sent once more on a new one, and fails
+with the error (TimeoutError or redis-py's ConnectionError) the second time. Everything batched
+is idempotent (docs/design.md "Retries never double-apply").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import hiredis
+from redis._parsers.base import BaseParser
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+Replies = list[Any]
+OnDone = Callable[[Replies | BaseException], None]
+
+
+class _Sent:
+    __slots__ = ("attempt", "count", "deadline_s", "on_done", "packed", "replies", "timer")
+
+    def __init__(self, packed: bytes, count: int, on_done: OnDone, deadline_s: float) -> None:
+        self.packed = packed
+        self.count = count
+        self.on_done = on_done
+        self.deadline_s = deadline_s
+        self.attempt = 1
+        self.replies: Replies = []
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Wire(asyncio.Protocol):
+    """The protocol of one connection of a link: what a connection given up still reports
+    (its loss, a late reply) is not taken for the link's current one."""
+
+    __slots__ = ("_writer", "link")
+
+    def __init__(self, link: StoreLink, writer: Any) -> None:
+        self.link = link
+        self._writer = writer  # kept: a stream writer collected closes its transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.link._wire is self:
+            self.link._received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.link._wire is self:
+            self.link._lost(RedisConnectionError("the store closed the connection"))
+
+
+class StoreLink:
+    """The process's pipelined connection to one plain store (module doc)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._transport: asyncio.Transport | None = None
+        self._wire: _Wire | None = None
+        self._parser = hiredis.Reader()
+        self._opening: asyncio.Task[None] | None = None
+        self._written: deque[_Sent] = deque()  # on the connection, awaiting replies in order
+        self._waiting: list[_Sent] = []  # for the connection to open
+        self._closed = False
+
+    # ---- sending -----------------------------------------------------------------------------
+
+    def submit(self, commands: Sequence[tuple[Any, ...]], on_done: OnDone,
+               deadline_s: float) -> None:  # fmt: skip
+        """Send `commands` as one batch; `on_done` gets its replies in order (error replies in
+        place, as exceptions) or the exception that failed the whole batch."""
+        packed = b"".join(map(hiredis.pack_command, commands))
+        self._send(_Sent(packed, len(commands), on_done, deadline_s))
+
+    async def request(self, commands: Sequence[tuple[Any, ...]], deadline_s: float) -> Replies:
+        """`submit`, awaited."""
+        future: asyncio.Future[Replies] = asyncio.get_running_loop().create_future()
+
+        def done(outcome: Replies | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        self.submit(commands, done, deadline_s)
+        return await future
+
+    def _send(self, sent: _Sent) -> None:
+        if self._closed:
+            sent.on_done(RedisConnectionError("the store link is closed"))
+            return
+        loop = asyncio.get_running_loop()
+        sent.timer = loop.call_later(sent.deadline_s, self._expired, sent)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            self._written.append(sent)
+            transport.write(sent.packed)
+            return
+        self._waiting.append(sent)
+        if self._opening is None:
+            self._opening = loop.create_task(self._open())
+
+    async def _open(self) -> None:
+        conn = None
+        try:
+            conn = self.store.connection_pool.make_connection()
+            await conn.connect()
+            writer = conn._writer  # its transport is taken over (module doc)
+            transport = writer.transport
+            conn._writer = conn._reader = None  # redis-py forgets it: no close, no warning
+            self._wire = _Wire(self, writer)
+            transport.set_protocol(self._wire)
+            self._parser = hiredis.Reader()
+            self._transport = transport
+        except asyncio.CancelledError:  # given up by `_lost`, which handled the batches
+            with contextlib.suppress(Exception):
+                if conn is not None:
+                    await conn.disconnect()
+            raise
+        except Exception as exc:
+            self._opening = None
+            self._lost(exc)
+            return
+        self._opening = None
+        waiting, self._waiting = self._waiting, []
+        for sent in waiting:
+            self._written.append(sent)
+        transport.write(b"".join(sent.packed for sent in waiting))
+
+    # ---- receiving ---------------------------------------------------------------------------
+
+    def _received(self, data: bytes) -> None:
+        parser = self._parser
+        parser.feed(data)
+        written = self._written
+        while True:
+            try:
+                reply = parser.gets()
+            except hiredis.ProtocolError as exc:
+                self._lost(RedisConnectionError(f"the store's reply is not RESP: {exc}"))
+                return
+            if reply is False:
+                return
+            if not written:  # a reply to nothing: the stream is not what it should be
+                self._lost(RedisConnectionError("the store sent an unexpected reply"))
+                return
+            sent = written[0]
+            if isinstance(reply, hiredis.ReplyError):
+                reply = BaseParser.parse_error(str(reply))
+            sent.replies.append(reply)
+            if len(sent.replies) == sent.count:
+                written.popleft()
+                self._finish(sent, sent.replies)
+
+    # ---- failure -------------------------------------------------------------------------------
+
+    def _expired(self, sent: _Sent) -> None:
+        sent.timer = None
+        self._lost(TimeoutError(f"the store did not answer within {sent.deadline_s:g} s"))
+
+    def _lost(self, error: BaseException) -> None:
+        """Give the connection up; every batch on it or waiting for it is sent once more, or
+        fails with `error` if it already was."""
+        transport, self._transport, self._wire = self._transport, None, None
+        if transport is not None:
+            transport.abort()
+        if self._opening is not None:
+            self._opening.cancel()
+            self._opening = None
+        pending = [*self._written, *self._waiting]
+        self._written, self._waiting = deque(), []
+        for sent in pending:
+            if sent.timer is not None:
+                sent.timer.cancel()
+                sent.timer = None
+        for sent in pending:
+            if sent.attempt == 1 and not self._closed:
+                sent.attempt, sent.replies = 2, []
+                self._send(sent)
+            else:
+                sent.on_done(error)
+
+    def _finish(self, sent: _Sent, outcome: Replies | BaseException) -> None:
+        if sent.timer is not None:
+            sent.timer.cancel()
+            sent.timer = None
+        sent.on_done(outcome)
+
+    def close(self) -> None:
+        self._closed = True
+        self._lost(RedisConnectionError("the store link is closed"))
+
+
+_links: weakref.WeakKeyDictionary[Any, StoreLink] = weakref.WeakKeyDictionary()
+
+
+def link_of(store: Any) -> StoreLink:
+    """The link of `store` in this process, made on first use."""
+    link = _links.get(store)
+    if link is None:
+        link = _links[store] = StoreLink(store)
+    return link
+
+
+def close_link(store: Any) -> None:
+    """Close `store`'s link, if it has one (before the store itself closes)."""
+    link = _links.pop(store, None)
+    if link is not None:
+        link.close()
