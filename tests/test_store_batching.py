@@ -260,3 +260,48 @@ async def test_commands_queued_together_share_one_batch(
     finally:
         close_link(client)
         await client.aclose()
+
+
+async def test_batches_on_a_lost_connection_are_sent_once_more_then_fail(proxy: Any) -> None:
+    """The store runs a batch and its answer is lost with the connection: the batches on it are
+    sent again on a new connection, once; lost again, each caller learns the error, and
+    nothing was sent a third time (store/link.py)."""
+    client = aioredis.Redis.from_url(proxy.url)
+    try:
+        batcher = CommandBatcher(client)
+        key = _key("lost")
+        proxy.loss = 1.0
+        results = await asyncio.gather(
+            batcher.execute("SET", key, "1"), batcher.execute("GET", key), return_exceptions=True
+        )
+        assert all(isinstance(r, RedisConnectionError) for r in results), results
+        assert proxy.swallowed == 2
+        proxy.loss = 0.0
+        assert await batcher.execute("GET", key) == b"1"  # it ran; a new connection serves
+    finally:
+        close_link(client)
+        await client.aclose()
+
+
+async def test_a_batch_past_its_deadline_gives_its_connection_up(
+    proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that does not answer: the batch's deadline gives the connection up, the batch is
+    sent once more on a new one, and the caller learns TimeoutError after two deadlines."""
+    from roomsvc.store import batching
+
+    monkeypatch.setattr(batching, "BATCH_TIMEOUT_S", 0.3)
+    client = aioredis.Redis.from_url(proxy.url)
+    try:
+        batcher = CommandBatcher(client)
+        proxy.hold[b"GET"] = 3.0
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await batcher.execute("GET", _key("stalled"))
+        assert asyncio.get_running_loop().time() - started < 2.0
+        assert len(proxy.held) == 2  # two connections, each held
+        proxy.hold.clear()
+        assert await batcher.execute("GET", _key("stalled")) is None
+    finally:
+        close_link(client)
+        await client.aclose()

@@ -275,3 +275,41 @@ def test_a_close_reason_is_cut_to_a_control_frame_without_splitting_a_character(
     payload = frames.close_payload(1008, "é" * 100)
     assert len(payload) <= 125
     assert frames.parse_close(payload) == (1008, "é" * 61)
+
+
+def test_the_reader_counts_a_message_s_fragments_against_the_limit() -> None:
+    reader = FrameReader(1000)
+    assert reader.feed(client_frame(TEXT, b"x" * 600, fin=False)) == []
+    with pytest.raises(Fail) as failed:
+        reader.feed(client_frame(CONT, b"x" * 600))
+    assert failed.value.code == 1009
+
+
+def test_the_reader_refuses_a_length_with_its_top_bit_set() -> None:
+    head = bytes([0x80 | BINARY, 0x80 | 127]) + (1 << 63).to_bytes(8, "big")
+    with pytest.raises(Fail) as failed:
+        FrameReader(1000).feed(head)
+    assert failed.value.code == 1002
+
+
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 1016, 2999, 5000])
+def test_a_close_code_never_sent_on_the_wire_is_a_protocol_error(code: int) -> None:
+    with pytest.raises(Fail) as failed:
+        frames.parse_close(struct.pack("!H", code))
+    assert failed.value.code == 1002
+    assert not frames.valid_close_code(code)
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1008, 1011, 1012, 1013, 1014, 3000, 4999])
+def test_a_valid_close_code_is_read(code: int) -> None:
+    assert frames.parse_close(struct.pack("!H", code) + b"why") == (code, "why")
+
+
+def test_a_repeated_key_or_a_missing_host_is_refused(ws_server: ServerProcess) -> None:
+    key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    twice = handshake(ws_server, [*UPGRADE, key, key, "Sec-WebSocket-Version: 13"])
+    assert twice.startswith(b"HTTP/1.1 400"), twice[:80]
+    assert frames.handshake_problem(b"GET", {b"upgrade": b"websocket", b"connection": b"Upgrade",
+                                            b"sec-websocket-version": b"13",
+                                            b"sec-websocket-key": b"dGhlIHNhbXBsZSBub25jZQ=="}
+                                    ) == (400, "missing Host header")  # fmt: skip

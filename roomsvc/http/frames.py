@@ -97,6 +97,15 @@ def close_payload(code: int, reason: str = "") -> bytes:
     return _CODE.pack(code) + raw
 
 
+def valid_close_code(code: int) -> bool:
+    """A code a close frame may carry on the wire (RFC 6455 §7.4): 1005, 1006 and 1015 only
+    ever describe a close, and 1004 and 1016-2999 are unassigned."""
+    return code in _SENDABLE or 3000 <= code < 5000
+
+
+_SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+
+
 def parse_close(payload: bytes) -> tuple[int, str]:
     """(code, reason) of a received close frame; 1005 when it carries no code (RFC 6455 §7.1.5)."""
     if not payload:
@@ -104,8 +113,7 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     if len(payload) == 1:
         raise Fail(PROTOCOL_ERROR, "close frame too short")
     (code,) = _CODE.unpack_from(payload)
-    if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
-            or 3000 <= code < 5000):  # fmt: skip
+    if not valid_close_code(code):
         raise Fail(PROTOCOL_ERROR, f"invalid close code {code}")
     try:
         return code, payload[2:].decode()
@@ -118,8 +126,9 @@ class FrameReader:
 
     `feed(data)` returns what completed: `(opcode, payload)` pairs, where a data message
     (TEXT or BINARY) comes reassembled from its fragments and control frames (which may arrive
-    between fragments) come as they are. A message larger than `max_size` is refused as soon
-    as its header says so, before its body is buffered.
+    between fragments) come as they are. A CLOSE is the last: what follows it is not read (the
+    peer may send nothing after it, RFC 6455 §5.5.1). A message larger than `max_size` is
+    refused as soon as its header says so, before its body is buffered.
     """
 
     __slots__ = ("_buf", "_fragments", "_kind", "_size", "max_size")
@@ -159,6 +168,9 @@ class FrameReader:
             message = self._take(b0 & 0x0F, bool(b0 & 0x80), payload)
             if message is not None:
                 out.append(message)
+                if message[0] == CLOSE:
+                    buf.clear()
+                    return out
         if pos:
             del buf[:pos]
         return out

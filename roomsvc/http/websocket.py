@@ -16,7 +16,10 @@ Beyond ASGI, the realtime connection uses three methods (realtime/connection.py)
 that stopped reading) and the transport, for the kernel send buffer.
 
 Keepalive: a ping every `ws_ping_interval` seconds; no pong within `ws_ping_timeout` closes
-with 1011. A close the app starts waits `CLOSE_TIMEOUT_S` for the peer's answer.
+with 1011, except while this side has stopped reading (the pong may be waiting unread). A close
+the app starts waits `CLOSE_TIMEOUT_S` for the peer's answer, then the connection is aborted; a
+connection closed with frames still unsent gets `DRAIN_GRACE_S` to send them, then is aborted
+too: a peer that stopped reading never holds a connection (or a graceful shutdown) open.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from roomsvc.http.frames import BINARY, CLOSE, PING, PONG, TEXT, Fail
 
 log = logging.getLogger("roomsvc.http")
 CLOSE_TIMEOUT_S = 10.0
+DRAIN_GRACE_S = 2.0
 # Messages the app has not taken yet before the socket stops being read: the app's own limit
 # (realtime/endpoint.py, MAX_INFLIGHT requests) then holds back the peer through TCP.
 READ_AHEAD = 8
@@ -68,6 +72,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._key = b""
         self._timer: asyncio.TimerHandle | None = None  # close, ping or pong deadline
         self._ping: bytes | None = None  # the payload of the ping awaiting its pong
+        self._pong_owed: bytes | None = None  # the latest ping's, while writing is paused
         self.scope: dict[str, Any] = {}
 
     # ---- asyncio ---------------------------------------------------------------------------
@@ -78,10 +83,11 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
-        accepted = self.state != _CONNECTING and self.denial is None
+        ended = self.state == _CLOSED  # a disconnect was delivered already
         self.state = _CLOSED
         self._cancel_timer()
-        self._deliver({"type": "websocket.disconnect", "code": 1005 if accepted else 1006})
+        if not ended:  # no close frame: an abnormal closure (RFC 6455 §7.1.5)
+            self._deliver({"type": "websocket.disconnect", "code": 1006})
         if self._writable is not None:
             self._writable.set()  # a send waiting on a lost transport would wait forever
 
@@ -93,6 +99,9 @@ class WebSocketProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._writable is not None:
             self._writable.set()
+        if self._pong_owed is not None and self.state == _OPEN:
+            self.transport.write(frames.encode(PONG, self._pong_owed))
+        self._pong_owed = None
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself
@@ -121,7 +130,13 @@ class WebSocketProtocol(asyncio.Protocol):
                 if self.state == _OPEN:
                     self._deliver({"type": "websocket.receive", "bytes": payload})
             elif opcode == PING:
-                if self.state == _OPEN:
+                if self.state != _OPEN:
+                    pass
+                elif self._writable is not None and not self._writable.is_set():
+                    # a peer that pings and does not read: only the latest ping is answered,
+                    # once it reads again (RFC 6455 §5.5.3), so the buffer cannot grow
+                    self._pong_owed = payload
+                else:
                     self.transport.write(frames.encode(PONG, payload))
             elif opcode == PONG:
                 self._pong(payload)
@@ -140,14 +155,18 @@ class WebSocketProtocol(asyncio.Protocol):
         head = request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
         method, target, _ = head[0].split(b" ", 2)
         raw_headers = [tuple(line.split(b": ", 1)) for line in head[1:]]
-        headers = {name.lower(): value for name, value in raw_headers}
+        headers: dict[bytes, bytes] = {}
+        for name, value in raw_headers:  # a repeated header is one list (RFC 9110 §5.3), so a
+            # repeated Sec-WebSocket-Key is no valid key, and every subprotocol offered counts
+            name = name.lower()
+            headers[name] = headers[name] + b", " + value if name in headers else value
         problem = frames.handshake_problem(method, headers)
         if problem is not None:
             status, reason = problem
             extra = [(b"sec-websocket-version", b"13")] if status == 426 else []
             self.state = _CLOSED
             self._respond(status, extra, f"Failed to open a WebSocket connection: {reason}.\n")
-            self.transport.close()
+            self._close_transport()
             return
         self._key = headers[b"sec-websocket-key"].strip()
         raw_path, _, query = target.partition(b"?")
@@ -199,17 +218,17 @@ class WebSocketProtocol(asyncio.Protocol):
         except BaseException:
             logging.getLogger("uvicorn.error").exception("Exception in ASGI application\n")
             self._refuse_500()
+            if self.state == _OPEN:  # the app failed: not a normal closure
+                self._end(1011, "internal error")
         else:
             if self.state == _CONNECTING and self.denial is None:
                 logging.getLogger("uvicorn.error").error(
                     "ASGI callable returned without completing handshake.")  # fmt: skip
                 self._refuse_500()
         if self.state == _OPEN:  # the app returned without closing: close normally for it
-            self.state = _CLOSED
-            self._cancel_timer()
-            self.transport.write(frames.encode(CLOSE, frames.close_payload(1000)))
+            self._end(1000, "")
         if self.state != _CLOSING:  # a close the app started waits for the peer's answer
-            self.transport.close()
+            self._close_transport()
 
     def _refuse_500(self) -> None:
         if self.state == _CONNECTING and self.denial is None:
@@ -217,6 +236,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._respond(500, [], "Internal Server Error")
 
     async def receive(self) -> dict[str, Any]:
+        if self._waiter is not None:
+            raise RuntimeError("receive() is already being awaited on this WebSocket")
         while not self._inbox:
             self._waiter = self.loop.create_future()
             try:
@@ -280,7 +301,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.state = _CLOSED
             self._deliver({"type": "websocket.disconnect", "code": 1006})
             self._respond(403, [], "")
-            self.transport.close()
+            self._close_transport()
         elif kind == "websocket.http.response.start":
             status = message["status"]
             if not 100 <= status < 600:
@@ -302,7 +323,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.state = _CLOSED
             self._deliver({"type": "websocket.disconnect", "code": 1006})
             self._respond(denial[0], denial[1], denial[2])
-            self.transport.close()
+            self._close_transport()
 
     # ---- beyond ASGI (realtime/connection.py) ----------------------------------------------
 
@@ -323,27 +344,25 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake: the peer has `CLOSE_TIMEOUT_S` to answer it."""
+        if not frames.valid_close_code(code):
+            raise RuntimeError(f"close code {code} may not be sent (RFC 6455 §7.4)")
         if self.state != _OPEN:
             return
         self.state = _CLOSING
         self._deliver({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.transport.write(frames.encode(CLOSE, frames.close_payload(code, reason)))
         self._cancel_timer()
-        self._timer = self.loop.call_later(CLOSE_TIMEOUT_S, self.transport.close)
+        self._timer = self.loop.call_later(CLOSE_TIMEOUT_S, self.transport.abort)
         if self._read_paused:  # the peer's answer must be read
             self._read_paused = False
             self.transport.resume_reading()
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: 1012 for an open socket (realtime/drain.py drains first)."""
-        if self.state == _OPEN:
-            self._deliver({"type": "websocket.disconnect", "code": 1012})
-            self.transport.write(frames.encode(CLOSE, frames.close_payload(1012)))
-        elif self.state == _CONNECTING and self.denial is None:
+        if self.state == _CONNECTING and self.denial is None:
             self._respond(500, [], "Internal Server Error")
-        self.state = _CLOSED
-        self._cancel_timer()
-        self.transport.close()
+        self._end(1012, "")
+        self._close_transport()
 
     # ---- closing and keepalive -------------------------------------------------------------
 
@@ -359,16 +378,29 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.write(frames.encode(CLOSE, echo))
         self.state = _CLOSED
         self._cancel_timer()
-        self.transport.close()
+        self._close_transport()
 
     def _fail(self, code: int, reason: str) -> None:
-        """The peer broke the protocol: say why, and drop the link without waiting."""
+        """The peer broke the protocol (or stopped answering pings): say why, and drop the
+        link without waiting for an answer."""
+        self._end(code, reason)
+        self._close_transport()
+
+    def _end(self, code: int, reason: str) -> None:
+        """An open socket's last frame, a close with `code`; the app learns of it."""
         if self.state == _OPEN:
             self._deliver({"type": "websocket.disconnect", "code": code, "reason": reason})
             self.transport.write(frames.encode(CLOSE, frames.close_payload(code, reason)))
         self.state = _CLOSED
         self._cancel_timer()
-        self.transport.close()
+
+    def _close_transport(self) -> None:
+        """Close once what is buffered is sent; a peer that does not read it within
+        `DRAIN_GRACE_S` is cut (asyncio would otherwise wait for it forever)."""
+        transport = self.transport
+        transport.close()
+        if transport.get_write_buffer_size():
+            self.loop.call_later(DRAIN_GRACE_S, transport.abort)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -387,9 +419,16 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport.write(frames.encode(PING, self._ping))
         timeout = self.config.ws_ping_timeout
         if timeout:
-            self._timer = self.loop.call_later(timeout, self._fail, 1011, "keepalive ping timeout")
+            self._timer = self.loop.call_later(timeout, self._no_pong)
         else:
             self._schedule_ping()
+
+    def _no_pong(self) -> None:
+        self._timer = None
+        if self._read_paused:  # the pong may be unread behind what the app has not taken
+            self._timer = self.loop.call_later(self.config.ws_ping_timeout, self._no_pong)
+            return
+        self._fail(1011, "keepalive ping timeout")
 
     def _pong(self, payload: bytes) -> None:
         if self._ping is None or payload != self._ping:
