@@ -305,3 +305,47 @@ async def test_a_batch_past_its_deadline_gives_its_connection_up(
     finally:
         close_link(client)
         await client.aclose()
+
+
+async def test_an_answered_batch_leaves_its_connection_alone_past_its_deadline(
+    plain: ValkeyProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's deadline ends with its replies: a connection is not given up for a batch
+    already answered (the whole process's batches would be sent again)."""
+    from roomsvc.store import batching
+
+    monkeypatch.setattr(batching, "BATCH_TIMEOUT_S", 0.2)
+    client = aioredis.Redis.from_url(plain.url)
+    try:
+        batcher = CommandBatcher(client)
+        first = await batcher.execute("CLIENT", "ID")
+        await asyncio.sleep(0.5)
+        assert await batcher.execute("CLIENT", "ID") == first
+    finally:
+        close_link(client)
+        await client.aclose()
+
+
+async def test_out_of_band_pushes_are_no_batch_s_reply(plain: ValkeyProcess) -> None:
+    """RESP3 pushes on the link's connection (here client-side tracking's invalidations; on a
+    managed store, maintenance notices) are skipped, and a RESP3 false is a reply, not a
+    reply still incomplete."""
+    client = await connect(plain.url)
+    try:
+        batcher = CommandBatcher(client)
+        key = _key("tracked")
+        assert await batcher.execute("CLIENT", "TRACKING", "ON") == b"OK"
+        await batcher.execute("SET", key, "1")
+        assert await batcher.execute("GET", key) == b"1"  # now tracked
+        set_again, echoed = await asyncio.gather(
+            batcher.execute("SET", key, "2"), batcher.execute("ECHO", "after")
+        )
+        assert (set_again, echoed) == (b"OK", b"after")
+        false, after = await asyncio.gather(
+            batcher.execute("EVAL", "redis.setresp(3); return false", 0),
+            batcher.execute("ECHO", "next"),
+        )
+        assert (false, after) == (False, b"next")
+    finally:
+        close_link(client)
+        await client.aclose()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -35,6 +36,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 Replies = list[Any]
 OnDone = Callable[[Replies | BaseException], None]
+log = logging.getLogger("roomsvc.store")
+# What the reader returns while a reply is incomplete: not False, which RESP3 can send.
+_NOT_YET = object()
+
+
+def _reader() -> Any:
+    return hiredis.Reader(notEnoughData=_NOT_YET)
 
 
 class _Sent:
@@ -73,10 +81,11 @@ class StoreLink:
     """The process's pipelined connection to one plain store (module doc)."""
 
     def __init__(self, store: Any) -> None:
-        self.store = store
+        self._store = weakref.ref(store)  # the link must not keep its store alive
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.Transport | None = None
         self._wire: _Wire | None = None
-        self._parser = hiredis.Reader()
+        self._parser = _reader()
         self._opening: asyncio.Task[None] | None = None
         self._written: deque[_Sent] = deque()  # on the connection, awaiting replies in order
         self._waiting: list[_Sent] = []  # for the connection to open
@@ -111,6 +120,9 @@ class StoreLink:
             sent.on_done(RedisConnectionError("the store link is closed"))
             return
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a store used from a new loop: the old one's link is dead
+            self._forget()
+            self._loop = loop
         sent.timer = loop.call_later(sent.deadline_s, self._expired, sent)
         transport = self._transport
         if transport is not None and not transport.is_closing():
@@ -124,14 +136,17 @@ class StoreLink:
     async def _open(self) -> None:
         conn = None
         try:
-            conn = self.store.connection_pool.make_connection()
+            store = self._store()
+            if store is None:
+                raise RedisConnectionError("the store is gone")
+            conn = store.connection_pool.make_connection()
             await conn.connect()
             writer = conn._writer  # its transport is taken over (module doc)
             transport = writer.transport
             conn._writer = conn._reader = None  # redis-py forgets it: no close, no warning
             self._wire = _Wire(self, writer)
             transport.set_protocol(self._wire)
-            self._parser = hiredis.Reader()
+            self._parser = _reader()
             self._transport = transport
         except asyncio.CancelledError:  # given up by `_lost`, which handled the batches
             with contextlib.suppress(Exception):
@@ -151,17 +166,19 @@ class StoreLink:
     # ---- receiving ---------------------------------------------------------------------------
 
     def _received(self, data: bytes) -> None:
-        parser = self._parser
+        parser, wire = self._parser, self._wire
         parser.feed(data)
         written = self._written
-        while True:
+        while self._wire is wire:  # a callback may have given this connection up
             try:
                 reply = parser.gets()
             except hiredis.ProtocolError as exc:
                 self._lost(RedisConnectionError(f"the store's reply is not RESP: {exc}"))
                 return
-            if reply is False:
+            if reply is _NOT_YET:
                 return
+            if isinstance(reply, hiredis.PushNotification):
+                continue  # RESP3 out-of-band data (maintenance, tracking): no batch's reply
             if not written:  # a reply to nothing: the stream is not what it should be
                 self._lost(RedisConnectionError("the store sent an unexpected reply"))
                 return
@@ -182,34 +199,48 @@ class StoreLink:
     def _lost(self, error: BaseException) -> None:
         """Give the connection up; every batch on it or waiting for it is sent once more, or
         fails with `error` if it already was."""
-        transport, self._transport, self._wire = self._transport, None, None
-        if transport is not None:
-            transport.abort()
-        if self._opening is not None:
-            self._opening.cancel()
-            self._opening = None
-        pending = [*self._written, *self._waiting]
-        self._written, self._waiting = deque(), []
+        pending = self._forget()
         for sent in pending:
             if sent.timer is not None:
                 sent.timer.cancel()
                 sent.timer = None
-        for sent in pending:
             if sent.attempt == 1 and not self._closed:
                 sent.attempt, sent.replies = 2, []
                 self._send(sent)
             else:
-                sent.on_done(error)
+                _call(sent.on_done, error)
+
+    def _forget(self) -> list[_Sent]:
+        """Drop the connection, its parser and its batches (returned, in the order sent)."""
+        transport, self._transport, self._wire = self._transport, None, None
+        opening, self._opening = self._opening, None
+        pending = [*self._written, *self._waiting]
+        self._written, self._waiting = deque(), []
+        self._parser = _reader()
+        with contextlib.suppress(Exception):  # its loop may be closed: the socket is gone then
+            if transport is not None:
+                transport.abort()
+            if opening is not None:
+                opening.cancel()
+        return pending
 
     def _finish(self, sent: _Sent, outcome: Replies | BaseException) -> None:
         if sent.timer is not None:
             sent.timer.cancel()
             sent.timer = None
-        sent.on_done(outcome)
+        _call(sent.on_done, outcome)
 
     def close(self) -> None:
         self._closed = True
         self._lost(RedisConnectionError("the store link is closed"))
+
+
+def _call(on_done: OnDone, outcome: Replies | BaseException) -> None:
+    """A batch's callback; one that fails must not stop the replies of the batches after it."""
+    try:
+        on_done(outcome)
+    except Exception:
+        log.exception("a store batch's callback failed")
 
 
 _links: weakref.WeakKeyDictionary[Any, StoreLink] = weakref.WeakKeyDictionary()
