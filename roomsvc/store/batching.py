@@ -13,8 +13,9 @@ prints both). Two ways in, one way out:
   them, replies in the order queued.
 
 Both end in `send`. On a plain server a batch is packed by hiredis (in C), written at once on
-one pooled connection, and its replies are read raw (bytes, int, list or None: no redis-py
-response callbacks) under one deadline for the whole batch; the server runs a connection's
+the process's store link (link.py), and its replies are parsed raw by hiredis (RESP3 types:
+bytes, int, float, list, dict, bool or None; no redis-py response callbacks) under one
+deadline for the whole batch; the server runs a connection's
 commands in order, so "add an index entry before the room write" (docs/design.md "Rooms") holds
 within a batch. A lost connection is retried once on a new one, as redis-py's own retry would:
 everything batched is idempotent (reads, ZADD/ZREM of a member, scripts keyed by a match or
@@ -67,8 +68,8 @@ class CommandBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def execute(self, *args: Any) -> asyncio.Future[Any]:
-        """The reply of one idempotent command (raw on a plain server: bytes, int, list or
-        None), or its error; a future to await."""
+        """The reply of one idempotent command (raw on a plain server: RESP3 types as hiredis
+        reads them), or its error; a future to await."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
