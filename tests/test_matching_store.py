@@ -197,7 +197,7 @@ class LosesFirstCancel(PoolStore):
         listed = await super().pools()
         self.listing.set()
         try:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(1.0)  # long enough for the test's cancel to land here
         except asyncio.CancelledError:
             if self.lost:
                 raise
@@ -219,7 +219,10 @@ async def test_a_matcher_that_loses_its_cancel_still_stops(
     async with asyncio.timeout(30):
         await pools.listing.wait()  # the loop is inside the listing: the cancel lands there
     running.cancel()
-    await asyncio.sleep(0)
+    for _ in range(100):  # the cancel lands once the loop runs the task again
+        if pools.lost:
+            break
+        await asyncio.sleep(0.01)
     assert pools.lost
     done, _ = await asyncio.wait({running}, timeout=5)
     running.cancel()
