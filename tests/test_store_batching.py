@@ -6,7 +6,9 @@ on a plain server and on a cluster (the one fallback)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,6 +33,17 @@ def _key(name: str) -> str:
 
 async def _connections_received(store: Any) -> int:
     return int((await store.info("stats"))["total_connections_received"])
+
+
+@contextlib.asynccontextmanager
+async def batcher_on(url: str) -> AsyncIterator[CommandBatcher]:
+    """A command batcher on a client of its own, whose store link is closed after."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        yield CommandBatcher(client)
+    finally:
+        close_link(client)
+        await client.aclose()
 
 
 @pytest.fixture
@@ -266,9 +279,7 @@ async def test_batches_on_a_lost_connection_are_sent_once_more_then_fail(proxy: 
     """The store runs a batch and its answer is lost with the connection: the batches on it are
     sent again on a new connection, once; lost again, each caller learns the error, and
     nothing was sent a third time (store/link.py)."""
-    client = aioredis.Redis.from_url(proxy.url)
-    try:
-        batcher = CommandBatcher(client)
+    async with batcher_on(proxy.url) as batcher:
         key = _key("lost")
         proxy.loss = 1.0
         results = await asyncio.gather(
@@ -278,9 +289,6 @@ async def test_batches_on_a_lost_connection_are_sent_once_more_then_fail(proxy: 
         assert proxy.swallowed == 2
         proxy.loss = 0.0
         assert await batcher.execute("GET", key) == b"1"  # it ran; a new connection serves
-    finally:
-        close_link(client)
-        await client.aclose()
 
 
 async def test_a_batch_past_its_deadline_gives_its_connection_up(
@@ -291,9 +299,7 @@ async def test_a_batch_past_its_deadline_gives_its_connection_up(
     from roomsvc.store import batching
 
     monkeypatch.setattr(batching, "BATCH_TIMEOUT_S", 0.3)
-    client = aioredis.Redis.from_url(proxy.url)
-    try:
-        batcher = CommandBatcher(client)
+    async with batcher_on(proxy.url) as batcher:
         proxy.hold[b"GET"] = 3.0
         started = asyncio.get_running_loop().time()
         with pytest.raises(TimeoutError):
@@ -302,9 +308,6 @@ async def test_a_batch_past_its_deadline_gives_its_connection_up(
         assert len(proxy.held) == 2  # two connections, each held
         proxy.hold.clear()
         assert await batcher.execute("GET", _key("stalled")) is None
-    finally:
-        close_link(client)
-        await client.aclose()
 
 
 async def test_an_answered_batch_leaves_its_connection_alone_past_its_deadline(
@@ -315,15 +318,10 @@ async def test_an_answered_batch_leaves_its_connection_alone_past_its_deadline(
     from roomsvc.store import batching
 
     monkeypatch.setattr(batching, "BATCH_TIMEOUT_S", 0.2)
-    client = aioredis.Redis.from_url(plain.url)
-    try:
-        batcher = CommandBatcher(client)
+    async with batcher_on(plain.url) as batcher:
         first = await batcher.execute("CLIENT", "ID")
         await asyncio.sleep(0.5)
         assert await batcher.execute("CLIENT", "ID") == first
-    finally:
-        close_link(client)
-        await client.aclose()
 
 
 async def test_out_of_band_pushes_are_no_batch_s_reply(plain: ValkeyProcess) -> None:

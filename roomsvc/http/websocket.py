@@ -264,7 +264,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.state == _CLOSED:
             raise ClientDisconnected()
         if self.denial is not None:
-            self._send_denial(message)
+            self._send_denial(self.denial, message)
         elif self.state == _CONNECTING:
             self._send_handshake(message)
         elif self.state == _OPEN:
@@ -313,9 +313,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 f"'websocket.http.response.start', got {kind!r}."
             )
 
-    def _send_denial(self, message: dict[str, Any]) -> None:
-        denial = self.denial
-        assert denial is not None
+    def _send_denial(self, denial: list[Any], message: dict[str, Any]) -> None:
         if message["type"] != "websocket.http.response.body":
             raise RuntimeError(f"Expected 'websocket.http.response.body', got {message['type']!r}.")
         denial[2] += message.get("body", b"")
