@@ -357,8 +357,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: 1012 for an open socket (realtime/drain.py drains first)."""
-        if self.state == _CONNECTING and self.denial is None:
-            self._respond(500, [], "Internal Server Error")
+        self._refuse_500()  # still in the handshake: the app never answered it
         self._end(1012, "")
         self._close_transport()
 
