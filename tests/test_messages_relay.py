@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis.asyncio
 
 from roomsvc.client import CallError
+from roomsvc.store import keys
 from tests.messaging import Player, players, room_of
 from tests.raw_socket import drained_until_cut, stalled_socket
 from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, wait_until
@@ -164,6 +166,40 @@ async def test_reliable_messages_cross_processes_in_order_exactly_once(
         # each sender's own burst reached the other sender too, but never itself
         assert all(not d.startswith(b"kai:") for d in payloads(kai, room_id))
         assert len(payloads(kai, room_id)) == count
+
+
+async def test_a_room_of_one_is_followed_once_a_peer_joins_and_nothing_is_missed(
+    pair: list[ServerProcess], valkey: ValkeyProcess, app_id: str
+) -> None:
+    """(docs/messages.md "Across processes") A player alone in its room (inviting, or auto-
+    matching) costs no subscription; once another joins, its process follows the room from seq
+    0, so a message the newcomer sends at once still arrives, exactly once."""
+    admin = redis.asyncio.Redis.from_url(valkey.url)
+
+    async def followers(room_id: str) -> int:
+        channel = keys.room_message_channel(app_id, room_id)
+        counts = await admin.execute_command("PUBSUB", "SHARDNUMSUB", channel)
+        return int(counts[1])
+
+    try:
+        async with players(pair, app_id, "ora", "pia", "quy") as (ora, pia, quy):
+            room = ora.learn(await ora.client.create_room(invited_player_ids=["pia"]))
+            room_id = room["roomId"]
+            seeking = await quy.client.create_room(
+                auto_matching_criteria={"minAutoMatchingPlayers": 2, "maxAutoMatchingPlayers": 2}
+            )
+            await asyncio.sleep(0.3)  # a subscription, had one been made, is confirmed by now
+            assert await followers(room_id) == 0
+            assert await followers(seeking["roomId"]) == 0
+            pia.learn(await pia.client.join_room(room_id))  # pia is on the other process
+            await pia.client.send_message(room_id, b"at once")
+            await ora.until(lambda: payloads(ora, room_id) == [b"at once"])
+            assert await followers(room_id) == 2
+            await asyncio.sleep(0.2)  # a duplicate (live and backlog) would have arrived
+            assert payloads(ora, room_id) == [b"at once"]
+            assert ora.messages[0].seq == 1
+    finally:
+        await admin.aclose()
 
 
 async def test_a_cut_socket_resumes_without_gap_or_duplicate(

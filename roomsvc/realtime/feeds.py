@@ -36,7 +36,7 @@ from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_OVERLOADED, Connection
 from roomsvc.realtime.inbox import MAX_WAITING, Cursor, Inbox
-from roomsvc.rooms.rules import RoomDoc, is_live
+from roomsvc.rooms.rules import RoomDoc, has_joined_peer, is_live
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, is_cluster
 
@@ -104,18 +104,19 @@ class Feeds:
 
     def observe(self, conn: Connection, doc: RoomDoc, *, deleted: bool | None = None) -> None:
         """`doc` is the newest this process knows of a room `conn` is told about: follow the
-        room's messages while the player is live in it, stop when it no longer is (`deleted`:
-        the room's derived status, when the caller has it)."""
-        if conn.inbox is not None:
-            live = is_live(doc, conn.principal.player_id, deleted=deleted)
-            self.observe_live(conn, doc.room_id, live)
-
-    def observe_live(self, conn: Connection, room_id: str, live: bool) -> None:
-        following = room_id in conn.inbox.cursors
-        if live and not following:
-            self.follow(conn, room_id, seq=0, held=False)
+        room's messages while the player is live in it, from when someone else has joined it
+        too (nothing can reach a player alone in its room: an auto-matching player's own room,
+        deleted when it is matched, costs no subscription), and stop when the player is no
+        longer live (`deleted`: the room's derived status, when the caller has it)."""
+        if conn.inbox is None:
+            return
+        player = conn.principal.player_id
+        following = doc.room_id in conn.inbox.cursors
+        live = is_live(doc, player, deleted=deleted)
+        if live and not following and has_joined_peer(doc, player):
+            self.follow(conn, doc.room_id, seq=0, held=False)
         elif following and not live:
-            self.unfollow(conn, room_id)
+            self.unfollow(conn, doc.room_id)
 
     def follow(self, conn: Connection, room_id: str, *, seq: int | None, held: bool) -> Cursor:
         inbox: Inbox = conn.inbox

@@ -79,6 +79,12 @@ def is_live(doc: RoomDoc | None, player_id: str, *, deleted: bool | None = None)
     return not (room_status(doc) is RoomState.DELETED if deleted is None else deleted)
 
 
+def has_joined_peer(doc: RoomDoc, player_id: str) -> bool:
+    """Someone besides the player is JOINED: only then can a message reach the player in this
+    room (docs/messages.md "Across processes": a room of one is not followed yet)."""
+    return any(p.status is PStatus.JOINED and p.player_id != player_id for p in doc.participants)
+
+
 def is_seeker(room: RoomDoc) -> bool:
     """Only its creator and nobody invited: moved into a host when matched (docs/spec.md §5)."""
     return room.criteria is not None and len(room.participants) == 1
