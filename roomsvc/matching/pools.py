@@ -172,7 +172,7 @@ class PoolStore:
         )
 
     async def pools(self) -> list[str]:
-        return sorted(m.decode() for m in await self.store.smembers(keys.POOLS))
+        return sorted(m.decode() for m in await self.commands.execute("SMEMBERS", keys.POOLS))
 
     async def active(self, now: int) -> list[str]:
         """`pools`, read again at most every POOLS_REFRESH_MS: rounds come every few
@@ -226,8 +226,8 @@ class PoolStore:
 
     async def lapsed(self, pool: str, now: int, limit: int = 100) -> list[str]:
         """Match ids whose lease has lapsed (their owner died or stalled)."""
-        ids = await self.store.zrange(
-            keys.pool_matches(pool), "-inf", now, byscore=True, offset=0, num=limit
+        ids = await self.commands.execute(
+            "ZRANGE", keys.pool_matches(pool), "-inf", now, "BYSCORE", "LIMIT", 0, limit
         )
         return [m.decode() for m in ids]
 
@@ -307,4 +307,4 @@ class PoolStore:
         return int(tickets) + int(matches)
 
     async def recent_waits(self, pool: str) -> list[int]:
-        return [int(w) for w in await self.store.lrange(keys.pool_waits(pool), 0, 99)]
+        return [int(w) for w in await self.commands.execute("LRANGE", keys.pool_waits(pool), 0, 99)]

@@ -119,9 +119,11 @@ class RoomStore:
         retried with the same requestId is the same room); the room it is already tied to, or
         None when this call tied it."""
         key = keys.create_request(app, player, request_id)
-        if await self.store.set(key, room_id, nx=True, ex=CREATE_REQUEST_TTL_S):
-            return None
-        existing = await self.store.get(key)
+        # One round trip, on the command batcher: SET NX GET answers the value it found. A
+        # resend after a lost reply finds `room_id` itself, which the caller then creates.
+        existing = await self.commands.execute(
+            "SET", key, room_id, "NX", "GET", "EX", CREATE_REQUEST_TTL_S
+        )
         return existing.decode() if existing is not None else None
 
     def cached(self, app: str, room_id: str) -> RoomDoc | None:
