@@ -484,17 +484,86 @@ async def test_unsubscribes_of_one_loop_turn_go_together_and_spare_a_channel_wan
         await asyncio.gather(running, return_exceptions=True)
 
 
+async def _subscribe_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_subscribe", {}).get("calls", 0))
+
+
+async def test_subscriptions_asked_for_while_one_is_unconfirmed_go_in_the_next_command(
+    own_valkey: ValkeyProcess, redis_client: aioredis.Redis
+) -> None:
+    """(bridge.py `_send_subscribes`) One SUBSCRIBE is on the wire at a time: channels asked
+    for meanwhile, over several loop turns, go together once it is confirmed. A link lost
+    with a SUBSCRIBE unconfirmed and more queued leaves nothing stuck: the next link has every
+    channel, and later subscriptions are confirmed as usual."""
+    heard: list[tuple[bytes, bytes]] = []
+
+    async def resync() -> None:
+        pass
+
+    bridge = Bridge(own_valkey.url, lambda channel, data: heard.append((channel, data)), resync)
+    running = asyncio.create_task(bridge.run())
+    first, *later = [f"roomsvc-test:batch:{n}".encode() for n in range(4)]
+    try:
+        async with asyncio.timeout(10):
+            await bridge.connected.wait()
+        await redis_client.config_resetstat()
+        await redis_client.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        waits = [asyncio.create_task(bridge.subscribe(first))]
+        for channel in later:  # one per loop turn, and more: a turn apart each
+            await asyncio.sleep(0.01)
+            waits.append(asyncio.create_task(bridge.subscribe(channel)))
+        assert await asyncio.gather(*waits) == [True] * 4
+        assert await _subscribe_calls(redis_client) == 2  # the first, then the three together
+
+        await redis_client.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        cut_at, queued = b"roomsvc-test:cut:0", b"roomsvc-test:cut:1"
+        waits = [asyncio.create_task(bridge.subscribe(cut_at))]
+        await asyncio.sleep(0.01)
+        waits.append(asyncio.create_task(bridge.subscribe(queued)))
+        await asyncio.sleep(0.01)
+        cut = bridge._pubsub
+        assert cut is not None
+        cut._transport.abort()  # the socket dies with `cut_at` unconfirmed, `queued` waiting
+        await asyncio.gather(*waits)
+
+        async def relinked() -> bool:
+            return bridge._pubsub not in (None, cut) and bridge.connected.is_set()
+
+        await eventually(relinked, "a new link, subscribed")
+        assert await bridge.subscribe(b"roomsvc-test:after-cut")
+        for channel in (cut_at, queued, b"roomsvc-test:after-cut"):
+            await redis_client.publish(channel, b"hi")
+
+        async def delivered() -> bool:
+            return len(heard) == 3
+
+        await eventually(delivered, "a publication on each channel, the cut ones included")
+        assert sorted(channel for channel, _ in heard) == sorted(
+            [cut_at, queued, b"roomsvc-test:after-cut"]
+        )
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
 async def test_a_closed_pubsub_link_sends_nothing(valkey: ValkeyProcess, store: Any) -> None:
     """A subscription sent on a link already closed (a reconnect raced it) fails: redis-py would
     open a new connection for it, subscribed, that nothing reads or closes; the channel would
     look subscribed on the server and never be confirmed on the live link."""
-    link = PubSubLink(valkey.url)
+    replies: list[Any] = []
+    link = PubSubLink(valkey.url, replies.append)
     await link.open()
-    await link.send("SUBSCRIBE", b"roomsvc-test:open")
-    assert (await link.read())[0] == b"subscribe"
+    link.send("SUBSCRIBE", b"roomsvc-test:open")
+
+    async def confirmed() -> bool:
+        return bool(replies)
+
+    await eventually(confirmed, "the subscription's confirmation")
+    assert replies[0][:2] == [b"subscribe", b"roomsvc-test:open"]
     await link.close()
     with pytest.raises(ConnectionError):
-        await link.send("SUBSCRIBE", b"roomsvc-test:after-close")
+        link.send("SUBSCRIBE", b"roomsvc-test:after-close")
     await asyncio.sleep(0.1)
     assert await store.pubsub_numsub(b"roomsvc-test:after-close") == [
         (b"roomsvc-test:after-close", 0)

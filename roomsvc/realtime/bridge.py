@@ -11,14 +11,17 @@ A half-open link is detected by a PING after `HEALTH_INTERVAL_S` of silence, and
 nothing at all arrived for two intervals (a watchdog beside the reader, which itself waits
 without a deadline). redis-py's PubSub object is not used: its reconnect-and-resubscribe would
 hide the gap that makes a resync necessary, and its message decoding cost 19 us a message
-against 8 us for a raw read of the same connection (`PubSubLink`; docs/performance.md "Joins").
+against 8 us for a raw read of the same connection. redis-py only makes the connection:
+`PubSubLink` then parses what arrives with hiredis, with no coroutine per message
+(docs/performance.md "Joins", "Fewer round trips per join").
 
 A subscription is confirmed by the server; `subscribe` waits for that, bounded by
 `CONFIRM_TIMEOUT_S`. Under load the confirmation can come later than that (the commands of a
 storm of joins and leaves queue on the one link): the caller then gets False, and when the
 confirmation does arrive `on_late(channel)` runs, so the caller can read back what was published
-before the subscription took effect (docs/realtime.md "Late subscriptions"). (Un)subscriptions
-asked for in one loop turn go out as one command each way.
+before the subscription took effect (docs/realtime.md "Late subscriptions"). Unsubscriptions
+asked for in one loop turn go out as one command; subscriptions as one command at a time, what
+is asked for while it is unconfirmed going in the next.
 
 A sharded link (`sharded=True`) does the same with SSUBSCRIBE for the rooms' message channels
 (docs/messages.md "Across processes"): on a cluster each primary has its own link, since a
@@ -29,21 +32,25 @@ of that node's slots.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
+from redis._parsers.base import BaseParser
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from roomsvc.common import logs
 from roomsvc.common.cancellation import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import PREFIX
+from roomsvc.store.link import NOT_YET, reply_reader, take_over
 
 log = logging.getLogger("roomsvc.realtime.bridge")
 HEALTH_INTERVAL_S = 2.0
@@ -68,39 +75,90 @@ def _client(url: str) -> Any:
     )
 
 
-class PubSubLink:
-    """One pub/sub connection of the server at `url`, spoken raw: commands written as they are,
-    replies and messages read as RESP arrays of bytes, without a deadline (the bridge's watchdog
-    judges the link)."""
+class _Wire(asyncio.Protocol):
+    __slots__ = ("_writer", "link")
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, link: PubSubLink, writer: Any) -> None:
+        self.link = link
+        self._writer = writer  # kept: a stream writer collected closes its transport
+
+    def data_received(self, data: bytes) -> None:
+        self.link._received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link._fail(RedisConnectionError("the store closed the pub/sub connection"))
+
+
+class PubSubLink:
+    """One pub/sub connection of the server at `url`, made by redis-py (address, TLS, AUTH,
+    HELLO 3), its transport then taken over (store/link.py `take_over`). Commands are written
+    as they are; each reply and message is parsed by hiredis as it arrives and handed to
+    `on_reply` in the same call, as a RESP3 push of bytes, without a coroutine or a deadline
+    per message (the bridge's watchdog judges the link). `lost` is set to the error that
+    ended the connection."""
+
+    def __init__(self, url: str, on_reply: Callable[[Any], None]) -> None:
         self._client = _client(url)
-        self._conn: Any = None
+        self._on_reply = on_reply
+        self._parser = reply_reader()
+        self._transport: Any = None
         self._closed = False
+        self.lost: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     async def open(self) -> None:
-        self._conn = await self._client.connection_pool.get_connection()
-
-    async def send(self, *args: Any) -> None:
-        if self._closed:  # redis-py would open a new connection, subscribed and never read
-            raise ConnectionError("pub/sub link closed")
-        await self._conn.send_command(*args, check_health=False)
-
-    async def read(self) -> Any:
-        # push_request: redis-py hands a pub/sub message (a push) back rather than look past it
-        return await self._conn.read_response(
-            disable_decoding=True, timeout=math.inf, push_request=True
+        self._transport = await take_over(
+            self._client.connection_pool, lambda writer: _Wire(self, writer)
         )
+
+    def send(self, *args: Any) -> None:
+        transport = self._transport
+        if self._closed or transport is None or transport.is_closing():
+            raise ConnectionError("pub/sub link closed")
+        transport.write(hiredis.pack_command(args))
+
+    def _received(self, data: bytes) -> None:
+        parser = self._parser
+        parser.feed(data)
+        replies = []
+        while True:
+            try:
+                reply = parser.gets()
+            except hiredis.ProtocolError as exc:
+                self._fail(RedisConnectionError(f"the pub/sub reply is not RESP: {exc}"))
+                break
+            if reply is NOT_YET:
+                break
+            if isinstance(reply, hiredis.ReplyError):  # a refused (un)subscribe: start over
+                self._fail(BaseParser.parse_error(str(reply)))
+                break
+            replies.append(reply)
+        if replies:
+            # Handled on the next loop turn: a change this process made is published before
+            # the store answers the write, on another connection; handled in the same turn,
+            # its push would miss the written document and read the room back.
+            asyncio.get_running_loop().call_soon(self._handle, replies)
+
+    def _handle(self, replies: list[Any]) -> None:
+        for reply in replies:
+            if self._closed:
+                return
+            try:
+                self._on_reply(reply)
+            except Exception:  # one message handled badly must not cost the others
+                log.exception("a pub/sub message's handling failed")
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.lost.done():
+            self.lost.set_result(error)
+        if self._transport is not None:
+            with contextlib.suppress(Exception):  # its loop may be closed: it is gone then
+                self._transport.abort()
 
     async def close(self) -> None:
         self._closed = True
-        try:
-            if self._conn is not None:
-                await self._conn.disconnect()
-                await self._client.connection_pool.release(self._conn)
+        self._fail(RedisConnectionError("pub/sub link closed"))
+        with contextlib.suppress(Exception):  # closing a broken link may fail in many ways
             await self._client.aclose()
-        except Exception:  # closing a broken link may fail in many ways; it is gone anyway
-            pass
 
 
 class Bridge:
@@ -126,9 +184,9 @@ class Bridge:
         self.wanted: set[bytes] = set()
         self.connected = asyncio.Event()
         self._pubsub: PubSubLink | None = None
-        self._lock = asyncio.Lock()  # keeps (un)subscribe commands in call order
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
-        self._unsent: list[bytes] = []  # asked for in this loop turn, to be subscribed together
+        self._unsent: list[bytes] = []  # asked for, to go in the next SUBSCRIBE together
+        self._subscribing: set[bytes] = set()  # in the SUBSCRIBE on the wire, unconfirmed
         self._unwanted: list[bytes] = []  # dropped in this loop turn, to be unsubscribed together
         self._late: set[bytes] = set()  # subscribed, not confirmed in time: on_late when it is
         self._own = own or f"{PREFIX}:ch:bridge:{uuid.uuid4().hex}".encode()
@@ -146,8 +204,8 @@ class Bridge:
             return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, []).append(waiter)
-        if not self._unsent:  # the first of this loop turn: one SUBSCRIBE carries them all
-            self._spawn(self._send_subscribes())
+        if not self._unsent and not self._subscribing:  # else sent once those are confirmed
+            asyncio.get_running_loop().call_soon(self._send_subscribes)
         self._unsent.append(channel)
         confirmed = False
         try:
@@ -156,7 +214,7 @@ class Bridge:
             confirmed = self._pubsub is pubsub
         except TimeoutError:
             if waiter.done() and not waiter.cancelled():
-                # confirmed in the very turn the deadline passed: `_read` has seen it already
+                # confirmed in the very turn the deadline passed: `_on_reply` has seen it already
                 # and would never run `on_late`
                 confirmed = self._pubsub is pubsub
             elif self._pubsub is pubsub:
@@ -171,46 +229,48 @@ class Bridge:
                 self._waiters.pop(channel, None)
         return confirmed
 
-    async def _send_subscribes(self) -> None:
-        """Subscribe to the channels asked for in the loop turn that started this, in one
-        command (a storm of connections sends a few, not one each: docs/performance.md
-        "Joins"), on the link up now. A failure, or no link, releases their waiters: the
-        link's successor subscribes them."""
-        async with self._lock:
-            channels, self._unsent = self._unsent, []
-            pubsub = self._pubsub
-            try:
-                if pubsub is None:
-                    raise ConnectionError("pub/sub link down")
-                for start in range(0, len(channels), _CHUNK):
-                    await self._subscribe(pubsub, *channels[start : start + _CHUNK])
-            except Exception:
-                for channel in channels:
-                    for waiter in self._waiters.get(channel, ()):
-                        if not waiter.done():
-                            waiter.set_result(None)
+    def _send_subscribes(self) -> None:
+        """Subscribe to the channels asked for, in one command, on the link up now. One such
+        command is on the wire at a time: what is asked for meanwhile waits for its
+        confirmations and goes in the next one, so a storm of connections sends a few
+        SUBSCRIBEs, not one each (docs/performance.md "Joins"), at the cost of at most one
+        more round trip. A failure, or no link, releases their waiters: the link's successor
+        subscribes them."""
+        if self._subscribing or not self._unsent:
+            return
+        channels, self._unsent = self._unsent, []
+        pubsub = self._pubsub
+        try:
+            if pubsub is None:
+                raise ConnectionError("pub/sub link down")
+            for start in range(0, len(channels), _CHUNK):
+                pubsub.send(self._subscribe_command, *channels[start : start + _CHUNK])
+            self._subscribing.update(channels)
+        except Exception:
+            for channel in channels:
+                for waiter in self._waiters.get(channel, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
 
     def unsubscribe(self, channel: bytes) -> None:
         self.wanted.discard(channel)
         self._late.discard(channel)
         if self._pubsub is not None:
             if not self._unwanted:  # the first of this loop turn: one command for them all
-                self._spawn(self._send_unsubscribes())
+                asyncio.get_running_loop().call_soon(self._send_unsubscribes)
             self._unwanted.append(channel)
 
-    async def _send_unsubscribes(self) -> None:
-        """Unsubscribe the channels dropped in the loop turn that started this and not wanted
+    def _send_unsubscribes(self) -> None:
+        """Unsubscribe the channels dropped in the loop turn that scheduled this and not wanted
         again since (a subscribe queued meanwhile keeps its channel), on the link up now."""
+        channels = [c for c in dict.fromkeys(self._unwanted) if c not in self.wanted]
+        self._unwanted = []
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the link is down: the next one subscribes only what is wanted
         try:
-            async with self._lock:
-                channels = [c for c in dict.fromkeys(self._unwanted) if c not in self.wanted]
-                self._unwanted = []
-                pubsub = self._pubsub
-                if pubsub is None:
-                    return  # the link is down: the next one subscribes only what is wanted
-                for start in range(0, len(channels), _CHUNK):
-                    chunk = channels[start : start + _CHUNK]
-                    await pubsub.send(self._unsubscribe_command, *chunk)
+            for start in range(0, len(channels), _CHUNK):
+                pubsub.send(self._unsubscribe_command, *channels[start : start + _CHUNK])
         except Exception:
             pass  # the link is failing: the next one subscribes only what is wanted
 
@@ -219,18 +279,17 @@ class Bridge:
         backoff = 0.05
         while True:
             raise_if_cancelled()
-            pubsub = PubSubLink(self.url)
+            pubsub = PubSubLink(self.url, self._on_reply)
             try:
                 await pubsub.open()
-                async with self._lock:
-                    # Published before the snapshot is read: a subscribe() racing with this
-                    # sends its own SUBSCRIBE after ours (a duplicate is harmless).
-                    self._pubsub = pubsub
-                    await self._subscribe(pubsub, self._own)
-                    wanted = list(self.wanted)
-                    for start in range(0, len(wanted), _CHUNK):
-                        await self._subscribe(pubsub, *wanted[start : start + _CHUNK])
-                    await pubsub.send("PING", _RESYNC)  # its PONG follows every confirmation
+                # Written at once, with no wait: a subscribe() queued before this turn and
+                # sent after finds the link up (a duplicate SUBSCRIBE is harmless).
+                self._pubsub = pubsub
+                pubsub.send(self._subscribe_command, self._own)
+                wanted = list(self.wanted)
+                for start in range(0, len(wanted), _CHUNK):
+                    pubsub.send(self._subscribe_command, *wanted[start : start + _CHUNK])
+                pubsub.send("PING", _RESYNC)  # its PONG follows every confirmation
                 backoff = 0.05
                 if logs.OUTAGE.clear(_LINK):
                     log.info("pub/sub link restored")
@@ -247,60 +306,55 @@ class Bridge:
             backoff = min(backoff * 2, 1.0)
 
     async def _relay(self, pubsub: PubSubLink) -> None:
-        """Relay until the link fails. The reader waits for each message without a deadline
-        (a timed read costs a timer and a retry wrapper per message, a third of the bridge's
-        CPU at a thousand pushes a second: docs/spec.md §11), and this watchdog judges the link by
-        when anything was last heard: a PING after one silent interval, and the link is
-        dropped when the second interval passes without a word."""
+        """Relay until the link fails. Replies and messages are handled as they are parsed
+        (`_on_reply`), with no deadline each (a timed read costs a timer and a retry wrapper
+        per message, a third of the bridge's CPU at a thousand pushes a second: docs/spec.md
+        §11), and this watchdog judges the link by when anything was last heard: a PING after
+        one silent interval, and the link is dropped when the second interval passes without
+        a word."""
         loop = asyncio.get_running_loop()
         self._heard = loop.time()
-        reader = asyncio.ensure_future(self._read(pubsub))
         pinged: float | None = None
-        try:
-            while True:
-                raise_if_cancelled()
-                done, _ = await asyncio.wait([reader], timeout=HEALTH_INTERVAL_S)
-                if done:
-                    reader.result()  # raises what ended the reader
-                    raise ConnectionError("pub/sub reader stopped")
-                now = loop.time()
-                if pinged is not None and self._heard >= pinged:
-                    pinged = None  # heard since the PING: the link is alive
-                if now - self._heard < HEALTH_INTERVAL_S:
-                    continue
-                if pinged is None:
-                    await pubsub.send("PING")
-                    pinged = now
-                elif now - pinged >= HEALTH_INTERVAL_S:
-                    raise ConnectionError("pub/sub link silent for two health checks")
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-
-    async def _read(self, pubsub: PubSubLink) -> None:
-        loop = asyncio.get_running_loop()
-        message_kind, confirm_kind = self._message, self._confirm
         while True:
-            # A push [kind, channel, data] for a message, [kind, channel, count] for a
-            # confirmation; a PING's answer is its payload (RESP3, `_client`).
-            message = await pubsub.read()
-            self._heard = loop.time()
-            if not isinstance(message, list) or len(message) < 2:
-                if message == _RESYNC:
-                    self.connected.set()
-                    self._spawn(self._resync())
+            raise_if_cancelled()
+            done, _ = await asyncio.wait([pubsub.lost], timeout=HEALTH_INTERVAL_S)
+            if done:
+                raise pubsub.lost.result()
+            now = loop.time()
+            if pinged is not None and self._heard >= pinged:
+                pinged = None  # heard since the PING: the link is alive
+            if now - self._heard < HEALTH_INTERVAL_S:
                 continue
-            kind = message[0]
-            if kind == message_kind:
-                self.on_message(message[1], message[2])
-            elif kind == confirm_kind:
-                channel = message[1]
-                for waiter in self._waiters.get(channel, ()):
-                    if not waiter.done():
-                        waiter.set_result(None)
-                if channel in self._late:
-                    self._late.discard(channel)
-                    self._spawn(self._resync(late=channel))
+            if pinged is None:
+                pubsub.send("PING")
+                pinged = now
+            elif now - pinged >= HEALTH_INTERVAL_S:
+                raise ConnectionError("pub/sub link silent for two health checks")
+
+    def _on_reply(self, message: Any) -> None:
+        # A push [kind, channel, data] for a message, [kind, channel, count] for a
+        # confirmation; a PING's answer is its payload (RESP3, `_client`).
+        self._heard = asyncio.get_running_loop().time()
+        if not isinstance(message, list) or len(message) < 2:
+            if message == _RESYNC:
+                self.connected.set()
+                self._spawn(self._resync())
+            return
+        kind = message[0]
+        if kind == self._message:
+            self.on_message(message[1], message[2])
+        elif kind == self._confirm:
+            channel = message[1]
+            for waiter in self._waiters.get(channel, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+            if channel in self._late:
+                self._late.discard(channel)
+                self._spawn(self._resync(late=channel))
+            if channel in self._subscribing:
+                self._subscribing.discard(channel)
+                if not self._subscribing:
+                    self._send_subscribes()
 
     async def _resync(self, late: bytes | None = None) -> None:
         """`on_resync` (or `on_late(late)` for one channel confirmed late), retried while the
@@ -325,9 +379,6 @@ class Bridge:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    async def _subscribe(self, pubsub: PubSubLink, *channels: bytes) -> None:
-        await pubsub.send(self._subscribe_command, *channels)
-
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -336,6 +387,8 @@ class Bridge:
     async def _close(self, pubsub: PubSubLink) -> None:
         self._late.clear()  # the next link's resync covers every channel
         self._unwanted = []  # the next link subscribes only what is wanted
+        self._unsent = []  # (wanted: the next link subscribes them)
+        self._subscribing.clear()
         for waiters in self._waiters.values():
             for waiter in waiters:
                 if not waiter.done():

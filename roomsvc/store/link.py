@@ -38,11 +38,11 @@ Replies = list[Any]
 OnDone = Callable[[Replies | BaseException], None]
 log = logging.getLogger("roomsvc.store")
 # What the reader returns while a reply is incomplete: not False, which RESP3 can send.
-_NOT_YET = object()
+NOT_YET = object()
 
 
-def _reader() -> Any:
-    return hiredis.Reader(notEnoughData=_NOT_YET)
+def reply_reader() -> Any:
+    return hiredis.Reader(notEnoughData=NOT_YET)
 
 
 class _Sent:
@@ -85,7 +85,7 @@ class StoreLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.Transport | None = None
         self._wire: _Wire | None = None
-        self._parser = _reader()
+        self._parser = reply_reader()
         self._opening: asyncio.Task[None] | None = None
         self._written: deque[_Sent] = deque()  # on the connection, awaiting replies in order
         self._waiting: list[_Sent] = []  # for the connection to open
@@ -134,24 +134,22 @@ class StoreLink:
             self._opening = loop.create_task(self._open())
 
     async def _open(self) -> None:
-        conn = None
         try:
             store = self._store()
             if store is None:
                 raise RedisConnectionError("the store is gone")
-            conn = store.connection_pool.make_connection()
-            await conn.connect()
-            writer = conn._writer  # its transport is taken over (module doc)
-            transport = writer.transport
-            conn._writer = conn._reader = None  # redis-py forgets it: no close, no warning
-            self._wire = _Wire(self, writer)
-            transport.set_protocol(self._wire)
-            self._parser = _reader()
+            wire: _Wire | None = None
+
+            def protocol(writer: Any) -> _Wire:
+                nonlocal wire
+                wire = _Wire(self, writer)
+                return wire
+
+            transport = await take_over(store.connection_pool, protocol)
+            self._wire = wire
+            self._parser = reply_reader()
             self._transport = transport
         except asyncio.CancelledError:  # given up by `_lost`, which handled the batches
-            with contextlib.suppress(Exception):
-                if conn is not None:
-                    await conn.disconnect()
             raise
         except Exception as exc:
             self._opening = None
@@ -175,7 +173,7 @@ class StoreLink:
             except hiredis.ProtocolError as exc:
                 self._lost(RedisConnectionError(f"the store's reply is not RESP: {exc}"))
                 return
-            if reply is _NOT_YET:
+            if reply is NOT_YET:
                 return
             if isinstance(reply, hiredis.PushNotification):
                 continue  # RESP3 out-of-band data (maintenance, tracking): no batch's reply
@@ -216,7 +214,7 @@ class StoreLink:
         opening, self._opening = self._opening, None
         pending = [*self._written, *self._waiting]
         self._written, self._waiting = deque(), []
-        self._parser = _reader()
+        self._parser = reply_reader()
         with contextlib.suppress(Exception):  # its loop may be closed: the socket is gone then
             if transport is not None:
                 transport.abort()
@@ -233,6 +231,25 @@ class StoreLink:
     def close(self) -> None:
         self._closed = True
         self._lost(RedisConnectionError("the store link is closed"))
+
+
+async def take_over(pool: Any, protocol: Callable[[Any], asyncio.Protocol]) -> Any:
+    """A connection made by redis-py's `pool` (the URL's address, TLS, AUTH, HELLO, SELECT),
+    its transport then handed to `protocol(writer)`; redis-py keeps no reference to it. The
+    handshake's replies are all read by then: nothing else is sent before the first command."""
+    conn = pool.make_connection()
+    try:
+        await conn.connect()
+    except BaseException:  # (cancelled too): the half-made connection is closed
+        with contextlib.suppress(Exception):
+            await conn.disconnect()
+        raise
+    writer = conn._writer
+    transport = writer.transport
+    conn._writer = conn._reader = None  # redis-py forgets it: no close, no warning
+    # the writer is kept by the protocol: a stream writer collected closes its transport
+    transport.set_protocol(protocol(writer))
+    return transport
 
 
 def _call(on_done: OnDone, outcome: Replies | BaseException) -> None:
