@@ -18,9 +18,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio
 from redis.crc import key_slot
 from websockets.asyncio.client import connect
 
+from roomsvc.realtime.bridge import Bridge
+from roomsvc.rooms.rules import Limits
+from roomsvc.rooms.store import RoomStore
 from roomsvc.store import keys
 from roomsvc.store.batching import Batch
 from roomsvc.store.connection import connect as store_connect
@@ -28,7 +32,15 @@ from roomsvc.store.scripts import script
 from tests.cluster import ValkeyCluster
 from tests.messaging import Player, players, room_of
 from tests.pool_burst import failures_past_the_pool
-from tests.support import UNIT, ServerProcess, ValkeyProcess, auth, token, wait_until
+from tests.support import (
+    UNIT,
+    ServerProcess,
+    ValkeyProcess,
+    auth,
+    eventually,
+    token,
+    wait_until,
+)
 
 ROOMS = "/games/v1/rooms"
 Json = dict[str, Any]
@@ -204,6 +216,70 @@ async def test_a_batch_of_script_calls_runs_on_both_kinds_of_store(
             assert [replies[n] for n in calls] == [0] * 100  # no such records: no-ops
         finally:
             await store.aclose()
+
+
+async def test_a_create_request_id_claimed_twice_names_the_first_room(
+    cluster: ValkeyCluster, valkey: ValkeyProcess
+) -> None:
+    """(rooms/store.py `claim_create_request`) The second claim of a requestId answers the
+    room of the first, on both kinds of store (a cluster client's SET reply handling would
+    hide the value it found)."""
+    for url in (cluster.url, valkey.url):
+        store = await store_connect(url)
+        try:
+            rooms = RoomStore(store, Limits(), 1000)
+            request = uuid.uuid4().hex
+            assert await rooms.claim_create_request("app", "p", request, "room-1") is None
+            assert await rooms.claim_create_request("app", "p", request, "room-2") == "room-1"
+        finally:
+            await store.aclose()
+
+
+async def test_a_node_s_message_link_subscribes_rooms_of_many_slots(
+    cluster: ValkeyCluster,
+) -> None:
+    """(realtime/bridge.py `per_slot`) A node refuses one SSUBSCRIBE naming channels of two
+    slots (CROSSSLOT). Channels asked for together, while one is unconfirmed, and every wanted
+    channel again after a lost link, are subscribed one slot at a time, and each delivers."""
+
+    async def resync() -> None:
+        pass
+
+    share = 16384 // len(cluster.ports)  # node 0 serves slots [0, share) (tests/cluster.py)
+    ours = [c for n in range(3000) if key_slot(c := f"rs:{{t:{n}}}:ch".encode()) < share][:3]
+    own = next(c for n in range(3000) if key_slot(c := f"rs:{{own:{n}}}:ch".encode()) < share)
+    heard: list[bytes] = []
+    bridge = Bridge(cluster.url, lambda channel, data: heard.append(channel), resync,
+                    sharded=True, own=own, per_slot=True)  # fmt: skip
+    running = asyncio.create_task(bridge.run())
+    node = redis.asyncio.Redis.from_url(cluster.url)
+    try:
+        async with asyncio.timeout(10):
+            await bridge.connected.wait()
+        await node.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        waits = [asyncio.create_task(bridge.subscribe(ours[0]))]
+        await asyncio.sleep(0.01)  # on the wire, unconfirmed: the next two are asked together
+        waits += [asyncio.create_task(bridge.subscribe(c)) for c in ours[1:]]
+        assert await asyncio.gather(*waits) == [True] * 3
+        cut = bridge._pubsub
+        assert cut is not None
+        cut._transport.abort()  # a lost link: the next one subscribes the three again
+
+        async def relinked() -> bool:
+            return bridge._pubsub not in (None, cut) and bridge.connected.is_set()
+
+        await eventually(relinked, "the node's link back, its channels subscribed")
+        for channel in ours:
+            await node.execute_command("SPUBLISH", channel, b"hi")
+
+        async def delivered() -> bool:
+            return sorted(heard) == sorted(ours)
+
+        await eventually(delivered, "a publication on each of the three slots")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await node.aclose()
 
 
 async def test_a_burst_past_the_pool_on_one_node_waits(cluster: ValkeyCluster) -> None:

@@ -547,6 +547,47 @@ async def test_subscriptions_asked_for_while_one_is_unconfirmed_go_in_the_next_c
         await asyncio.gather(running, return_exceptions=True)
 
 
+async def test_a_channel_dropped_while_queued_is_not_subscribed_and_a_resubscribe_waits(
+    own_valkey: ValkeyProcess, redis_client: aioredis.Redis
+) -> None:
+    """(bridge.py `_send_subscribes`) A channel unsubscribed while it waits behind an
+    unconfirmed SUBSCRIBE is not sent at all. One unsubscribed and asked for again while its
+    first SUBSCRIBE is unconfirmed is confirmed by the SUBSCRIBE sent after the UNSUBSCRIBE,
+    never by the first one's confirmation: when `subscribe` says True it is in effect."""
+
+    async def resync() -> None:
+        pass
+
+    heard: list[bytes] = []
+    bridge = Bridge(own_valkey.url, lambda channel, data: heard.append(data), resync)
+    running = asyncio.create_task(bridge.run())
+    first, dropped, again = b"roomsvc-test:q:a", b"roomsvc-test:q:b", b"roomsvc-test:q:x"
+    many = [f"roomsvc-test:q:o:{n}".encode() for n in range(5000)]  # confirmed over many reads
+    try:
+        async with asyncio.timeout(10):
+            await bridge.connected.wait()
+        await redis_client.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        waits = [asyncio.create_task(bridge.subscribe(c)) for c in (again, first, *many)]
+        await asyncio.sleep(0.01)  # that SUBSCRIBE is on the wire, unconfirmed
+        queued = asyncio.create_task(bridge.subscribe(dropped))
+        bridge.unsubscribe(again)
+        await asyncio.sleep(0.01)  # the UNSUBSCRIBE is written; `dropped` waits in the queue
+        bridge.unsubscribe(dropped)
+        assert await bridge.subscribe(again)
+        assert await redis_client.pubsub_numsub(again) == [(again, 1)]  # in effect already
+        await asyncio.gather(queued, *waits)
+        await redis_client.publish(again, b"after True")
+
+        async def delivered() -> bool:
+            return heard == [b"after True"]
+
+        await eventually(delivered, "the publication after the resubscribe")
+        assert await redis_client.pubsub_numsub(dropped) == [(dropped, 0)]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
 async def test_a_closed_pubsub_link_sends_nothing(valkey: ValkeyProcess, store: Any) -> None:
     """A subscription sent on a link already closed (a reconnect raced it) fails: redis-py would
     open a new connection for it, subscribed, that nothing reads or closes; the channel would

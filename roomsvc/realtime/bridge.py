@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import hiredis
@@ -43,6 +43,7 @@ import redis.asyncio as aioredis
 from redis._parsers.base import BaseParser
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -171,9 +172,13 @@ class Bridge:
         sharded: bool = False,
         own: bytes | None = None,
         on_late: Callable[[bytes], Awaitable[None]] | None = None,
+        per_slot: bool = False,
     ) -> None:
         self.url = url
         self.sharded = sharded
+        # A cluster node refuses an (un)subscribe naming shard channels of two slots
+        # (CROSSSLOT): one command per slot there.
+        self._per_slot = per_slot
         self._message = b"smessage" if sharded else b"message"
         self._confirm = b"ssubscribe" if sharded else b"subscribe"
         self._subscribe_command = "SSUBSCRIBE" if sharded else "SUBSCRIBE"
@@ -185,7 +190,8 @@ class Bridge:
         self.connected = asyncio.Event()
         self._pubsub: PubSubLink | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
-        self._unsent: list[bytes] = []  # asked for, to go in the next SUBSCRIBE together
+        # asked for, to go in the next SUBSCRIBE together, with the waiters asked meanwhile
+        self._unsent: dict[bytes, list[asyncio.Future[None]]] = {}
         self._subscribing: set[bytes] = set()  # in the SUBSCRIBE on the wire, unconfirmed
         self._unwanted: list[bytes] = []  # dropped in this loop turn, to be unsubscribed together
         self._late: set[bytes] = set()  # subscribed, not confirmed in time: on_late when it is
@@ -203,10 +209,11 @@ class Bridge:
         if pubsub is None:
             return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(channel, []).append(waiter)
         if not self._unsent and not self._subscribing:  # else sent once those are confirmed
             asyncio.get_running_loop().call_soon(self._send_subscribes)
-        self._unsent.append(channel)
+        # The waiter joins `_waiters` when its SUBSCRIBE is written: a confirmation of an
+        # earlier one (the channel unsubscribed since) must not release it.
+        self._unsent.setdefault(channel, []).append(waiter)
         confirmed = False
         try:
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):  # (cancels only this waiter)
@@ -222,11 +229,11 @@ class Bridge:
         except Exception:  # the link failed under us (redis-py raises many kinds then):
             pass  # the relay starts a new link, which subscribes `wanted` and resyncs
         finally:
-            waiters = self._waiters.get(channel, [])
-            if waiter in waiters:
-                waiters.remove(waiter)
-            if not waiters:
-                self._waiters.pop(channel, None)
+            for waiting in (self._unsent.get(channel), self._waiters.get(channel)):
+                if waiting is not None and waiter in waiting:
+                    waiting.remove(waiter)
+            if not self._waiters.get(channel, True):
+                del self._waiters[channel]
         return confirmed
 
     def _send_subscribes(self) -> None:
@@ -238,19 +245,19 @@ class Bridge:
         subscribes them."""
         if self._subscribing or not self._unsent:
             return
-        channels, self._unsent = self._unsent, []
+        queued, self._unsent = self._unsent, {}
         pubsub = self._pubsub
-        try:
+        wanted = [channel for channel in queued if channel in self.wanted]  # not dropped since
+        with contextlib.suppress(Exception):  # (no link, or a failing one: released below)
             if pubsub is None:
                 raise ConnectionError("pub/sub link down")
-            for start in range(0, len(channels), _CHUNK):
-                pubsub.send(self._subscribe_command, *channels[start : start + _CHUNK])
-            self._subscribing.update(channels)
-        except Exception:
-            for channel in channels:
-                for waiter in self._waiters.get(channel, ()):
-                    if not waiter.done():
-                        waiter.set_result(None)
+            self._send_each(pubsub, self._subscribe_command, wanted)
+            self._subscribing.update(wanted)
+        for channel, waiting in queued.items():
+            if channel in self._subscribing:
+                self._waiters.setdefault(channel, []).extend(waiting)
+            else:
+                _release(waiting)
 
     def unsubscribe(self, channel: bytes) -> None:
         self.wanted.discard(channel)
@@ -268,11 +275,21 @@ class Bridge:
         pubsub = self._pubsub
         if pubsub is None:
             return  # the link is down: the next one subscribes only what is wanted
-        try:
-            for start in range(0, len(channels), _CHUNK):
-                pubsub.send(self._unsubscribe_command, *channels[start : start + _CHUNK])
-        except Exception:
-            pass  # the link is failing: the next one subscribes only what is wanted
+        with contextlib.suppress(Exception):  # a failing link: its successor subscribes
+            self._send_each(pubsub, self._unsubscribe_command, channels)  # only what is wanted
+
+    def _send_each(self, pubsub: PubSubLink, command: str, channels: list[bytes]) -> None:
+        """`command` for `channels`: a few hundred at a time, and one slot at a time when
+        `per_slot`."""
+        groups: list[list[bytes]] = [channels]
+        if self._per_slot:
+            by_slot: dict[int, list[bytes]] = {}
+            for channel in channels:
+                by_slot.setdefault(key_slot(channel), []).append(channel)
+            groups = list(by_slot.values())
+        for group in groups:
+            for start in range(0, len(group), _CHUNK):
+                pubsub.send(command, *group[start : start + _CHUNK])
 
     async def run(self) -> None:
         """Forever: connect, subscribe, resync, relay; on any failure start over."""
@@ -286,9 +303,7 @@ class Bridge:
                 # sent after finds the link up (a duplicate SUBSCRIBE is harmless).
                 self._pubsub = pubsub
                 pubsub.send(self._subscribe_command, self._own)
-                wanted = list(self.wanted)
-                for start in range(0, len(wanted), _CHUNK):
-                    pubsub.send(self._subscribe_command, *wanted[start : start + _CHUNK])
+                self._send_each(pubsub, self._subscribe_command, list(self.wanted))
                 pubsub.send("PING", _RESYNC)  # its PONG follows every confirmation
                 backoff = 0.05
                 if logs.OUTAGE.clear(_LINK):
@@ -345,9 +360,7 @@ class Bridge:
             self.on_message(message[1], message[2])
         elif kind == self._confirm:
             channel = message[1]
-            for waiter in self._waiters.get(channel, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
+            _release(self._waiters.get(channel, ()))
             if channel in self._late:
                 self._late.discard(channel)
                 self._spawn(self._resync(late=channel))
@@ -387,15 +400,19 @@ class Bridge:
     async def _close(self, pubsub: PubSubLink) -> None:
         self._late.clear()  # the next link's resync covers every channel
         self._unwanted = []  # the next link subscribes only what is wanted
-        self._unsent = []  # (wanted: the next link subscribes them)
         self._subscribing.clear()
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        for waiting in [*self._waiters.values(), *self._unsent.values()]:
+            _release(waiting)
+        self._unsent = {}  # (wanted: the next link subscribes them)
         await pubsub.close()
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _release(waiters: Iterable[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

@@ -36,7 +36,7 @@ from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_OVERLOADED, Connection
 from roomsvc.realtime.inbox import MAX_WAITING, Cursor, Inbox
-from roomsvc.rooms.rules import RoomDoc, has_joined_peer, is_live
+from roomsvc.rooms.rules import RoomDoc, has_had_peer, is_live
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, is_cluster
 
@@ -104,16 +104,17 @@ class Feeds:
 
     def observe(self, conn: Connection, doc: RoomDoc, *, deleted: bool | None = None) -> None:
         """`doc` is the newest this process knows of a room `conn` is told about: follow the
-        room's messages while the player is live in it, from when someone else has joined it
+        room's messages while the player is live in it, from when someone else is or was JOINED
         too (nothing can reach a player alone in its room: an auto-matching player's own room,
-        deleted when it is matched, costs no subscription), and stop when the player is no
-        longer live (`deleted`: the room's derived status, when the caller has it)."""
+        deleted when it is matched, costs no subscription; one who joined and left already may
+        have sent something), and stop when the player is no longer live (`deleted`: the
+        room's derived status, when the caller has it)."""
         if conn.inbox is None:
             return
         player = conn.principal.player_id
         following = doc.room_id in conn.inbox.cursors
         live = is_live(doc, player, deleted=deleted)
-        if live and not following and has_joined_peer(doc, player):
+        if live and not following and has_had_peer(doc, player):
             self.follow(conn, doc.room_id, seq=0, held=False)
         elif following and not live:
             self.unfollow(conn, doc.room_id)
@@ -312,7 +313,8 @@ class Feeds:
                 await self.resync(new)
 
             new = Bridge(url, self.on_publication, resync, sharded=True,
-                         own=self._own_channel(node), on_late=self._confirmed_late)  # fmt: skip
+                         own=self._own_channel(node), on_late=self._confirmed_late,
+                         per_slot=node is not None)  # fmt: skip
             link = self.links[url] = new
             self._link_tasks.append(asyncio.create_task(link.run(), name=f"message-link {url}"))
         return link

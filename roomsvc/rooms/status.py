@@ -79,10 +79,14 @@ def is_live(doc: RoomDoc | None, player_id: str, *, deleted: bool | None = None)
     return not (room_status(doc) is RoomState.DELETED if deleted is None else deleted)
 
 
-def has_joined_peer(doc: RoomDoc, player_id: str) -> bool:
-    """Someone besides the player is JOINED: only then can a message reach the player in this
-    room (docs/messages.md "Across processes": a room of one is not followed yet)."""
-    return any(p.status is PStatus.JOINED and p.player_id != player_id for p in doc.participants)
+def has_had_peer(doc: RoomDoc, player_id: str) -> bool:
+    """Someone besides the player is or was JOINED (LEFT is only reached from JOINED): only
+    then can a message have been sent to the player in this room (docs/messages.md "Across
+    processes": a room of one is not followed yet)."""
+    return any(p.status in _PEER and p.player_id != player_id for p in doc.participants)
+
+
+_PEER = frozenset({PStatus.JOINED, PStatus.LEFT})
 
 
 def is_seeker(room: RoomDoc) -> bool:

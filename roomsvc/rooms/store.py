@@ -124,6 +124,8 @@ class RoomStore:
         existing = await self.commands.execute(
             "SET", key, room_id, "NX", "GET", "EX", CREATE_REQUEST_TTL_S
         )
+        if existing is False:  # a cluster client's own SET reply handling hides the value
+            existing = await self.commands.execute("GET", key)
         return existing.decode() if existing is not None else None
 
     def cached(self, app: str, room_id: str) -> RoomDoc | None:
