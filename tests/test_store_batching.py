@@ -310,6 +310,31 @@ async def test_a_batch_past_its_deadline_gives_its_connection_up(
         assert await batcher.execute("GET", _key("stalled")) is None
 
 
+async def test_a_batch_nobody_waits_for_is_not_sent_again(
+    proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(store/link.py) A connection given up resends only the batches a caller still waits
+    for: one whose caller was cancelled (its call's deadline) is not sent a second time, so a
+    store too slow to answer is not given the work of callers already gone once more."""
+    from roomsvc.store import batching
+
+    monkeypatch.setattr(batching, "BATCH_TIMEOUT_S", 0.3)
+    async with batcher_on(proxy.url) as batcher:
+        proxy.hold[b"INCR"] = 3.0
+        key = _key("abandoned")
+        caller = batcher.execute("INCR", key)  # a future: cancelled as its caller would be
+        started = asyncio.get_running_loop().time()
+        while not proxy.held and asyncio.get_running_loop().time() - started < 5:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        caller.cancel()
+        await asyncio.gather(caller, return_exceptions=True)
+        waiting = batcher.execute("GET", key)  # behind it, still awaited
+        await asyncio.sleep(1.0)  # past the deadline: the connection is given up
+        assert len(proxy.held) == 1  # the INCR was not sent again
+        proxy.hold.clear()
+        assert await waiting in (None, b"1")  # the waited-for GET was, and is answered
+
+
 async def test_an_answered_batch_leaves_its_connection_alone_past_its_deadline(
     plain: ValkeyProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -119,7 +119,10 @@ class CommandBatcher:
         commands = [args for args, _ in batch]
         if self.in_order:  # no task: the link calls back with the replies (link.py)
             link_of(self.store).submit(
-                commands, lambda outcome: self._answered(batch, outcome), deadline_of(commands)
+                commands,
+                lambda outcome: self._answered(batch, outcome),
+                deadline_of(commands),
+                lambda: not all(future.done() for _, future in batch),
             )
             return
         self._spawn(self._send(batch, send(self.store, commands, self._sources)))

@@ -15,9 +15,10 @@ AUTH and SELECT), then its transport is taken over; redis-py keeps no reference 
 
 Failure, as on the pooled path (docs/store.md "Deadlines"): each batch has a deadline, the
 opening of the connection included. A batch past its deadline, or a lost connection, gives up
-the connection: every batch on it, or waiting for it, is sent once more on a new one, and fails
-with the error (TimeoutError or redis-py's ConnectionError) the second time. Everything batched
-is idempotent (docs/design.md "Retries never double-apply").
+the connection: every batch on it, or waiting for it, that a caller still waits for is sent once
+more on a new one, and fails with the error (TimeoutError or redis-py's ConnectionError) the
+second time; a batch whose callers are gone (cancelled by their call's deadline) fails at once.
+Everything batched is idempotent (docs/design.md "Retries never double-apply").
 """
 
 from __future__ import annotations
@@ -46,13 +47,16 @@ def reply_reader() -> Any:
 
 
 class _Sent:
-    __slots__ = ("attempt", "count", "deadline_s", "on_done", "packed", "replies", "timer")
+    __slots__ = ("attempt", "count", "deadline_s", "on_done", "packed", "replies", "timer",
+                 "waited")  # fmt: skip
 
-    def __init__(self, packed: bytes, count: int, on_done: OnDone, deadline_s: float) -> None:
+    def __init__(self, packed: bytes, count: int, on_done: OnDone, deadline_s: float,
+                 waited: Callable[[], bool] | None) -> None:  # fmt: skip
         self.packed = packed
         self.count = count
         self.on_done = on_done
         self.deadline_s = deadline_s
+        self.waited = waited  # False once no caller waits for the replies any more
         self.attempt = 1
         self.replies: Replies = []
         self.timer: asyncio.TimerHandle | None = None
@@ -93,12 +97,15 @@ class StoreLink:
 
     # ---- sending -----------------------------------------------------------------------------
 
-    def submit(self, commands: Sequence[tuple[Any, ...]], on_done: OnDone,
-               deadline_s: float) -> None:  # fmt: skip
+    def submit(self, commands: Sequence[tuple[Any, ...]], on_done: OnDone, deadline_s: float,
+               waited: Callable[[], bool] | None = None) -> None:  # fmt: skip
         """Send `commands` as one batch; `on_done` gets its replies in order (error replies in
-        place, as exceptions) or the exception that failed the whole batch."""
+        place, as exceptions) or the exception that failed the whole batch. `waited` says
+        whether a caller still waits for them: a batch nobody waits for is not sent again
+        after a lost connection (a store slow enough to lose its connections is not given
+        the work of callers gone already a second time)."""
         packed = b"".join(map(hiredis.pack_command, commands))
-        self._send(_Sent(packed, len(commands), on_done, deadline_s))
+        self._send(_Sent(packed, len(commands), on_done, deadline_s, waited))
 
     async def request(self, commands: Sequence[tuple[Any, ...]], deadline_s: float) -> Replies:
         """`submit`, awaited."""
@@ -112,7 +119,7 @@ class StoreLink:
             else:
                 future.set_result(outcome)
 
-        self.submit(commands, done, deadline_s)
+        self.submit(commands, done, deadline_s, lambda: not future.done())
         return await future
 
     def _send(self, sent: _Sent) -> None:
@@ -196,13 +203,13 @@ class StoreLink:
 
     def _lost(self, error: BaseException) -> None:
         """Give the connection up; every batch on it or waiting for it is sent once more, or
-        fails with `error` if it already was."""
+        fails with `error` if it already was or nobody waits for it."""
         pending = self._forget()
         for sent in pending:
             if sent.timer is not None:
                 sent.timer.cancel()
                 sent.timer = None
-            if sent.attempt == 1 and not self._closed:
+            if sent.attempt == 1 and not self._closed and (sent.waited is None or sent.waited()):
                 sent.attempt, sent.replies = 2, []
                 self._send(sent)
             else:
