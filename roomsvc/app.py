@@ -52,7 +52,7 @@ Duty = Callable[[Starlette], Awaitable[None]]
 GC_YOUNG_THRESHOLD = 10_000
 DUTIES_STOP_S = 5.0  # how long shutdown waits for the cancelled background duties
 # In routing order: a request is checked against each route before its own, at ~1 us a route
-# (docs/performance.md "REST"): the realtime socket and the room calls first.
+# (docs/performance.md "Fewer round trips per join"): the realtime socket and the room calls first.
 FEATURES: tuple[Any, ...] = (
     realtime,
     rooms,

@@ -40,7 +40,6 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
-from redis._parsers.base import BaseParser
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
@@ -51,7 +50,7 @@ from roomsvc.common import logs
 from roomsvc.common.cancellation import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import PREFIX
-from roomsvc.store.link import NOT_YET, reply_reader, take_over
+from roomsvc.store.link import NOT_YET, next_reply, reply_reader, take_over
 
 log = logging.getLogger("roomsvc.realtime.bridge")
 HEALTH_INTERVAL_S = 2.0
@@ -107,7 +106,7 @@ class PubSubLink:
         self.lost: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     async def open(self) -> None:
-        self._transport = await take_over(
+        self._transport, _ = await take_over(
             self._client.connection_pool, lambda writer: _Wire(self, writer)
         )
 
@@ -123,14 +122,14 @@ class PubSubLink:
         replies = []
         while True:
             try:
-                reply = parser.gets()
-            except hiredis.ProtocolError as exc:
-                self._fail(RedisConnectionError(f"the pub/sub reply is not RESP: {exc}"))
+                reply = next_reply(parser)
+            except RedisConnectionError as exc:
+                self._fail(exc)
                 break
             if reply is NOT_YET:
                 break
-            if isinstance(reply, hiredis.ReplyError):  # a refused (un)subscribe: start over
-                self._fail(BaseParser.parse_error(str(reply)))
+            if isinstance(reply, RedisError):  # a refused (un)subscribe: start over
+                self._fail(reply)
                 break
             replies.append(reply)
         if replies:

@@ -57,6 +57,7 @@ _CACHE_SIZE = 4096
 LIVE_ROOM_TTL_MS = 7 * 86_400_000  # a room idle this long expires (README: rooms)
 CREATE_REQUEST_TTL_S = 86_400  # a create's requestId names the same room for 24 h
 _CAS = script("room_cas")
+_CREATE_REQUEST = script("create_request")
 # What room_cas.lua answers: the write applied; the room had another version (the current
 # document comes back); this request id was applied already (the room as it is comes back).
 CONFLICT, APPLIED, REPLAYED = 0, 1, 2
@@ -118,14 +119,13 @@ class RoomStore:
         """Tie a create's client requestId to `room_id` for a day (docs/spec.md §4: a create
         retried with the same requestId is the same room); the room it is already tied to, or
         None when this call tied it."""
-        key = keys.create_request(app, player, request_id)
-        # One round trip, on the command batcher: SET NX GET answers the value it found. A
-        # resend after a lost reply finds `room_id` itself, which the caller then creates.
-        existing = await self.commands.execute(
-            "SET", key, room_id, "NX", "GET", "EX", CREATE_REQUEST_TTL_S
+        # One round trip, on the command batcher. A resend after a lost reply finds
+        # `room_id` itself, which the caller then creates.
+        existing = await self.commands.call(
+            _CREATE_REQUEST,
+            keys=[keys.create_request(app, player, request_id)],
+            args=[room_id, CREATE_REQUEST_TTL_S],
         )
-        if existing is False:  # a cluster client's own SET reply handling hides the value
-            existing = await self.commands.execute("GET", key)
         return existing.decode() if existing is not None else None
 
     def cached(self, app: str, room_id: str) -> RoomDoc | None:

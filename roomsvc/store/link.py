@@ -29,13 +29,14 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 Replies = list[Any]
+P = TypeVar("P", bound=asyncio.Protocol)
 OnDone = Callable[[Replies | BaseException], None]
 log = logging.getLogger("roomsvc.store")
 # What the reader returns while a reply is incomplete: not False, which RESP3 can send.
@@ -44,6 +45,18 @@ NOT_YET = object()
 
 def reply_reader() -> Any:
     return hiredis.Reader(notEnoughData=NOT_YET)
+
+
+def next_reply(parser: Any) -> Any:
+    """The next whole reply `parser` holds (an error reply as redis-py's exception for it, in
+    place), or NOT_YET; raises ConnectionError when the stream is not RESP."""
+    try:
+        reply = parser.gets()
+    except hiredis.ProtocolError as exc:
+        raise RedisConnectionError(f"the store's reply is not RESP: {exc}") from None
+    if isinstance(reply, hiredis.ReplyError):
+        return BaseParser.parse_error(str(reply))
+    return reply
 
 
 class _Sent:
@@ -145,15 +158,9 @@ class StoreLink:
             store = self._store()
             if store is None:
                 raise RedisConnectionError("the store is gone")
-            wire: _Wire | None = None
-
-            def protocol(writer: Any) -> _Wire:
-                nonlocal wire
-                wire = _Wire(self, writer)
-                return wire
-
-            transport = await take_over(store.connection_pool, protocol)
-            self._wire = wire
+            transport, self._wire = await take_over(
+                store.connection_pool, lambda writer: _Wire(self, writer)
+            )
             self._parser = reply_reader()
             self._transport = transport
         except asyncio.CancelledError:  # given up by `_lost`, which handled the batches
@@ -176,9 +183,9 @@ class StoreLink:
         written = self._written
         while self._wire is wire:  # a callback may have given this connection up
             try:
-                reply = parser.gets()
-            except hiredis.ProtocolError as exc:
-                self._lost(RedisConnectionError(f"the store's reply is not RESP: {exc}"))
+                reply = next_reply(parser)
+            except RedisConnectionError as exc:
+                self._lost(exc)
                 return
             if reply is NOT_YET:
                 return
@@ -188,8 +195,6 @@ class StoreLink:
                 self._lost(RedisConnectionError("the store sent an unexpected reply"))
                 return
             sent = written[0]
-            if isinstance(reply, hiredis.ReplyError):
-                reply = BaseParser.parse_error(str(reply))
             sent.replies.append(reply)
             if len(sent.replies) == sent.count:
                 written.popleft()
@@ -240,10 +245,11 @@ class StoreLink:
         self._lost(RedisConnectionError("the store link is closed"))
 
 
-async def take_over(pool: Any, protocol: Callable[[Any], asyncio.Protocol]) -> Any:
-    """A connection made by redis-py's `pool` (the URL's address, TLS, AUTH, HELLO, SELECT),
-    its transport then handed to `protocol(writer)`; redis-py keeps no reference to it. The
-    handshake's replies are all read by then: nothing else is sent before the first command."""
+async def take_over(pool: Any, protocol: Callable[[Any], P]) -> tuple[Any, P]:
+    """A connection made by redis-py's `pool` (the URL's address, TLS, AUTH, HELLO, SELECT):
+    its transport, handed to `protocol(writer)`, and that protocol; redis-py keeps no reference
+    to it. The handshake's replies are all read by then: nothing else is sent before the first
+    command."""
     conn = pool.make_connection()
     try:
         await conn.connect()
@@ -254,9 +260,9 @@ async def take_over(pool: Any, protocol: Callable[[Any], asyncio.Protocol]) -> A
     writer = conn._writer
     transport = writer.transport
     conn._writer = conn._reader = None  # redis-py forgets it: no close, no warning
-    # the writer is kept by the protocol: a stream writer collected closes its transport
-    transport.set_protocol(protocol(writer))
-    return transport
+    made = protocol(writer)  # it keeps the writer: a stream writer collected closes its transport
+    transport.set_protocol(made)
+    return transport, made
 
 
 def _call(on_done: OnDone, outcome: Replies | BaseException) -> None:
