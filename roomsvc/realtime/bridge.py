@@ -50,7 +50,7 @@ from roomsvc.common import logs
 from roomsvc.common.cancellation import raise_if_cancelled
 from roomsvc.store.connection import UNAVAILABLE_ERRORS
 from roomsvc.store.keys import PREFIX
-from roomsvc.store.link import NOT_YET, next_reply, reply_reader, take_over
+from roomsvc.store.link import replies_of, reply_reader, take_over
 
 log = logging.getLogger("roomsvc.realtime.bridge")
 HEALTH_INTERVAL_S = 2.0
@@ -120,18 +120,14 @@ class PubSubLink:
         parser = self._parser
         parser.feed(data)
         replies = []
-        while True:
-            try:
-                reply = next_reply(parser)
-            except RedisConnectionError as exc:
-                self._fail(exc)
-                break
-            if reply is NOT_YET:
-                break
-            if isinstance(reply, RedisError):  # a refused (un)subscribe: start over
-                self._fail(reply)
-                break
-            replies.append(reply)
+        try:
+            for reply in replies_of(parser):
+                if isinstance(reply, RedisError):  # a refused (un)subscribe: start over
+                    self._fail(reply)
+                    break
+                replies.append(reply)
+        except RedisConnectionError as exc:  # not RESP
+            self._fail(exc)
         if replies:
             # Handled on the next loop turn: a change this process made is published before
             # the store answers the write, on another connection; handled in the same turn,

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import hiredis
@@ -47,16 +47,17 @@ def reply_reader() -> Any:
     return hiredis.Reader(notEnoughData=NOT_YET)
 
 
-def next_reply(parser: Any) -> Any:
-    """The next whole reply `parser` holds (an error reply as redis-py's exception for it, in
-    place), or NOT_YET; raises ConnectionError when the stream is not RESP."""
-    try:
-        reply = parser.gets()
-    except hiredis.ProtocolError as exc:
-        raise RedisConnectionError(f"the store's reply is not RESP: {exc}") from None
-    if isinstance(reply, hiredis.ReplyError):
-        return BaseParser.parse_error(str(reply))
-    return reply
+def replies_of(parser: Any) -> Iterator[Any]:
+    """Each whole reply `parser` holds, in order (an error reply as redis-py's exception for
+    it, in place); raises ConnectionError when the stream is not RESP."""
+    while True:
+        try:
+            reply = parser.gets()
+        except hiredis.ProtocolError as exc:
+            raise RedisConnectionError(f"the store's reply is not RESP: {exc}") from None
+        if reply is NOT_YET:
+            return
+        yield BaseParser.parse_error(str(reply)) if isinstance(reply, hiredis.ReplyError) else reply
 
 
 class _Sent:
@@ -181,24 +182,22 @@ class StoreLink:
         parser, wire = self._parser, self._wire
         parser.feed(data)
         written = self._written
-        while self._wire is wire:  # a callback may have given this connection up
-            try:
-                reply = next_reply(parser)
-            except RedisConnectionError as exc:
-                self._lost(exc)
-                return
-            if reply is NOT_YET:
-                return
-            if isinstance(reply, hiredis.PushNotification):
-                continue  # RESP3 out-of-band data (maintenance, tracking): no batch's reply
-            if not written:  # a reply to nothing: the stream is not what it should be
-                self._lost(RedisConnectionError("the store sent an unexpected reply"))
-                return
-            sent = written[0]
-            sent.replies.append(reply)
-            if len(sent.replies) == sent.count:
-                written.popleft()
-                self._finish(sent, sent.replies)
+        try:
+            for reply in replies_of(parser):
+                if self._wire is not wire:  # a callback gave this connection up
+                    return
+                if isinstance(reply, hiredis.PushNotification):
+                    continue  # RESP3 out-of-band data (maintenance, tracking): no batch's reply
+                if not written:  # a reply to nothing: the stream is not what it should be
+                    self._lost(RedisConnectionError("the store sent an unexpected reply"))
+                    return
+                sent = written[0]
+                sent.replies.append(reply)
+                if len(sent.replies) == sent.count:
+                    written.popleft()
+                    self._finish(sent, sent.replies)
+        except RedisConnectionError as exc:  # not RESP (callbacks raise nothing: `_call`)
+            self._lost(exc)
 
     # ---- failure -------------------------------------------------------------------------------
 
