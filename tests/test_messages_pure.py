@@ -15,7 +15,7 @@ from roomsvc.common.errors import NotFound
 from roomsvc.common.rate import TokenBucket
 from roomsvc.messages import frames, ice, rules
 from roomsvc.rooms.doc import Participant, PStatus, RoomDoc, Via
-from roomsvc.rooms.rules import has_had_peer, is_live
+from roomsvc.rooms.rules import has_others, is_live
 
 
 def _room(*statuses: PStatus, deleted: bool = False) -> RoomDoc:
@@ -156,17 +156,15 @@ def test_no_turn_without_a_secret() -> None:
     assert servers.ice_servers == []
 
 
-def test_a_room_is_followed_once_someone_else_is_or_was_joined() -> None:
-    """(docs/messages.md "Across processes") Alone, or with invitees only, nothing can have
-    been sent to the player; a peer who joined and left may have sent something."""
-    joined, invited, declined, left = (
-        PStatus.JOINED,
-        PStatus.INVITED,
-        PStatus.DECLINED,
-        PStatus.LEFT,
-    )
-    assert not has_had_peer(_room(joined), "player0")
-    assert not has_had_peer(_room(joined, invited, declined), "player0")
-    assert has_had_peer(_room(joined, joined), "player0")
-    assert has_had_peer(_room(joined, left), "player0")
-    assert has_had_peer(_room(left, joined), "player1")  # the creator, who may have sent
+def test_a_room_is_followed_unless_the_player_is_alone_in_it() -> None:
+    """(docs/messages.md "Across processes") Alone (a seeker's room), or with nobody but those
+    who declined, nothing can reach the player; an invitee, a peer, or a peer who joined and
+    left (and may have sent something) make the room one to follow."""
+    joined, invited, left = PStatus.JOINED, PStatus.INVITED, PStatus.LEFT
+    declined = PStatus.DECLINED
+    assert not has_others(_room(joined), "player0")
+    assert not has_others(_room(joined, declined), "player0")
+    assert has_others(_room(joined, invited), "player0")
+    assert has_others(_room(joined, joined), "player0")
+    assert has_others(_room(joined, left), "player0")
+    assert has_others(_room(left, joined), "player1")  # the creator, who may have sent

@@ -168,12 +168,13 @@ async def test_reliable_messages_cross_processes_in_order_exactly_once(
         assert len(payloads(kai, room_id)) == count
 
 
-async def test_a_room_of_one_is_followed_once_a_peer_joins_and_nothing_is_missed(
+async def test_a_room_of_one_is_not_followed_and_an_inviting_room_is_from_its_creation(
     pair: list[ServerProcess], valkey: ValkeyProcess, app_id: str
 ) -> None:
-    """(docs/messages.md "Across processes") A player alone in its room (inviting, or auto-
-    matching) costs no subscription; once another joins, its process follows the room from seq
-    0, so a message the newcomer sends at once still arrives, exactly once."""
+    """(docs/messages.md "Across processes") A seeker alone in its room costs no subscription.
+    A room with an invitee is followed from its creation: the invitee's first signal, sent the
+    moment it joins (signals are not kept for a late subscriber), reaches the creator, and so
+    does a reliable message, exactly once."""
     admin = redis.asyncio.Redis.from_url(valkey.url)
 
     async def followers(room_id: str) -> int:
@@ -189,15 +190,17 @@ async def test_a_room_of_one_is_followed_once_a_peer_joins_and_nothing_is_missed
                 auto_matching_criteria={"minAutoMatchingPlayers": 2, "maxAutoMatchingPlayers": 2}
             )
             await asyncio.sleep(0.3)  # a subscription, had one been made, is confirmed by now
-            assert await followers(room_id) == 0
+            assert await followers(room_id) == 1  # ora's process, before anyone joined
             assert await followers(seeking["roomId"]) == 0
             pia.learn(await pia.client.join_room(room_id))  # pia is on the other process
+            await pia.client.signal(room_id, ora.participant[room_id], {"type": "offer"})
             await pia.client.send_message(room_id, b"at once")
             await ora.until(lambda: payloads(ora, room_id) == [b"at once"])
-            assert await followers(room_id) == 2
+            await ora.until(lambda: [s["data"] for s in ora.signals] == [{"type": "offer"}])
             await asyncio.sleep(0.2)  # a duplicate (live and backlog) would have arrived
             assert payloads(ora, room_id) == [b"at once"]
             assert ora.messages[0].seq == 1
+            assert await followers(room_id) == 2
     finally:
         await admin.aclose()
 

@@ -36,7 +36,7 @@ from roomsvc.realtime import protocol
 from roomsvc.realtime.bridge import Bridge
 from roomsvc.realtime.connection import CLOSE_OVERLOADED, Connection
 from roomsvc.realtime.inbox import MAX_WAITING, Cursor, Inbox
-from roomsvc.rooms.rules import RoomDoc, has_had_peer, is_live
+from roomsvc.rooms.rules import RoomDoc, has_others, is_live
 from roomsvc.store import keys
 from roomsvc.store.connection import UNAVAILABLE_ERRORS, is_cluster
 
@@ -104,17 +104,18 @@ class Feeds:
 
     def observe(self, conn: Connection, doc: RoomDoc, *, deleted: bool | None = None) -> None:
         """`doc` is the newest this process knows of a room `conn` is told about: follow the
-        room's messages while the player is live in it, from when someone else is or was JOINED
-        too (nothing can reach a player alone in its room: an auto-matching player's own room,
-        deleted when it is matched, costs no subscription; one who joined and left already may
-        have sent something), and stop when the player is no longer live (`deleted`: the
-        room's derived status, when the caller has it)."""
+        room's messages while the player is live in it and has anyone else in it, invited
+        included (a signal is not kept for a late subscriber: an invitee's first signals must
+        find the creator's process subscribed already; an auto-matching player's own room, a
+        room of one deleted when the player is matched, costs no subscription), and stop when
+        the player is no longer live (`deleted`: the room's derived status, when the caller
+        has it)."""
         if conn.inbox is None:
             return
         player = conn.principal.player_id
         following = doc.room_id in conn.inbox.cursors
         live = is_live(doc, player, deleted=deleted)
-        if live and not following and has_had_peer(doc, player):
+        if live and not following and has_others(doc, player):
             self.follow(conn, doc.room_id, seq=0, held=False)
         elif following and not live:
             self.unfollow(conn, doc.room_id)

@@ -33,7 +33,7 @@ from roomsvc.rooms.doc import (  # the vocabulary, also read as `rooms.X` by the
 from roomsvc.rooms.leave_reasons import PRESENCE_FAILURE, TIMEOUT, map_leave_reason
 from roomsvc.rooms.status import (  # noqa: F401 (derived state, also read as `rooms.X`)
     connected_ids,
-    has_had_peer,
+    has_others,
     invite_deadline,
     is_connected,
     is_live,

@@ -79,14 +79,13 @@ def is_live(doc: RoomDoc | None, player_id: str, *, deleted: bool | None = None)
     return not (room_status(doc) is RoomState.DELETED if deleted is None else deleted)
 
 
-def has_had_peer(doc: RoomDoc, player_id: str) -> bool:
-    """Someone besides the player is or was JOINED (LEFT is only reached from JOINED): only
-    then can a message have been sent to the player in this room (docs/messages.md "Across
-    processes": a room of one is not followed yet)."""
-    return any(p.status in _PEER and p.player_id != player_id for p in doc.participants)
-
-
-_PEER = frozenset({PStatus.JOINED, PStatus.LEFT})
+def has_others(doc: RoomDoc, player_id: str) -> bool:
+    """Someone besides the player is invited, joined or left (LEFT only follows JOINED): a
+    message or a signal can reach the player in this room now, or the moment an invitee joins.
+    Only a seeker's room of one (docs/spec.md §5) has nobody: it is not followed for messages
+    (docs/messages.md "Across processes")."""
+    return any(p.status is not PStatus.DECLINED and p.player_id != player_id
+               for p in doc.participants)  # fmt: skip
 
 
 def is_seeker(room: RoomDoc) -> bool:
